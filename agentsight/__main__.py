@@ -1,0 +1,3 @@
+from agentsight.cli import main
+
+main()

@@ -1,0 +1,194 @@
+"""Base shapes for sources, analyzers and sinks.
+
+Their hooks never touch sockets: the runtime (:mod:`agentsight.runtime`) owns
+every socket and calls the hooks, so each component is unit-testable by
+calling it directly::
+
+    gen = Generator("gen", {"count": 3})
+    gen.open()
+    events = gen.poll(0.1)
+
+A component declares its options once in ``OPTIONS``; the config loader checks
+names, types and choices against it before anything starts, and the same
+declaration documents the component (``agentsight validate --explain``).
+Components count what they skip or lose in ``self.stats`` (a plain dict of
+ints); the runtime adds those to the heartbeat beside received/sent/dropped/errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from agentsight.event import Event
+
+__all__ = ["Option", "OptionError", "Component", "Source", "Analyzer", "Sink"]
+
+
+class OptionError(ValueError):
+    """An option value that the component cannot accept."""
+
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Option:
+    """One declared option: its type, default and meaning."""
+
+    type: type | tuple[type, ...]
+    default: Any = _MISSING
+    help: str = ""
+    choices: tuple[Any, ...] | None = None
+    # Whether a change can be applied to a running component without a restart.
+    live: bool = False
+    check: Any = field(default=None, compare=False)
+
+    @property
+    def required(self) -> bool:
+        return self.default is _MISSING
+
+    def validate(self, name: str, value: Any) -> Any:
+        types = self.type if isinstance(self.type, tuple) else (self.type,)
+        if float in types and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, bool) and bool not in types:
+            raise OptionError(f"option {name!r} must be {_type_names(types)}, not a boolean")
+        if not isinstance(value, types):
+            raise OptionError(f"option {name!r} must be {_type_names(types)}, got {type(value).__name__} {value!r}")
+        if self.choices is not None and value not in self.choices:
+            raise OptionError(f"option {name!r} must be one of {', '.join(map(repr, self.choices))}, got {value!r}")
+        if self.check is not None:
+            problem = self.check(value)
+            if problem:
+                raise OptionError(f"option {name!r}: {problem}")
+        return value
+
+
+def _type_names(types: tuple[type, ...]) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+             list: "a list", dict: "a table"}
+    return " or ".join(names.get(t, t.__name__) for t in types)
+
+
+def resolve_options(spec: Mapping[str, Option], given: Mapping[str, Any]) -> dict[str, Any]:
+    """Check ``given`` against ``spec`` and fill defaults; raises OptionError on the first problem."""
+    problems = option_problems(spec, given)
+    if problems:
+        raise OptionError(problems[0])
+    out: dict[str, Any] = {}
+    for name, opt in spec.items():
+        out[name] = opt.validate(name, given[name]) if name in given else opt.default
+    return out
+
+
+def option_problems(spec: Mapping[str, Option], given: Mapping[str, Any]) -> list[str]:
+    """Every problem with ``given`` (unknown names, bad types, missing required options)."""
+    problems: list[str] = []
+    for name in given:
+        if name not in spec:
+            known = ", ".join(sorted(spec)) or "none"
+            problems.append(f"unknown option {name!r} (known options: {known})")
+    for name, opt in spec.items():
+        if name in given:
+            try:
+                opt.validate(name, given[name])
+            except OptionError as exc:
+                problems.append(str(exc))
+        elif opt.required:
+            problems.append(f"missing required option {name!r}")
+    return problems
+
+
+class Component:
+    """What every source, analyzer and sink shares: a name, options, stats."""
+
+    KIND: ClassVar[str] = ""
+    TYPE: ClassVar[str] = ""
+    OPTIONS: ClassVar[dict[str, Option]] = {}
+    # Needs root and bcc (the supervisor checks this before starting anything).
+    NEEDS_BPF: ClassVar[bool] = False
+
+    def __init__(self, name: str, options: Mapping[str, Any] | None = None) -> None:
+        self.name = name
+        self.options = resolve_options(self.OPTIONS, options or {})
+        self.stats: dict[str, int] = {}
+
+    def count(self, stat: str, n: int = 1) -> None:
+        self.stats[stat] = self.stats.get(stat, 0) + n
+
+    def reconfigure(self, options: Mapping[str, Any]) -> bool:
+        """Apply new options in place. Return False if only a restart can apply them.
+
+        The default applies a change when every changed option is declared ``live``.
+        """
+        new = resolve_options(self.OPTIONS, options)
+        changed = {k for k in new if new[k] != self.options.get(k)}
+        if any(not self.OPTIONS[k].live for k in changed):
+            return False
+        self.options = new
+        self.apply_options(changed)
+        return True
+
+    def apply_options(self, changed: set[str]) -> None:
+        """Hook: react to live option changes already stored in ``self.options``."""
+
+    def close(self) -> None:
+        """Release what ``open`` took. Called once, also after errors."""
+
+
+class Source(Component):
+    """Produces events. ``poll`` may block up to ``timeout`` seconds."""
+
+    KIND = "source"
+
+    def __init__(self, name: str, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(name, options)
+        # Set when the source has nothing more to produce (a replay reached its end).
+        self.finished = False
+
+    def open(self) -> None:
+        """Acquire resources (load eBPF, open files). Errors here are startup failures."""
+
+    def poll(self, timeout: float) -> list[Event]:
+        raise NotImplementedError
+
+    def stop(self) -> list[Event]:
+        """Stop producing; return whatever is still buffered."""
+        return []
+
+
+class Analyzer(Component):
+    """Turns events into events (zero, one or many per input)."""
+
+    KIND = "analyzer"
+    # Where the upstream takes the partition key when this stage has workers > 1:
+    # "pid", or "data.<field>" (for example "data.conn" for a TLS connection).
+    DEFAULT_PARTITION: ClassVar[str] = "pid"
+
+    def process(self, event: Event) -> Iterable[Event]:
+        raise NotImplementedError
+
+    def tick(self, now_ns: int) -> Iterable[Event]:
+        """Called about every 100 ms: emit what timed out (idle streams...)."""
+        return ()
+
+    def flush(self) -> Iterable[Event]:
+        """Called at a graceful stop after the last input: emit everything held."""
+        return ()
+
+
+class Sink(Component):
+    """Consumes events."""
+
+    KIND = "sink"
+
+    def open(self) -> None:
+        """Acquire resources (files, servers)."""
+
+    def write(self, events: list[Event]) -> None:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        """Make everything written so far durable/visible."""

@@ -1,0 +1,38 @@
+"""Add fixed fields to every event's data (labels such as host, env, run id).
+
+``fields`` is live: a change in the watched config applies without a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from agentsight.actor import Analyzer, Option
+from agentsight.event import Event
+
+__all__ = ["Annotate"]
+
+
+class Annotate(Analyzer):
+    TYPE = "annotate"
+    OPTIONS = {
+        "fields": Option(dict, {}, "fields to set in each event's data", live=True),
+        "overwrite": Option(bool, True, "replace a field the event already has", live=True),
+    }
+
+    def __init__(self, name: str, options: dict[str, Any] | None = None) -> None:
+        super().__init__(name, options)
+        self._items = list(self.options["fields"].items())
+
+    def apply_options(self, changed: set[str]) -> None:
+        self._items = list(self.options["fields"].items())
+
+    def process(self, event: Event) -> Iterable[Event]:
+        data = event.data
+        if self.options["overwrite"]:
+            data.update(self._items)
+        else:
+            for k, v in self._items:
+                data.setdefault(k, v)
+        return (event,)

@@ -1,0 +1,29 @@
+"""Forward events unchanged.
+
+With ``decode = false`` the runtime forwards whole frames without decoding the
+events in them (only the small header is read and re-stamped): the baseline the
+pipeline benchmark compares real stages against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from agentsight.actor import Analyzer, Option
+from agentsight.event import Event
+
+__all__ = ["Passthrough"]
+
+
+class Passthrough(Analyzer):
+    TYPE = "passthrough"
+    OPTIONS = {
+        "decode": Option(bool, True, "decode events (false: forward frames as they are)"),
+    }
+
+    @property
+    def raw(self) -> bool:
+        return not self.options["decode"]
+
+    def process(self, event: Event) -> Iterable[Event]:
+        return (event,)

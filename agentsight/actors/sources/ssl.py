@@ -1,0 +1,397 @@
+"""Source ``ssl``: TLS plaintext from uprobes on the TLS library (bpf/ssl.bpf.c).
+
+Emits ``ssl.data`` for every SSL_write / SSL_read / SSL_write_ex / SSL_read_ex call that
+moved bytes::
+
+    data = {"conn": "<pid>:<SSL* hex>", "dir": "write" | "read", "func": "SSL_write_ex",
+            "len": bytes the call moved, "bytes": the plaintext (bytes),
+            "truncated": bytes of the call not captured (0 normally),
+            "latency_ns": time spent in the call, "uid": int}
+
+``dir`` is from the traced process's side: ``write`` is what it sent. With
+``handshake = true`` it also emits ``ssl.handshake`` ({"conn", "ok", "latency_ns",
+"uid"}, latency from the first attempt). Every file it probes is announced once as
+``ssl.attached`` ({"path", "dev", "inode", "probes"}) and logged.
+
+Large calls reach user space as several ring-buffer records (bpf/ssl.h) that are
+reassembled here. Losses are counted in ``stats``: ``kernel_lost`` records (and
+``kernel_lost_bytes`` / ``kernel_lost_calls``) that found the ring full,
+``kernel_untracked`` calls not followed because the in-flight map was full,
+``incomplete`` reassemblies emitted short, ``read_errors`` chunks the kernel could not
+read, ``truncated`` calls cut by ``max_bytes``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentsight import bpfprog, tlslibs
+from agentsight.actor import Option, OptionError, Source
+from agentsight.event import Event
+
+__all__ = ["SslSource", "RECORD", "RECORD_FIELDS"]
+
+log = logging.getLogger(__name__)
+
+# struct ssl_record of bpf/ssl.h, field for field.
+RECORD_FIELDS = ("ts_ns", "latency_ns", "ssl", "call_id", "ret_len", "pid", "tid", "uid", "offset",
+                 "cap_len", "chunk_len", "kind", "func", "flags", "comm", "_pad")
+RECORD = struct.Struct("<QQQQqIIIIIIBBH16sI")
+
+REC_DATA, REC_HANDSHAKE, REC_EXEC = 1, 2, 3
+FLAG_READ_FAILED = 1
+FUNC_NAMES = {1: "SSL_write", 2: "SSL_read", 3: "SSL_write_ex", 4: "SSL_read_ex", 5: "SSL_do_handshake"}
+FUNC_DIRS = {1: "write", 2: "read", 3: "write", 4: "read"}
+# Index of each counter in the kernel's per-CPU `drops` array, and its name in stats.
+DROP_STATS = ("kernel_lost", "kernel_lost_bytes", "kernel_lost_calls", "kernel_untracked")
+
+CHUNK = 16384
+MAX_CHUNKS = 256
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+# bpf/ssl.bpf.c entry/return programs per function, for probes at the symbol.
+_PLAIN_PROGRAMS = {
+    "SSL_write": ("enter_write", "leave_write"),
+    "SSL_read": ("enter_read", "leave_read"),
+    "SSL_write_ex": ("enter_write_ex", "leave_write_ex"),
+    "SSL_read_ex": ("enter_read_ex", "leave_read_ex"),
+}
+_CALLEE_PROGRAMS = {
+    "SSL_write_ex": ("enter_write_ex_callee", "leave_callee"),
+    "SSL_read_ex": ("enter_read_ex_callee", "leave_callee"),
+}
+# A multi-record call still missing chunks after this long lost them in the kernel.
+_PARTIAL_TIMEOUT_S = 1.0
+# When a traced process execs, look at its mappings again after these delays:
+# the dynamic loader (and dlopen) map libraries after the exec event.
+_RESCAN_DELAYS_S = (0.0, 0.3, 2.0)
+_STATS_EVERY_S = 0.5
+
+
+def _check_max_bytes(value: int) -> str | None:
+    if not 1 <= value <= CHUNK * MAX_CHUNKS:
+        return f"must be between 1 and {CHUNK * MAX_CHUNKS} (the kernel copies at most {MAX_CHUNKS} chunks of {CHUNK})"
+    return None
+
+
+def _check_ring_kib(value: int) -> str | None:
+    pages = value * 1024 // PAGE_SIZE
+    if value * 1024 % PAGE_SIZE or pages < 1 or pages & (pages - 1):
+        return f"must be a power of two number of {PAGE_SIZE // 1024} KiB pages, like 16384"
+    return None
+
+
+def _check_comm(value: str) -> str | None:
+    if len(value) > 15 or any(c in '"\\' or not c.isprintable() for c in value):
+        return "must be a process name of at most 15 printable characters, without quotes or backslashes"
+    return None
+
+
+@dataclass
+class _Partial:
+    """Chunks of one call that arrived so far."""
+
+    head: tuple[Any, ...]
+    started: float
+    chunks: dict[int, bytes] = field(default_factory=dict)
+    failed_at: int | None = None
+    received: int = 0
+
+
+class SslSource(Source):
+    """TLS plaintext of SSL_write/SSL_read calls, captured whole with eBPF uprobes."""
+
+    TYPE = "ssl"
+    NEEDS_BPF = True
+    OPTIONS = {
+        "pid": Option(int, 0, "trace only this process (0: every process)"),
+        "tree": Option(bool, False, "also trace every descendant of pid, including later ones"),
+        "uid": Option(int, -1, "trace only processes running as this uid (-1: any)"),
+        "comm": Option(str, "", "trace only processes with this name (as in /proc/PID/comm)", check=_check_comm),
+        "binary_path": Option(list, [], "more ELF files to probe (binaries with a TLS library linked in)"),
+        "system_libs": Option(bool, True, "probe the system libssl and the node on PATH"),
+        "max_bytes": Option(int, 1 << 20, "capture at most this many bytes per call; the rest is "
+                            "reported as truncated", check=_check_max_bytes),
+        "handshake": Option(bool, False, "also report SSL_do_handshake results and timing"),
+        "ring_kib": Option(int, 16384, "ring buffer size in KiB", check=_check_ring_kib),
+    }
+
+    def __init__(self, name: str, options: dict[str, Any] | None = None) -> None:
+        super().__init__(name, options)
+        if self.options["tree"] and not self.options["pid"]:
+            raise OptionError("option 'tree' needs 'pid' (the root of the tree to trace)")
+        bad = [p for p in self.options["binary_path"] if not isinstance(p, str)]
+        if bad:
+            raise OptionError(f"option 'binary_path' must be a list of paths, got {bad[0]!r}")
+        self._bpf: Any = None
+        self._finder = tlslibs.LibraryFinder()
+        self._attached: set[tuple[str, int, str]] = set()
+        self._out: list[Event] = []
+        self._partials: dict[int, tuple[int, _Partial]] = {}  # tid -> (call_id, chunks)
+        self._rescans: list[tuple[float, int]] = []
+        self._clock = bpfprog.BootClock()
+        self._next_stats = 0.0
+        self._callback: Any = None
+
+    # -- program -----------------------------------------------------------
+
+    def bpf_defines(self) -> dict[str, Any]:
+        """The #defines that specialise bpf/ssl.bpf.c for these options."""
+        o = self.options
+        defines: dict[str, Any] = {
+            "SSL_MAX_BYTES": o["max_bytes"],
+            "SSL_CHUNK": CHUNK,
+            "SSL_MAX_CHUNKS": -(-o["max_bytes"] // CHUNK),
+            "SSL_RING_PAGES": o["ring_kib"] * 1024 // PAGE_SIZE,
+            "SSL_FILTER_PID": o["pid"],
+            "SSL_FILTER_TREE": o["tree"],
+            "SSL_FILTER_UID": o["uid"],
+            "SSL_HANDSHAKE": o["handshake"],
+        }
+        if o["comm"]:
+            defines["SSL_FILTER_COMM"] = f'"{o["comm"]}"'
+        return defines
+
+    def program_text(self) -> str:
+        """The final C this source loads (no root needed)."""
+        return bpfprog.program_text("ssl", self.bpf_defines())
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def open(self) -> None:
+        for path in self.options["binary_path"]:
+            if not os.path.isfile(path):
+                raise OptionError(f"binary_path {path!r} is not a file: give the path of an ELF binary or library")
+        self._bpf = bpfprog.load("ssl", self.bpf_defines())
+        if self.options["tree"]:
+            self._seed_tree(self.options["pid"])
+        self._callback = self._bpf["events"].open_ring_buffer(self._on_record)
+        for path in self.options["binary_path"]:
+            lib = tlslibs.inspect_elf(path)
+            if lib is None:
+                raise OptionError(f"binary_path {path!r} exports none of {', '.join(tlslibs.TLS_FUNCS)}")
+            self._finder.check(path)
+            self._attach(lib)
+        if self.options["system_libs"]:
+            node = tlslibs.node_path()
+            for lib in self._finder.check_all(tlslibs.system_library_paths() + ([node] if node else [])):
+                self._attach(lib)
+        for pid in self._initial_pids():
+            for lib in self._finder.scan_pid(pid):
+                self._attach(lib)
+        if not self._attached:
+            log.warning("ssl: no TLS library found to probe yet; give binary_path for binaries "
+                        "with OpenSSL/BoringSSL linked in")
+
+    def poll(self, timeout: float) -> list[Event]:
+        if self._bpf is None:
+            raise RuntimeError("SslSource.poll() before open()")
+        self._bpf.ring_buffer_poll(max(0, int(timeout * 1000)))
+        now = time.monotonic()
+        if self._rescans:
+            self._run_rescans(now)
+        if self._partials:
+            self._flush_partials(now - _PARTIAL_TIMEOUT_S)
+        if now >= self._next_stats:
+            self._read_drops()
+            self._next_stats = now + _STATS_EVERY_S
+        out, self._out = self._out, []
+        return out
+
+    def stop(self) -> list[Event]:
+        if self._bpf is None:
+            return []
+        self._bpf.ring_buffer_consume()
+        self._flush_partials(float("inf"))
+        self._read_drops()
+        out, self._out = self._out, []
+        return out
+
+    def close(self) -> None:
+        if self._bpf is not None:
+            self._read_drops()
+            self._bpf.cleanup()
+            self._bpf = None
+
+    # -- attaching ---------------------------------------------------------
+
+    def _initial_pids(self) -> list[int]:
+        """Processes whose mappings are scanned at start (all of them without a pid filter)."""
+        pid = self.options["pid"]
+        if not pid:
+            return [int(d) for d in os.listdir("/proc") if d.isdigit()]
+        if self.options["tree"]:
+            return sorted(_descendants(pid))
+        return [pid]
+
+    def _attach(self, lib: tlslibs.TlsLibrary) -> None:
+        """Put the entry and return probes on one library; announce it."""
+        # Without a tree to follow, the kernel installs the breakpoints in the traced
+        # process only, so other processes using the same library pay nothing.
+        pid = self.options["pid"] if self.options["pid"] and not self.options["tree"] else -1
+        probes: list[str] = []
+        try:
+            for site in lib.sites:
+                enter_fn, leave_fn = (_CALLEE_PROGRAMS if site.via_callee else _PLAIN_PROGRAMS)[site.func]
+                self._probe(lib.path, site.entry, enter_fn, pid, ret=False)
+                self._probe(lib.path, site.ret, leave_fn, pid, ret=True)
+                probes.append(site.describe())
+            if self.options["handshake"] and lib.handshake is not None:
+                self._probe(lib.path, lib.handshake, "enter_handshake", pid, ret=False)
+                self._probe(lib.path, lib.handshake, "leave_handshake", pid, ret=True)
+                probes.append(tlslibs.HANDSHAKE_FUNC)
+        except Exception as exc:  # bcc raises bare Exception when attaching fails
+            self.count("attach_errors")
+            log.warning("ssl: could not probe %s: %s", lib.path, exc)
+            return
+        self.count("attached")
+        log.info("ssl: probing %s (%s)", lib.path, ", ".join(probes))
+        self._out.append(Event("ssl.attached", time.time_ns(), self.name, data={
+            "path": lib.path, "dev": lib.dev, "inode": lib.inode, "probes": probes}))
+
+    def _probe(self, path: str, addr: int, fn_name: str, pid: int, ret: bool) -> None:
+        key = (path, addr, "r" if ret else "p")
+        if key in self._attached:
+            return
+        if ret:
+            self._bpf.attach_uretprobe(name=path, addr=addr, fn_name=fn_name, pid=pid)
+        else:
+            self._bpf.attach_uprobe(name=path, addr=addr, fn_name=fn_name, pid=pid)
+        self._attached.add(key)
+
+    def _seed_tree(self, root: int) -> None:
+        """Put the root and its current descendants in the kernel's traced set."""
+        table = self._bpf["traced_pids"]
+        for pid in _descendants(root):
+            table[ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
+
+    def _run_rescans(self, now: float) -> None:
+        due = [pid for when, pid in self._rescans if when <= now]
+        self._rescans = [(when, pid) for when, pid in self._rescans if when > now]
+        for pid in dict.fromkeys(due):
+            for lib in self._finder.scan_pid(pid):
+                self._attach(lib)
+
+    # -- records -----------------------------------------------------------
+
+    def _on_record(self, _ctx: Any, data: int, size: int) -> int:
+        """Ring-buffer callback: decode one record (runs inside ring_buffer_poll)."""
+        head = RECORD.unpack_from(ctypes.string_at(data, RECORD.size))
+        kind = head[11]
+        if kind == REC_DATA:
+            payload = ctypes.string_at(data + RECORD.size, head[10])
+            self._on_chunk(head, payload)
+        elif kind == REC_HANDSHAKE:
+            ts, latency, ssl, _, rc, pid, tid, uid = head[:8]
+            self._out.append(Event("ssl.handshake", self._clock.wall_ns(ts), self.name, pid, tid,
+                                   _comm(head[14]), {"conn": f"{pid}:{ssl:x}", "ok": rc == 1,
+                                                     "latency_ns": latency, "uid": uid}))
+        elif kind == REC_EXEC:
+            now = time.monotonic()
+            self._rescans.extend((now + delay, head[5]) for delay in _RESCAN_DELAYS_S)
+        return 0
+
+    def _on_chunk(self, head: tuple[Any, ...], payload: bytes) -> None:
+        tid, call_id, offset, cap_len = head[6], head[3], head[8], head[9]
+        failed = head[13] & FLAG_READ_FAILED
+        if failed:
+            self.count("read_errors")
+        pending = self._partials.get(tid)
+        if pending is not None and pending[0] != call_id:
+            # The thread made another call: the older one will get no more chunks.
+            del self._partials[tid]
+            self._finish(pending[1])
+            pending = None
+        if pending is None:
+            if offset == 0 and len(payload) == cap_len and not failed:
+                self._emit(head, payload)
+                return
+            pending = (call_id, _Partial(head, time.monotonic()))
+            self._partials[tid] = pending
+        part = pending[1]
+        if failed:
+            part.failed_at = offset if part.failed_at is None else min(part.failed_at, offset)
+        part.chunks[offset] = payload
+        part.received += len(payload)
+        if part.received >= cap_len:
+            del self._partials[tid]
+            self._finish(part)
+
+    def _finish(self, part: _Partial) -> None:
+        """Emit a reassembled call: its contiguous prefix if chunks are missing."""
+        cap_len = part.head[9]
+        pieces = []
+        offset = 0
+        while offset < cap_len and offset in part.chunks and offset != part.failed_at:
+            piece = part.chunks[offset]
+            pieces.append(piece)
+            offset += len(piece)
+        if offset < cap_len:
+            self.count("incomplete")
+        self._emit(part.head, b"".join(pieces))
+
+    def _flush_partials(self, started_before: float) -> None:
+        for tid, (_, part) in list(self._partials.items()):
+            if part.started <= started_before:
+                del self._partials[tid]
+                self._finish(part)
+
+    def _emit(self, head: tuple[Any, ...], payload: bytes) -> None:
+        ts, latency, ssl, _, moved, pid, tid, uid = head[:8]
+        func = head[12]
+        truncated = moved - len(payload)
+        if head[9] < moved:
+            self.count("truncated")
+        self._out.append(Event("ssl.data", self._clock.wall_ns(ts), self.name, pid, tid, _comm(head[14]), {
+            "conn": f"{pid}:{ssl:x}",
+            "dir": FUNC_DIRS.get(func, "?"),
+            "func": FUNC_NAMES.get(func, "?"),
+            "len": moved,
+            "bytes": payload,
+            "truncated": truncated,
+            "latency_ns": latency,
+            "uid": uid,
+        }))
+
+    def _read_drops(self) -> None:
+        """Copy the kernel's per-CPU drop counters (running totals) into stats."""
+        if self._bpf is None:
+            return
+        table = self._bpf["drops"]
+        for index, name in enumerate(DROP_STATS):
+            total = sum(table[ctypes.c_int(index)])
+            if total or name in self.stats:
+                self.stats[name] = int(total)
+
+
+def _comm(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def _descendants(root: int) -> set[int]:
+    """``root`` and every process below it, from /proc/PID/stat parent links."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The comm field may hold spaces and parentheses: the ppid follows the last ')'.
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    found = {root}
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found

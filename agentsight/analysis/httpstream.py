@@ -1,0 +1,693 @@
+"""HTTP exchanges reassembled from TLS plaintext (``ssl.data`` events).
+
+Theory of operation
+-------------------
+Each TLS connection (``data["conn"]``) has two byte streams: what the traced
+process wrote (``dir == "write"``: for an agent, its requests) and what it read
+(the responses). :class:`HttpStreams` keeps one :class:`_Conn` per connection:
+
+- The first bytes written decide the protocol: the HTTP/2 preface selects
+  :class:`~agentsight.analysis.http2.H2Observer`; anything else is HTTP/1.x.
+- HTTP/1.x: each direction has an :class:`_H1Reader` that runs h11 on one
+  message at a time (a fresh ``h11.Connection`` per message, fed the bytes left
+  over from the previous one), so keep-alive and pipelining need no fake
+  replies. Requests queue up per connection; each response head takes the
+  oldest unanswered request (FIFO, which is what HTTP/1.1 pipelining
+  guarantees). The request method is handed to the response parser so a reply
+  to HEAD has no body.
+- Malformed bytes never raise out of :meth:`HttpStreams.feed`: the reader
+  drops the broken message, scans forward to the next plausible start line
+  (``GET ``, ``POST ``... or ``HTTP/1.x ``), counts the bytes skipped, emits an
+  ``http.error`` event for the connection, and carries on.
+- Bodies are decoded while they arrive (chunked and Content-Length framing by
+  h11; gzip/deflate/br/zstd by :mod:`~agentsight.analysis.content_coding`).
+
+Emitted event topics (fields in ``docs/analyzers.md``):
+
+=====================  ======================================================
+``http.stream.head``   a response head arrived (first-byte time), before body
+``http.stream.chunk``  decoded body bytes of a streaming response, per record
+``http.request``       a complete (or abandoned) request
+``http.response``      a complete (or abandoned) response
+``http.exchange``      request and response paired, with the timestamps
+``http.error``         malformed bytes on a connection (reason, bytes skipped)
+=====================  ======================================================
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import h11
+
+from agentsight.analysis.content_coding import ContentDecoder
+from agentsight.analysis.http2 import PREFACE, H2Data, H2Error, H2Headers, H2Observer, H2Reset
+from agentsight.analysis.redact import redact_bytes, redact_headers, redact_text
+from agentsight.event import Event
+
+__all__ = ["HttpStreams", "HttpStats", "StreamChunks", "STREAMING_CONTENT_TYPES"]
+
+StreamChunks = Literal["none", "streaming", "all"]
+
+# Content types whose body is worth surfacing chunk by chunk while it arrives.
+STREAMING_CONTENT_TYPES = ("text/event-stream", "application/x-ndjson", "application/jsonl")
+
+_REQUEST_START = re.compile(rb"(?:GET|POST|PUT|DELETE|PATCH|HEAD|OPTIONS|CONNECT|TRACE) ")
+_RESPONSE_START = re.compile(rb"HTTP/1\.[01] ")
+_HOLD = 8  # bytes kept while scanning: a start token cut at a record boundary is not missed
+_MAX_HEAD = 256 * 1024
+
+
+@dataclass(slots=True)
+class HttpStats:
+    """Counters for the heartbeat; ``malformed`` counts parse errors, ``skipped_bytes`` what they cost."""
+
+    records: int = 0
+    bytes: int = 0
+    requests: int = 0
+    responses: int = 0
+    exchanges: int = 0
+    malformed: int = 0
+    skipped_bytes: int = 0
+    connections: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- HTTP/1 reader
+
+_H1Out = tuple[str, Any]  # ("head", h11 event) | ("data", bytes) | ("end", None) | ("abort", reason)
+#                           | ("error", reason) | ("skip", nbytes)
+
+
+class _H1Reader:
+    """One direction of an HTTP/1 connection: bytes in, h11-level events out, with resync."""
+
+    def __init__(self, is_request: bool, next_method: Callable[[], str]) -> None:
+        self._is_request = is_request
+        self._next_method = next_method
+        self._conn: h11.Connection | None = None
+        self._head: bytearray | None = None  # bytes given to _conn before its head was parsed
+        self._scan: bytes | None = None  # tail kept while searching for a message start
+        self.message_ts = 0  # ts of the record that delivered the current message's first byte
+        self.in_message = False
+
+    def feed(self, data: bytes, ts: int) -> list[_H1Out]:
+        out: list[_H1Out] = []
+        if self._scan is not None:
+            data, self._scan = self._scan + data, None
+            self._resync(data, 0, ts, out)
+        elif self._conn is None:
+            if data:
+                self._start(data, ts)
+        else:
+            self._conn.receive_data(data)
+            if self._head is not None:
+                self._head += data
+        self._drain(ts, out)
+        return out
+
+    def close(self, ts: int) -> list[_H1Out]:
+        """The connection ended: a body delimited by close completes, anything else is abandoned."""
+        out: list[_H1Out] = []
+        self._scan = None
+        if self._conn is not None:
+            self._conn.receive_data(b"")
+            self._drain(ts, out, closing=True)
+        return out
+
+    def _start(self, data: bytes, ts: int) -> None:
+        role = h11.SERVER if self._is_request else h11.CLIENT
+        conn = h11.Connection(role, max_incomplete_event_size=_MAX_HEAD)
+        if not self._is_request:
+            # h11 parses a response only after "sending" its request; the method decides
+            # whether a body follows (HEAD), the rest is irrelevant.
+            conn.send(h11.Request(method=self._next_method(), target="/", headers=[("Host", "observed")]))
+            conn.send(h11.EndOfMessage())
+        conn.receive_data(data)
+        self._conn, self._head, self.message_ts, self.in_message = conn, bytearray(data), ts, False
+
+    def _drain(self, ts: int, out: list[_H1Out], closing: bool = False) -> None:
+        while self._conn is not None:
+            conn = self._conn
+            try:
+                ev = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                self._fail(str(exc) or type(exc).__name__, ts, out, closing)
+                continue
+            if ev is h11.NEED_DATA:
+                return
+            if isinstance(ev, h11.Request | h11.Response):
+                self._head, self.in_message = None, True
+                out.append(("head", ev))
+            elif isinstance(ev, h11.Data):
+                out.append(("data", bytes(ev.data)))
+            elif isinstance(ev, h11.EndOfMessage):
+                rest = conn.trailing_data[0]
+                self._conn, self.in_message = None, False
+                out.append(("end", None))
+                if rest and not closing:
+                    self._start(rest, ts)
+            elif isinstance(ev, h11.InformationalResponse):
+                self._head = None  # a 1xx head was fine; the final head follows in the same message
+            else:  # ConnectionClosed or PAUSED: nothing more from this message
+                self._conn, self.in_message = None, False
+                return
+
+    def _fail(self, reason: str, ts: int, out: list[_H1Out], closing: bool) -> None:
+        conn = self._conn
+        assert conn is not None
+        self._conn = None
+        if self.in_message:
+            out.append(("abort", reason))
+            self.in_message = False
+        out.append(("error", reason))
+        if closing:
+            return
+        if self._head is not None:
+            data, start = bytes(self._head), 1  # the head was bad: rescan it past its first byte
+        else:
+            data, start = conn.trailing_data[0], 0  # the head was fine: scan what follows the error
+        self._head = None
+        self._resync(data, start, ts, out)
+
+    def _resync(self, data: bytes, start: int, ts: int, out: list[_H1Out]) -> None:
+        """Skip to the next start line in ``data[start:]``, or keep a short tail to search later."""
+        rx = _REQUEST_START if self._is_request else _RESPONSE_START
+        m = rx.search(data, start)
+        if m is not None:
+            if m.start():
+                out.append(("skip", m.start()))
+            self._start(data[m.start() :], ts)
+            return
+        keep = max(start, len(data) - _HOLD)
+        if keep:
+            out.append(("skip", keep))
+        self._scan = data[keep:]
+
+
+# --------------------------------------------------------------------------- messages
+
+
+@dataclass(slots=True)
+class _Message:
+    """A request or response being assembled."""
+
+    is_request: bool
+    head: dict[str, Any]
+    headers: list[list[str]]
+    ts_start: int
+    decoder: ContentDecoder
+    max_body: int
+    stream_chunks: bool = False
+    body: bytearray = field(default_factory=bytearray)
+    wire_size: int = 0
+    truncated: bool = False
+    complete: bool = False
+    error: str | None = None
+    ts_end: int = 0
+    timeline: list[list[int]] = field(default_factory=list)
+    pending_chunk: bytearray = field(default_factory=bytearray)
+    chunk_offset: int = 0
+    decoded_size: int = 0
+    out: dict[str, Any] | None = None
+
+    def add(self, data: bytes, ts: int) -> None:
+        self.wire_size += len(data)
+        decoded = self.decoder.decode(data)
+        if not decoded:
+            return
+        self.decoded_size += len(decoded)
+        room = self.max_body - len(self.body)
+        if room > 0:
+            self.body += decoded[:room]
+        if len(decoded) > room:
+            self.truncated = True
+        if self.timeline and self.timeline[-1][1] == ts:
+            self.timeline[-1][0] = self.decoded_size
+        else:
+            self.timeline.append([self.decoded_size, ts])
+        if self.stream_chunks:
+            self.pending_chunk += decoded
+
+
+@dataclass(slots=True)
+class _Exchange:
+    seq: int
+    stream_id: int | None = None
+    request: _Message | None = None
+    response: _Message | None = None
+    emitted: bool = False
+
+
+def _header(headers: list[list[str]], name: str) -> str | None:
+    for n, v in headers:
+        if n == name:
+            return v
+    return None
+
+
+def _text(body: bytes) -> str | None:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+class _Conn:
+    """State of one TLS connection."""
+
+    def __init__(self, key: str, owner: HttpStreams) -> None:
+        self.key = key
+        self.owner = owner
+        self.proto: str | None = None
+        self.probe = b""  # first written bytes, until they rule the HTTP/2 preface in or out
+        self.early_reads: list[tuple[bytes, int]] = []
+        self.awaiting: deque[_Exchange] = deque()
+        self.seq = 0
+        self.requests = _H1Reader(True, lambda: "GET")
+        self.responses = _H1Reader(False, self._next_method)
+        self.req_ex: _Exchange | None = None  # exchange whose request is being read
+        self.resp_ex: _Exchange | None = None  # exchange whose response is being read
+        self.h2: H2Observer | None = None
+        self.h2_streams: dict[int, _Exchange] = {}
+        self.malformed = 0
+        self.skipped = 0
+        self.pid = self.tid = 0
+        self.comm = ""
+        self.last_ts = 0
+
+    def _next_method(self) -> str:
+        for ex in self.awaiting:
+            if ex.request is not None:
+                return str(ex.request.head["method"])
+        return "GET"
+
+    def new_exchange(self, stream_id: int | None = None) -> _Exchange:
+        ex = _Exchange(self.seq, stream_id)
+        self.seq += 1
+        return ex
+
+
+class HttpStreams:
+    """Reassembles HTTP exchanges from ``ssl.data`` events of any number of connections.
+
+    Sans-IO: :meth:`feed` takes one event and returns the derived events; it
+    never raises on bad bytes. Call :meth:`close_connection` when a connection
+    ends (or :meth:`close_pid` when its process exits) and :meth:`flush` at
+    the end of a run, so bodies delimited by connection close complete and
+    half-received messages are reported as incomplete.
+    """
+
+    def __init__(
+        self,
+        *,
+        source: str = "http",
+        redact: bool = True,
+        max_body: int = 32 * 1024 * 1024,
+        stream_chunks: StreamChunks = "streaming",
+        emit_messages: bool = True,
+        max_connections: int = 8192,
+    ) -> None:
+        self.source = source
+        self.redact = redact
+        self.max_body = max_body
+        self.stream_chunks = stream_chunks
+        self.emit_messages = emit_messages
+        self.max_connections = max_connections
+        self.stats = HttpStats()
+        self._conns: dict[str, _Conn] = {}
+
+    # ------------------------------------------------------------------ public API
+
+    def feed(self, event: Event) -> list[Event]:
+        """Take one ``ssl.data`` event; return ``http.*`` events it completed (other topics: [])."""
+        data = event.data
+        payload = data.get("bytes")
+        key = data.get("conn")
+        if event.topic != "ssl.data" or not isinstance(payload, bytes | bytearray | memoryview) or key is None:
+            return []
+        payload = bytes(payload)
+        self.stats.records += 1
+        self.stats.bytes += len(payload)
+        conn = self._conns.get(str(key))
+        out: list[Event] = []
+        if conn is None:
+            if len(self._conns) >= self.max_connections:  # forget the least recently created one
+                out += self.close_connection(next(iter(self._conns)), event.ts_ns)
+            conn = self._conns[str(key)] = _Conn(str(key), self)
+            self.stats.connections = len(self._conns)
+        conn.pid, conn.tid, conn.comm, conn.last_ts = event.pid, event.tid, event.comm, event.ts_ns
+        is_write = data.get("dir") == "write"
+        ts = event.ts_ns
+        if conn.proto is None and not self._decide(conn, payload, is_write, ts, out):
+            return out
+        if conn.proto == "h2":
+            self._feed_h2(conn, is_write, payload, ts, out)
+        elif is_write:
+            self._feed_h1_requests(conn, payload, ts, out)
+        else:
+            self._feed_h1_responses(conn, payload, ts, out)
+        return out
+
+    def close_connection(self, key: str, ts_ns: int | None = None) -> list[Event]:
+        """The connection ended: finish what close delimits, report the rest as incomplete."""
+        conn = self._conns.pop(key, None)
+        self.stats.connections = len(self._conns)
+        if conn is None:
+            return []
+        ts = ts_ns if ts_ns is not None else conn.last_ts
+        out: list[Event] = []
+        if conn.proto == "h1":
+            self._h1_request_ops(conn, conn.requests.close(ts), ts, out)
+            self._h1_response_ops(conn, conn.responses.close(ts), ts, out)
+        pending = list(conn.awaiting) + list(conn.h2_streams.values())
+        for ex in (conn.req_ex, conn.resp_ex, *pending):
+            if ex is None:
+                continue
+            if ex.request is not None and not ex.request.complete and ex.request.out is None:
+                self._finish_request(conn, ex, ts, out, error="connection closed mid-request")
+            if ex.response is not None and not ex.response.complete and ex.response.out is None:
+                self._finish_response(conn, ex, ts, out, error="connection closed mid-response")
+            if ex.request is not None and ex.response is None:
+                self._emit_exchange(conn, ex, ts, out)  # a request that never got an answer
+        return out
+
+    def close_pid(self, pid: int, ts_ns: int | None = None) -> list[Event]:
+        """The process exited: close every connection it owned."""
+        out: list[Event] = []
+        for key in [k for k, c in self._conns.items() if c.pid == pid or k.startswith(f"{pid}:")]:
+            out += self.close_connection(key, ts_ns)
+        return out
+
+    def flush(self) -> list[Event]:
+        """End of input: close every connection."""
+        out: list[Event] = []
+        for key in list(self._conns):
+            out += self.close_connection(key)
+        return out
+
+    # ------------------------------------------------------------------ protocol choice
+
+    def _decide(self, conn: _Conn, payload: bytes, is_write: bool, ts: int, out: list[Event]) -> bool:
+        """Pick h1 or h2 from the first written bytes; False while undecided (bytes are kept)."""
+        if not is_write:
+            if conn.probe and PREFACE.startswith(conn.probe):
+                conn.early_reads.append((payload, ts))
+                return False
+            conn.proto = "h1"
+            return True
+        probe = conn.probe + payload
+        if len(probe) < len(PREFACE) and PREFACE.startswith(probe):
+            conn.probe = probe
+            return False
+        conn.probe = b""
+        if probe.startswith(PREFACE):
+            conn.proto, conn.h2 = "h2", H2Observer()
+            self._feed_h2(conn, True, probe, ts, out)
+            for data, rts in conn.early_reads:
+                self._feed_h2(conn, False, data, rts, out)
+        else:
+            conn.proto = "h1"
+            self._feed_h1_requests(conn, probe, ts, out)
+            for data, rts in conn.early_reads:
+                self._feed_h1_responses(conn, data, rts, out)
+        conn.early_reads = []
+        return False
+
+    # ------------------------------------------------------------------ HTTP/1
+
+    def _feed_h1_requests(self, conn: _Conn, payload: bytes, ts: int, out: list[Event]) -> None:
+        self._h1_request_ops(conn, conn.requests.feed(payload, ts), ts, out)
+
+    def _feed_h1_responses(self, conn: _Conn, payload: bytes, ts: int, out: list[Event]) -> None:
+        self._h1_response_ops(conn, conn.responses.feed(payload, ts), ts, out)
+        ex = conn.resp_ex
+        if ex is not None and ex.response is not None:
+            self._flush_chunk(conn, ex, ts, out)
+
+    def _h1_request_ops(self, conn: _Conn, ops: list[_H1Out], ts: int, out: list[Event]) -> None:
+        for op, arg in ops:
+            ex = conn.req_ex
+            if op == "head":
+                ex = conn.req_ex = conn.new_exchange()
+                ex.request = self._request_message(
+                    arg.method.decode("latin-1"),
+                    arg.target.decode("latin-1"),
+                    arg.http_version.decode(),
+                    [[n.decode("latin-1"), v.decode("latin-1")] for n, v in arg.headers],
+                    conn.requests.message_ts,
+                )
+                conn.awaiting.append(ex)
+            elif op == "data" and ex is not None and ex.request is not None:
+                ex.request.add(arg, ts)
+            elif op in ("end", "abort") and ex is not None:
+                self._finish_request(conn, ex, ts, out, error=arg if op == "abort" else None)
+                conn.req_ex = None
+            else:
+                self._error_op(conn, "write", op, arg, ts, out)
+
+    def _h1_response_ops(self, conn: _Conn, ops: list[_H1Out], ts: int, out: list[Event]) -> None:
+        for op, arg in ops:
+            ex = conn.resp_ex
+            if op == "head":
+                ex = conn.awaiting.popleft() if conn.awaiting else conn.new_exchange()
+                conn.resp_ex = ex
+                headers = [[n.decode("latin-1"), v.decode("latin-1")] for n, v in arg.headers]
+                ex.response = self._response_message(
+                    arg.status_code,
+                    arg.reason.decode("latin-1"),
+                    arg.http_version.decode(),
+                    headers,
+                    conn.responses.message_ts,
+                )
+                self._emit_head(conn, ex, out)
+            elif op == "data" and ex is not None and ex.response is not None:
+                ex.response.add(arg, ts)
+            elif op in ("end", "abort") and ex is not None:
+                self._finish_response(conn, ex, ts, out, error=arg if op == "abort" else None)
+                conn.resp_ex = None
+            else:
+                self._error_op(conn, "read", op, arg, ts, out)
+
+    def _error_op(self, conn: _Conn, direction: str, op: str, arg: Any, ts: int, out: list[Event]) -> None:
+        if op == "skip":
+            conn.skipped += arg
+            self.stats.skipped_bytes += arg
+        elif op == "error":
+            conn.malformed += 1
+            self.stats.malformed += 1
+            self._emit(conn, "http.error", ts, out, {"conn": conn.key, "dir": direction, "error": arg,
+                                                     "malformed": conn.malformed})
+
+    # ------------------------------------------------------------------ HTTP/2
+
+    def _feed_h2(self, conn: _Conn, from_client: bool, payload: bytes, ts: int, out: list[Event]) -> None:
+        assert conn.h2 is not None
+        touched: set[int] = set()
+        for ev in conn.h2.feed(from_client, payload):
+            if isinstance(ev, H2Error):
+                conn.skipped += ev.skipped
+                self.stats.skipped_bytes += ev.skipped
+                if ev.reason:
+                    self._error_op(conn, "write" if from_client else "read", "error", ev.reason, ts, out)
+                continue
+            ex = conn.h2_streams.get(ev.stream_id)
+            if isinstance(ev, H2Headers):
+                if from_client and ex is None:
+                    ex = conn.h2_streams[ev.stream_id] = conn.new_exchange(ev.stream_id)
+                    pseudo = dict(h for h in ev.headers if h[0].startswith(":"))
+                    headers = [[n, v] for n, v in ev.headers if not n.startswith(":")]
+                    if ":authority" in pseudo and not _header(headers, "host"):
+                        headers.insert(0, ["host", pseudo[":authority"]])
+                    ex.request = self._request_message(
+                        pseudo.get(":method", ""), pseudo.get(":path", ""), "2", headers, ts
+                    )
+                elif not from_client and ex is not None and ex.response is None:
+                    status = dict(ev.headers).get(":status", "0")
+                    if status.startswith("1"):
+                        continue  # informational head; the final one follows
+                    headers = [[n, v] for n, v in ev.headers if not n.startswith(":")]
+                    ex.response = self._response_message(int(status) if status.isdigit() else 0, "", "2",
+                                                         headers, ts)
+                    self._emit_head(conn, ex, out)
+                # any other HEADERS is trailers: only its END_STREAM matters
+            elif isinstance(ev, H2Data) and ex is not None:
+                msg = ex.request if from_client else ex.response
+                if msg is not None:
+                    msg.add(ev.data, ts)
+                    touched.add(ev.stream_id)
+            elif isinstance(ev, H2Reset) and ex is not None:
+                self._h2_end(conn, ex, True, ts, out, "stream reset")
+                self._h2_end(conn, ex, False, ts, out, "stream reset")
+                continue
+            if ex is not None and getattr(ev, "end_stream", False):
+                self._h2_end(conn, ex, from_client, ts, out, None)
+        for sid in touched:
+            ex = conn.h2_streams.get(sid)
+            if ex is not None and ex.response is not None and not ex.response.complete:
+                self._flush_chunk(conn, ex, ts, out)
+
+    def _h2_end(self, conn: _Conn, ex: _Exchange, request: bool, ts: int, out: list[Event],
+                error: str | None) -> None:
+        msg = ex.request if request else ex.response
+        if msg is None or msg.out is not None:
+            return
+        if request:
+            self._finish_request(conn, ex, ts, out, error)
+        else:
+            self._finish_response(conn, ex, ts, out, error)
+            conn.h2_streams.pop(ex.stream_id or 0, None)
+
+    # ------------------------------------------------------------------ messages
+
+    def _request_message(self, method: str, target: str, version: str, headers: list[list[str]],
+                         ts: int) -> _Message:
+        split = urlsplit(target)
+        host = _header(headers, "host") or split.netloc or ""
+        head = {"method": method, "target": target, "path": split.path or target, "query": split.query,
+                "host": host, "http_version": version}
+        return _Message(True, head, headers, ts, ContentDecoder(_header(headers, "content-encoding")),
+                        self.max_body)
+
+    def _response_message(self, status: int, reason: str, version: str, headers: list[list[str]],
+                          ts: int) -> _Message:
+        ctype = (_header(headers, "content-type") or "").lower()
+        streaming = self.stream_chunks == "all" or (
+            self.stream_chunks == "streaming" and ctype.startswith(STREAMING_CONTENT_TYPES)
+        )
+        head = {"status_code": status, "reason": reason, "http_version": version}
+        return _Message(False, head, headers, ts, ContentDecoder(_header(headers, "content-encoding")),
+                        self.max_body, stream_chunks=streaming)
+
+    def _message_dict(self, msg: _Message) -> dict[str, Any]:
+        """The record of a finished message (computed once, redacted if asked)."""
+        if msg.out is not None:
+            return msg.out
+        body = bytes(msg.body)
+        headers = msg.headers
+        head = dict(msg.head)
+        if self.redact:
+            headers = redact_headers(headers)
+            body = redact_bytes(body)
+            if "target" in head:
+                head["target"] = redact_text(head["target"])
+                head["query"] = redact_text(head["query"])
+        d: dict[str, Any] = {
+            **head,
+            "headers": headers,
+            "content_type": _header(msg.headers, "content-type"),
+            "content_encoding": _header(msg.headers, "content-encoding"),
+            "body": body,
+            "body_text": _text(body),
+            "body_size": msg.decoded_size,
+            "wire_size": msg.wire_size,
+            "body_truncated": msg.truncated,
+            "decode_error": msg.decoder.error,
+            "complete": msg.complete,
+            "error": msg.error,
+        }
+        if msg.is_request:
+            d.update(ts_start_ns=msg.ts_start, ts_end_ns=msg.ts_end)
+        else:
+            d.update(ts_first_byte_ns=msg.ts_start, ts_end_ns=msg.ts_end, timeline=msg.timeline)
+        msg.out = d
+        return d
+
+    def _finish_request(self, conn: _Conn, ex: _Exchange, ts: int, out: list[Event], error: str | None) -> None:
+        msg = ex.request
+        if msg is None or msg.out is not None:
+            return
+        msg.complete, msg.error, msg.ts_end = error is None, error, ts
+        d = self._message_dict(msg)
+        self.stats.requests += 1
+        if self.emit_messages:
+            self._emit(conn, "http.request", ts, out, {"conn": conn.key, "seq": ex.seq,
+                                                      "stream_id": ex.stream_id, **d})
+        if ex.response is not None and ex.response.out is not None:
+            self._emit_exchange(conn, ex, ts, out)
+
+    def _finish_response(self, conn: _Conn, ex: _Exchange, ts: int, out: list[Event], error: str | None) -> None:
+        msg = ex.response
+        if msg is None or msg.out is not None:
+            return
+        self._flush_chunk(conn, ex, ts, out)
+        msg.complete, msg.error, msg.ts_end = error is None, error, ts
+        d = self._message_dict(msg)
+        self.stats.responses += 1
+        if self.emit_messages:
+            self._emit(conn, "http.response", ts, out, {"conn": conn.key, "seq": ex.seq,
+                                                       "stream_id": ex.stream_id, **d})
+        # The exchange goes out when both halves are done; a response with no request seen
+        # (capture started mid-connection) goes out alone.
+        if ex.request is None or ex.request.out is not None:
+            self._emit_exchange(conn, ex, ts, out)
+
+    def _emit_exchange(self, conn: _Conn, ex: _Exchange, ts: int, out: list[Event]) -> None:
+        if ex.emitted:
+            return
+        ex.emitted = True
+        req = self._message_dict(ex.request) if ex.request is not None else None
+        resp = self._message_dict(ex.response) if ex.response is not None else None
+        self.stats.exchanges += 1
+        start = req["ts_start_ns"] if req else (resp["ts_first_byte_ns"] if resp else ts)
+        end = resp["ts_end_ns"] if resp else ts
+        self._emit(conn, "http.exchange", ts, out, {
+            "conn": conn.key,
+            "seq": ex.seq,
+            "stream_id": ex.stream_id,
+            "host": req["host"] if req else None,
+            "request": req,
+            "response": resp,
+            "ts_request_start_ns": start,
+            "ts_response_first_byte_ns": resp["ts_first_byte_ns"] if resp else None,
+            "ts_response_end_ns": end,
+            "duration_ns": end - start,
+        })
+
+    def _emit_head(self, conn: _Conn, ex: _Exchange, out: list[Event]) -> None:
+        resp = ex.response
+        if resp is None or self.stream_chunks == "none":
+            return
+        req = ex.request
+        headers = redact_headers(resp.headers) if self.redact else resp.headers
+        self._emit(conn, "http.stream.head", resp.ts_start, out, {
+            "conn": conn.key,
+            "seq": ex.seq,
+            "stream_id": ex.stream_id,
+            "method": req.head["method"] if req else None,
+            "host": req.head["host"] if req else None,
+            "path": req.head["path"] if req else None,
+            **resp.head,
+            "headers": headers,
+            "content_type": _header(resp.headers, "content-type"),
+            "streaming": resp.stream_chunks,
+            "ts_request_start_ns": req.ts_start if req else None,
+            "ts_first_byte_ns": resp.ts_start,
+        })
+
+    def _flush_chunk(self, conn: _Conn, ex: _Exchange, ts: int, out: list[Event]) -> None:
+        resp = ex.response
+        if resp is None or not resp.pending_chunk:
+            return
+        chunk = bytes(resp.pending_chunk)
+        resp.pending_chunk.clear()
+        offset = resp.chunk_offset
+        resp.chunk_offset += len(chunk)
+        self._emit(conn, "http.stream.chunk", ts, out, {
+            "conn": conn.key,
+            "seq": ex.seq,
+            "stream_id": ex.stream_id,
+            "offset": offset,
+            "data": redact_bytes(chunk) if self.redact else chunk,
+            "content_type": _header(resp.headers, "content-type"),
+        })
+
+    def _emit(self, conn: _Conn, topic: str, ts: int, out: list[Event], data: dict[str, Any]) -> None:
+        out.append(Event(topic, ts, self.source, conn.pid, conn.tid, conn.comm, data))

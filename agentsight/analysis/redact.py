@@ -1,0 +1,216 @@
+"""Credential removal from headers, bodies and raw payloads.
+
+Every secret found is replaced by a marker ``[REDACTED]`` or
+``[REDACTED:<kind>]``, where *kind* is a non-secret label of what was there
+(``sk-ant``, ``sk``, ``bearer``, ``AIza``, ``jwt``, the header or field name...).
+No character of the secret itself is kept: a suffix hint would let two
+captures be correlated to one key, which is more than an observer needs.
+
+What is found:
+
+- header values of :data:`SENSITIVE_HEADERS` (whole value, any format);
+- ``Authorization``-style schemes anywhere in text (``Bearer x``, ``Basic x``);
+- well-known key formats anywhere (OpenAI ``sk-``/``sk-proj-``, Anthropic
+  ``sk-ant-``, Google ``AIza``, GitHub, Slack, AWS access key ids, JWTs);
+- JSON fields and query-string parameters whose name says they hold a secret
+  (``"api_key": "..."``, ``?key=...``, ``&access_token=...``);
+- ``Name: value`` header lines inside raw HTTP/1 payload bytes.
+
+Limits: HTTP/2 header values inside raw frames may be Huffman-coded by HPACK
+and are not recognised in the raw bytes (the decoded ``http.*`` records are
+redacted); a secret in a format not listed above is not found.
+
+Works on ``str`` and ``bytes`` alike; :func:`redact_value` walks dicts and lists.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+__all__ = [
+    "REDACTED",
+    "SENSITIVE_HEADERS",
+    "SENSITIVE_FIELDS",
+    "is_sensitive_header",
+    "redact_text",
+    "redact_bytes",
+    "redact_headers",
+    "redact_value",
+]
+
+REDACTED = "[REDACTED]"
+
+SENSITIVE_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "x-api-key",
+        "api-key",
+        "x-goog-api-key",
+        "cookie",
+        "set-cookie",
+        "x-auth-token",
+        "x-access-token",
+        "x-amz-security-token",
+        "x-csrf-token",
+        "openai-api-key",
+        "anthropic-api-key",
+        "x-anthropic-api-key",
+        "x-openai-api-key",
+        "ocp-apim-subscription-key",
+        "x-functions-key",
+    }
+)
+
+# JSON field names whose value is a secret whatever it looks like.
+SENSITIVE_FIELDS = (
+    "api_key|apikey|api-key|x-api-key|x-goog-api-key|access_token|accesstoken|refresh_token|id_token"
+    "|client_secret|secret|password|passwd|token|auth_token|session_token|authorization|private_key"
+)
+# Query-string parameters: the JSON names plus short ones too generic for JSON (Gemini's ``?key=``).
+SENSITIVE_PARAMS = SENSITIVE_FIELDS + "|key|sig|signature|code"
+_FIELD_NAMES = frozenset(SENSITIVE_FIELDS.split("|"))
+
+
+def is_sensitive_header(name: str) -> bool:
+    """True for a header whose value is a credential."""
+    name = name.lower()
+    return name in SENSITIVE_HEADERS or name.endswith(("-api-key", "-token", "-secret"))
+
+
+def _marker(kind: str | None) -> str:
+    return f"[REDACTED:{kind}]" if kind else REDACTED
+
+
+# Known key formats: (kind label, pattern). Order matters: the most specific first.
+_KEY_FORMATS: list[tuple[str, str]] = [
+    ("sk-ant", r"sk-ant-[A-Za-z0-9_\-]{8,}"),
+    ("sk", r"sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{16,}"),
+    ("AIza", r"AIza[0-9A-Za-z_\-]{30,}"),
+    ("github", r"(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})"),
+    ("slack", r"xox[baprs]-[A-Za-z0-9\-]{10,}"),
+    ("aws", r"(?:AKIA|ASIA)[0-9A-Z]{16}"),
+    ("jwt", r"eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
+]
+
+
+def _kind_of(value: str) -> str | None:
+    for kind, pattern in _KEY_FORMATS:
+        if re.search(pattern, value):
+            return kind
+    return None
+
+
+class _Rules:
+    """The redaction regexes, compiled once for ``str`` and once for ``bytes``."""
+
+    def __init__(self, as_bytes: bool) -> None:
+        enc: Callable[[str], Any] = (lambda s: s.encode()) if as_bytes else (lambda s: s)
+        self.enc = enc
+        not_redacted = r"(?!\[REDACTED)"
+        header_names = "|".join(re.escape(h) for h in sorted(SENSITIVE_HEADERS))
+        # "Name: value" lines of a raw HTTP/1 head.
+        self.header_line = re.compile(enc(rf"(?im)^((?:{header_names}):[ \t]*){not_redacted}([^\r\n]+)"))
+        # "field": "value" in JSON (also single-quoted / unquoted-key variants seen in logs).
+        self.json_field = re.compile(
+            enc(
+                rf"""(?i)((?<![A-Za-z0-9_\-])["']?(?:{SENSITIVE_FIELDS})["']?\s*[:=]\s*["']){not_redacted}"""
+                rf"""([^"'\\\r\n]{{4,}})"""
+            )
+        )
+        # ?key=value&... in URLs and form bodies.
+        self.query = re.compile(enc(rf"(?i)([?&;](?:{SENSITIVE_PARAMS})=){not_redacted}([^&#\s\"'<>]+)"))
+        # A bearer token in free text; the digit look-ahead keeps prose ("bearer authentication") intact.
+        self.scheme = re.compile(
+            enc(rf"(?i)\b(bearer)(\s+){not_redacted}(?=[A-Za-z._~+/=\-]*[0-9])([A-Za-z0-9._~+/=\-]{{12,}})")
+        )
+        self.keys = [(kind, re.compile(enc(rf"(?<![A-Za-z0-9]){p}"))) for kind, p in _KEY_FORMATS]
+
+    def apply(self, s: Any) -> Any:
+        enc = self.enc
+
+        def field(m: re.Match[Any]) -> Any:
+            return m.group(1) + enc(_marker(_kind_of_any(m.group(2)) or "secret"))
+
+        def scheme(m: re.Match[Any]) -> Any:
+            kind = _kind_of_any(m.group(3)) or m.group(1).lower()
+            return m.group(1) + m.group(2) + enc(_marker(kind))
+
+        s = self.header_line.sub(field, s)
+        s = self.json_field.sub(field, s)
+        s = self.query.sub(field, s)
+        s = self.scheme.sub(scheme, s)
+        for kind, rx in self.keys:
+            s = rx.sub(enc(_marker(kind)), s)
+        return s
+
+
+def _kind_of_any(value: str | bytes) -> str | None:
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    return _kind_of(value)
+
+
+_STR_RULES = _Rules(as_bytes=False)
+_BYTES_RULES = _Rules(as_bytes=True)
+
+
+def redact_text(text: str) -> str:
+    """Return *text* with every recognised secret replaced by a marker."""
+    return str(_STR_RULES.apply(text))
+
+
+def redact_bytes(data: bytes) -> bytes:
+    """Return *data* with every recognised secret replaced by a marker (ASCII)."""
+    return bytes(_BYTES_RULES.apply(data))
+
+
+def _redact_header_value(name: str, value: str) -> str:
+    if is_sensitive_header(name):
+        return _marker(_kind_of(value) or name.lower())
+    return redact_text(value)
+
+
+def redact_headers(headers: list[list[str]]) -> list[list[str]]:
+    """Return a copy of ``[[name, value], ...]`` with credential values replaced."""
+    return [[name, _redact_header_value(name, value)] for name, value in headers]
+
+
+def redact_value(value: Any) -> Any:
+    """Redact recursively: strings, bytes, dicts (by key name and content), lists.
+
+    A dict entry whose key names a secret (``api_key``, ``authorization``...) is
+    replaced whole; a ``[name, value]`` pair whose name is a sensitive header is
+    treated as a header.
+    """
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return redact_bytes(bytes(value))
+    if isinstance(value, dict):
+        out: dict[Any, Any] = {}
+        for k, v in value.items():
+            if isinstance(k, str) and isinstance(v, str | bytes) and v and _is_secret_key(k):
+                text = v.decode("latin-1") if isinstance(v, bytes) else v
+                marker = _marker(_kind_of(text) or k.lower())
+                out[k] = marker.encode() if isinstance(v, bytes) else marker
+            else:
+                out[k] = redact_value(v)
+        return out
+    if isinstance(value, list | tuple):
+        if (
+            len(value) == 2
+            and isinstance(value[0], str)
+            and isinstance(value[1], str)
+            and is_sensitive_header(value[0])
+        ):
+            return [value[0], _redact_header_value(value[0], value[1])]
+        return [redact_value(v) for v in value]
+    return value
+
+
+def _is_secret_key(key: str) -> bool:
+    k = key.lower()
+    return k in _FIELD_NAMES or is_sensitive_header(k) or k.endswith(("_api_key", "apikey", "_secret"))

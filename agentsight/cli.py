@@ -1,0 +1,238 @@
+"""The `agentsight` command line (typer).
+
+Every command that captures builds a pipeline and hands it to the supervisor:
+one runtime, whether the graph comes from pipeline.toml or from flags.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from agentsight import __version__
+
+app = typer.Typer(
+    name="agentsight",
+    help="Observe AI agents from outside with eBPF: processes, files, TLS plaintext, LLM calls, tokens.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """One line on stderr, no traceback, non-zero exit."""
+    typer.echo(f"agentsight: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"agentsight {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit.")] = False) -> None:
+    pass
+
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-C", help="pipeline.toml to use.")]
+
+
+def _load_config(path: Path) -> Any:
+    from agentsight.config import ConfigError, load
+
+    try:
+        return load(path)
+    except ConfigError as exc:
+        typer.echo(f"agentsight: {path}: {len(exc.problems)} problem(s):", err=True)
+        for p in exc.problems:
+            typer.echo(f"  {p}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def validate(config: ConfigOpt) -> None:
+    """Check a pipeline.toml (types, options, inputs, cycles, endpoint clashes) without starting it."""
+    spec = _load_config(config)
+    kinds = {k: len(spec.of_kind(k)) for k in ("source", "analyzer", "sink")}
+    procs = sum(c.workers for c in spec.components.values()) + (1 if spec.bus.enabled else 0)
+    typer.echo(f"{config}: ok: {kinds['source']} sources, {kinds['analyzer']} analyzers, "
+               f"{kinds['sink']} sinks, {procs} processes")
+
+
+@app.command()
+def run(
+    config: ConfigOpt,
+    watch: Annotated[bool, typer.Option(help="Reload the config when the file changes.")] = True,
+    runtime_dir: Annotated[Path | None, typer.Option(help="Where the run keeps its sockets.")] = None,
+) -> None:
+    """Run the pipeline in pipeline.toml until Ctrl-C (or until its sources finish)."""
+    from agentsight.supervisor import AlreadyRunning, Supervisor
+
+    spec = _load_config(config)
+    spec.supervisor.watch = watch and spec.supervisor.watch
+    sup = Supervisor(spec, config, runtime_dir)
+    try:
+        code = sup.run_forever()
+    except AlreadyRunning as exc:
+        fail(str(exc))
+        return
+    typer.echo(sup.summary(), err=True)
+    raise typer.Exit(code)
+
+
+def _bus_endpoint(connect: str | None, pipeline: str, runtime_dir: Path | None) -> str:
+    from agentsight.endpoints import RunDir, default_runtime_dir
+
+    if connect:
+        return connect
+    run = RunDir(runtime_dir or default_runtime_dir(pipeline))
+    if not (run.path / "bus").exists():
+        fail(f"no running pipeline {pipeline!r} with a bus at {run.path} (start one with `agentsight run`, "
+             "or pass --connect)")
+    return run.bus_out
+
+
+@app.command()
+def tap(
+    prefixes: Annotated[list[str] | None, typer.Argument(help="Topic prefixes (ssl. http. llm. process. ...); none: all.")] = None,
+    connect: Annotated[str | None, typer.Option(help="Bus endpoint (ipc://... or tcp://HOST:PORT).")] = None,
+    pipeline: Annotated[str, typer.Option(help="Name of the local pipeline to attach to.")] = "default",
+    runtime_dir: Annotated[Path | None, typer.Option(help="Runtime dir of the pipeline.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of readable lines.")] = False,
+    server_key: Annotated[str | None, typer.Option(help="Remote bus public key (file or Z85).")] = None,
+    client_key: Annotated[str | None, typer.Option(help="Your .key_secret file, authorized on the bus.")] = None,
+    count: Annotated[int, typer.Option(help="Stop after this many events (0: no limit).")] = 0,
+    duration: Annotated[float, typer.Option(help="Stop after this many seconds (0: no limit).")] = 0.0,
+) -> None:
+    """Print live events from a running pipeline's bus."""
+    from agentsight.bus import load_public_key, load_secret_key
+    from agentsight.jsonform import event_to_json
+    from agentsight.render import pretty
+    from agentsight.subscriber import Subscriber
+
+    endpoint = _bus_endpoint(connect, pipeline, runtime_dir)
+    try:
+        sub = Subscriber(endpoint, prefixes or [""],
+                         server_key=load_public_key(server_key) if server_key else None,
+                         client_keys=load_secret_key(client_key) if client_key else None)
+    except (ValueError, OSError) as exc:
+        fail(str(exc))
+        return
+    stop = {"flag": False}
+    signal.signal(signal.SIGINT, lambda *_: stop.update(flag=True))
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
+    color = sys.stdout.isatty()
+    end = time.monotonic() + duration if duration else None
+    seen = 0
+    reported_lost = 0
+    out = sys.stdout
+    try:
+        while not stop["flag"] and (end is None or time.monotonic() < end):
+            events = sub.recv(0.2)
+            for e in events:
+                out.write((event_to_json(e) if as_json else pretty(e, color)) + "\n")
+                seen += 1
+                if count and seen >= count:
+                    stop["flag"] = True
+                    break
+            if events:
+                out.flush()
+            if sub.stats.lost > reported_lost:
+                typer.echo(f"agentsight tap: {sub.stats.lost - reported_lost} events lost on the bus "
+                           f"(this tap is slower than the pipeline)", err=True)
+                reported_lost = sub.stats.lost
+    except BrokenPipeError:
+        pass
+    finally:
+        sub.close()
+    typer.echo(f"agentsight tap: {sub.stats.events} events in {sub.stats.frames} frames, "
+               f"{sub.stats.lost} lost, {sub.stats.bad_frames} bad frames", err=True)
+
+
+@app.command()
+def status(
+    pipeline: Annotated[str, typer.Option(help="Name of the local pipeline.")] = "default",
+    runtime_dir: Annotated[Path | None, typer.Option(help="Runtime dir of the pipeline.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw status as JSON.")] = False,
+) -> None:
+    """Per-actor state, pid, restarts and received/sent/dropped/errors of a running pipeline."""
+    import zmq
+
+    from agentsight.endpoints import RunDir, default_runtime_dir
+
+    run = RunDir(runtime_dir or default_runtime_dir(pipeline))
+    if not (run.path / "status").exists():
+        fail(f"no running pipeline {pipeline!r} at {run.path}")
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(run.status)
+    sock.send(b"status")
+    if not sock.poll(3000):
+        fail(f"pipeline at {run.path} did not answer within 3 s")
+    report = json.loads(sock.recv())
+    sock.close()
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    typer.echo(f"pipeline {report['pipeline']} (supervisor pid {report['pid']}, up {report['uptime_s']}s)")
+    typer.echo(f"{'actor':<28} {'state':<10} {'pid':>7} {'restarts':>8} {'received':>10} {'sent':>10} "
+               f"{'dropped':>8} {'errors':>7}")
+    for r in report["instances"]:
+        typer.echo(f"{r['id']:<28} {r['state']:<10} {r['pid'] or '-':>7} {r['restarts']:>8} {r['received']:>10} "
+                   f"{r['sent']:>10} {r['dropped']:>8} {r['errors']:>7}")
+
+
+@app.command()
+def keys(
+    directory: Annotated[Path, typer.Option("--dir", help="Where to write the keys.")] = Path("keys"),
+    client: Annotated[list[str] | None, typer.Option(help="Client key names to make and authorize.")] = None,
+) -> None:
+    """Make CURVE keys for a bus reachable from other machines.
+
+    Writes DIR/server.key (give it to subscribers), DIR/server.key_secret (the bus's),
+    DIR/<client>.key_secret for each client, and DIR/authorized/<client>.key, the
+    directory the bus's `authorized_keys` points at.
+    """
+    import shutil
+
+    import zmq.auth
+
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    auth = directory / "authorized"
+    auth.mkdir(exist_ok=True)
+    made = []
+    for name in ["server", *(client or ["client"])]:
+        if (directory / f"{name}.key_secret").exists():
+            typer.echo(f"keeping existing {directory / name}.key_secret")
+        else:
+            zmq.auth.create_certificates(str(directory), name)
+            made.append(name)
+        os.chmod(directory / f"{name}.key_secret", 0o600)
+        if name != "server":
+            shutil.copy(directory / f"{name}.key", auth / f"{name}.key")
+    typer.echo(f"keys in {directory}: made {', '.join(made) or 'nothing new'}; "
+               f"bus: secret_key = \"{directory}/server.key_secret\", authorized_keys = \"{auth}\"")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""Events for people: one readable line each, coloured on a terminal."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+from agentsight.event import Event
+
+__all__ = ["pretty", "summarize_value"]
+
+_COLORS = {"ssl": "36", "http": "34", "llm": "35", "process": "32", "file": "33", "net": "33",
+           "stdio": "37", "system": "90", "gen": "37"}
+
+
+def summarize_value(value: Any, limit: int = 120) -> str:
+    if isinstance(value, bytes):
+        text = value.decode("utf-8", "replace")
+        text = text.replace("\r", "\\r").replace("\n", "\\n")
+        return (text[:limit] + f"…(+{len(value) - limit}B)") if len(text) > limit else text
+    text = str(value)
+    return text[:limit] + "…" if len(text) > limit else text
+
+
+def pretty(event: Event, color: bool = False, width: int = 160) -> str:
+    ts = _dt.datetime.fromtimestamp(event.ts_ns / 1e9).strftime("%H:%M:%S.%f")[:-3]
+    topic = event.topic
+    if color:
+        code = _COLORS.get(topic.split(".", 1)[0], "0")
+        topic = f"\x1b[{code}m{topic}\x1b[0m"
+    who = f"{event.comm}[{event.pid}]" if event.pid else event.source
+    fields = " ".join(f"{k}={summarize_value(v, 80)}" for k, v in event.data.items())
+    line = f"{ts} {topic} {who} {fields}"
+    return line if len(line) <= width else line[: width - 1] + "…"

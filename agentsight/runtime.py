@@ -1,0 +1,663 @@
+"""One actor process: the sockets and the loop around a component's hooks.
+
+Started by the supervisor as ``python -m agentsight.runtime SPEC.json``, one
+process per source, per analyzer worker, per sink. It
+
+- binds   its PULL input ``<run>/in/<name>.<worker>`` (analyzers and sinks);
+- connects a DEALER to the supervisor's control ROUTER (ready, heartbeat with
+  counters, reconfigure, stop), a PUSH to every instance of every downstream
+  component, and an XPUB to the bus's XSUB when it publishes.
+
+Theory of operation. Events arrive in batches (see :mod:`agentsight.wire`).
+Each input link has an expected next sequence number; a jump is counted as
+lost. The component's hook turns the batch into output events, the router
+splits them per downstream instance (by a stable hash of the partition key when
+the downstream has several workers), numbers them per link, records the new
+link state (which survives kill -9, see :mod:`agentsight.linkstate`) and only
+then sends. A graceful stop is a cascade of end-of-stream (EOS) frames: sources
+stop and send EOS on every link; a stage that has EOS from every upstream
+instance flushes its component, sends EOS downstream and exits; sinks flush and
+exit. Sends block (backpressure) rather than drop, except when stopping past the
+deadline, where what could not be sent is counted as dropped.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import zlib
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from agentsight import wire
+from agentsight.actor import Analyzer, Component, Sink, Source
+from agentsight.config import ComponentSpec, PipelineSpec, spec_from_dict
+from agentsight.endpoints import RunDir, instance_id
+from agentsight.event import Event
+from agentsight.linkstate import LinkState
+from agentsight.registry import component_class
+
+__all__ = ["main", "ActorRuntime", "partition_key", "stable_hash"]
+
+log = logging.getLogger("agentsight.runtime")
+
+MAX_BATCH = 512          # events per frame on a data edge
+DATA_HWM = 64            # frames queued per link, each side
+EXIT_FATAL = 3
+BUS_COMPONENT = "bus"           # the component cannot start here; restarting will not help
+
+
+def stable_hash(value: Any) -> int:
+    """A hash that is the same in every process (Python's str hash is salted per process)."""
+    if isinstance(value, int):
+        return value & 0x7FFFFFFF
+    if isinstance(value, str):
+        return zlib.crc32(value.encode())
+    if isinstance(value, bytes):
+        return zlib.crc32(value)
+    if value is None:
+        return 0
+    return zlib.crc32(repr(value).encode())
+
+
+def partition_key(field: str) -> Callable[[Event], Any]:
+    """The function that extracts a partition key: ``pid``, ``tid``, ``comm`` or ``data.FIELD``."""
+    if field == "pid":
+        return lambda e: e.pid
+    if field == "tid":
+        return lambda e: e.tid
+    if field == "comm":
+        return lambda e: e.comm
+    if field.startswith("data."):
+        name = field[5:]
+        return lambda e: e.data.get(name)
+    raise ValueError(f"bad partition field {field!r}")
+
+
+class Output:
+    """The links to every instance of one downstream component."""
+
+    def __init__(self, rt: ActorRuntime, target: ComponentSpec, partition: str) -> None:
+        self.target = target.name
+        self.workers = target.workers
+        self.signature = (target.name, target.workers, partition)
+        self.key = partition_key(partition) if self.workers > 1 else None
+        self.links = [f"{rt.id}->{instance_id(target.kind, target.name, w, target.workers)}"
+                      for w in range(self.workers)]
+        self.sockets: list[zmq.Socket[bytes]] = []
+        for w in range(self.workers):
+            s = rt.ctx.socket(zmq.PUSH)
+            s.setsockopt(zmq.SNDHWM, DATA_HWM)
+            s.setsockopt(zmq.LINGER, -1)
+            s.connect(rt.run.input(target.name, w))
+            self.sockets.append(s)
+        self.batches: list[list[Event]] = [[] for _ in range(self.workers)]
+
+    def add(self, events: list[Event]) -> None:
+        if self.key is None:
+            self.batches[0].extend(events)
+            return
+        n, key, batches = self.workers, self.key, self.batches
+        for e in events:
+            batches[stable_hash(key(e)) % n].append(e)
+
+
+class ActorRuntime:
+    """Runs one component instance until it is told to stop (or its source finishes)."""
+
+    def __init__(self, pipeline: PipelineSpec, name: str, worker: int, run: RunDir) -> None:
+        self.pipeline = pipeline
+        self.spec = pipeline.components[name]
+        self.worker = worker
+        self.run = run
+        self.id = instance_id(self.spec.kind, name, worker, self.spec.workers)
+        self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        self.counters = {"received": 0, "sent": 0, "dropped": 0, "errors": 0}
+        self.runtime_stats: dict[str, int] = {}
+        self.state = LinkState(run.state_file(self.id))
+        self.outputs: list[Output] = []
+        self.expected: set[str] = set()
+        self.eos_from: set[str] = set()
+        self.stopping = False
+        self.stop_deadline = 0.0
+        self.hb_interval = pipeline.supervisor.heartbeat_interval
+        self.next_hb = 0.0
+        self.component: Component = component_class(self.spec.kind, self.spec.type)(name, self.spec.options)
+        self.raw = bool(getattr(self.component, "raw", False))
+        self.publisher: Publisher | None = None
+        self.control = self.ctx.socket(zmq.DEALER)
+        self.control.setsockopt(zmq.IDENTITY, self.id.encode())
+        self.control.setsockopt(zmq.LINGER, 1000)
+        self.control.connect(run.control)
+        self.input: zmq.Socket[bytes] | None = None
+
+    # ---------------------------------------------------------------- wiring
+    def wire_up(self) -> None:
+        """(Re)compute outputs, expected senders and publishing from the pipeline spec."""
+        wanted: dict[tuple[Any, ...], ComponentSpec] = {}
+        for d in self.pipeline.downstream(self.spec.name):
+            part = d.partition_by or getattr(component_class(d.kind, d.type), "DEFAULT_PARTITION", "pid")
+            wanted[(d.name, d.workers, part)] = d
+        keep = []
+        for out in self.outputs:
+            if out.signature in wanted:
+                keep.append(out)
+                del wanted[out.signature]
+            else:
+                self._close_output(out)
+        for sig, d in wanted.items():
+            keep.append(Output(self, d, sig[2]))
+        self.outputs = keep
+        if self.raw and any(o.workers > 1 for o in self.outputs):
+            self.raw = False  # a partitioned downstream needs keys, so events must be decoded
+        self.expected = set()
+        for i in self.spec.inputs:
+            up = self.pipeline.components.get(i)
+            if up is not None:
+                self.expected.update(instance_id(up.kind, up.name, w, up.workers) for w in range(up.workers))
+        if self.spec.publish and self.pipeline.bus.enabled and self.publisher is None:
+            self.publisher = Publisher(self)
+        if self.publisher is not None:
+            self.publisher.prefixes = None if self.spec.publish is True else tuple(self.spec.publish or ())
+            if not self.spec.publish:
+                self.publisher.close()
+                self.publisher = None
+
+    def _close_output(self, out: Output) -> None:
+        self._flush_output(out)
+        for link, sock in zip(out.links, out.sockets, strict=True):
+            self._send(sock, wire.eos_frames(self.id, self.state.get(link)), 0)
+            sock.setsockopt(zmq.LINGER, 5000)
+            sock.close()
+
+    # -------------------------------------------------------------- sending
+    def _send(self, sock: zmq.Socket[bytes], frames: list[bytes], count: int) -> bool:
+        """Send, waiting while the downstream is full (backpressure). False if dropped."""
+        while True:
+            try:
+                sock.send_multipart(frames, flags=zmq.NOBLOCK)
+                return True
+            except zmq.Again:
+                pass
+            if self.stopping and time.monotonic() > self.stop_deadline:
+                self.counters["dropped"] += count
+                self._stat("dropped_at_stop", count)
+                return False
+            sock.poll(100, zmq.POLLOUT)
+            self._heartbeat()
+
+    def _number(self, out: Output, encoded: dict[int, bytes] | None = None) -> list[tuple[Any, list[bytes], int]]:
+        """Cut one output's batches into frames and number them on their links (not sent yet)."""
+        frames = []
+        for w, batch in enumerate(out.batches):
+            if not batch:
+                continue
+            link = out.links[w]
+            for start in range(0, len(batch), MAX_BATCH):
+                chunk = batch[start:start + MAX_BATCH]
+                seq = self.state.get(link)
+                self.state.set(link, seq + len(chunk))
+                body = None
+                if encoded is not None and len(batch) <= MAX_BATCH:
+                    body = encoded.get(id(batch))
+                if body is None:
+                    body = wire.encode_events(chunk)
+                    if encoded is not None and len(batch) <= MAX_BATCH:
+                        encoded[id(batch)] = body
+                frames.append((out.sockets[w], [wire.encode_header(wire.DATA, self.id, seq, len(chunk)), body],
+                               len(chunk)))
+            out.batches[w] = []
+        return frames
+
+    def _send_all(self, frames: list[tuple[Any, list[bytes], int]]) -> None:
+        for sock, parts, count in frames:
+            if self._send(sock, parts, count):
+                self.counters["sent"] += count
+
+    def _flush_output(self, out: Output) -> None:
+        self._send_all(self._number(out))
+
+    def emit(self, events: list[Event], consumed: Callable[[], None] | None = None) -> None:
+        """Route events to every downstream and the bus, and send them.
+
+        ``consumed`` marks the input that produced them as processed; it runs after
+        the outputs are numbered and before they are sent (see linkstate).
+        """
+        if events and self.publisher is not None:
+            self.publisher.publish(events)
+        frames: list[tuple[Any, list[bytes], int]] = []
+        if events:
+            encoded: dict[int, bytes] = {}
+            shared: list[Event] | None = None
+            for out in self.outputs:
+                if out.key is None:
+                    # Unpartitioned outputs share one batch and one encoding (fan-out copies).
+                    if shared is None:
+                        shared = list(events)
+                    out.batches[0] = shared
+                else:
+                    out.add(events)
+            for out in self.outputs:
+                frames.extend(self._number(out, encoded))
+        if consumed is not None:
+            consumed()
+        self._send_all(frames)
+
+    def forward_raw(self, header: wire.Header, body: bytes, consumed: Callable[[], None]) -> None:
+        """Forward a batch without decoding it (passthrough with decode = false)."""
+        frames = []
+        for out in self.outputs:
+            link = out.links[0]
+            seq = self.state.get(link)
+            self.state.set(link, seq + header.count)
+            frames.append((out.sockets[0], [wire.encode_header(wire.DATA, self.id, seq, header.count), body],
+                           header.count))
+        consumed()
+        self._send_all(frames)
+
+    def send_eos(self) -> None:
+        for out in self.outputs:
+            for link, sock in zip(out.links, out.sockets, strict=True):
+                self._send(sock, wire.eos_frames(self.id, self.state.get(link)), 0)
+
+    # -------------------------------------------------------------- control
+    def _ctl(self, msg: dict[str, Any]) -> None:
+        try:
+            self.control.send(wire.pack(msg), flags=zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+
+    def _stat(self, name: str, n: int = 1) -> None:
+        self.runtime_stats[name] = self.runtime_stats.get(name, 0) + n
+
+    def _heartbeat(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now < self.next_hb:
+            return
+        self.next_hb = now + self.hb_interval
+        stats = dict(self.component.stats)
+        for k, v in self.runtime_stats.items():
+            stats[k] = stats.get(k, 0) + v
+        counters = dict(self.counters)
+        # A component's own losses (kernel ring buffer, bus gaps) are named *_lost.
+        counters["dropped"] += sum(v for k, v in self.component.stats.items() if k.endswith("_lost"))
+        self._ctl({"op": "hb", "counters": counters, "stats": stats})
+
+    def _handle_control(self) -> None:
+        while True:
+            try:
+                raw = self.control.recv(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                msg = wire.unpack(raw)
+                op = msg.get("op")
+            except (wire.FrameError, AttributeError):
+                self._stat("bad_control")
+                continue
+            if op == "stop":
+                if not self.stopping:
+                    self.stopping = True
+                    self.stop_deadline = time.monotonic() + float(msg.get("timeout", 10.0))
+                for gone in msg.get("gone", []):
+                    self.expected.discard(gone)
+            elif op == "reconfigure":
+                self._reconfigure(spec_from_dict(msg["pipeline"]))
+            elif op == "gone":
+                # An upstream instance that will never send EOS (it failed for good).
+                self.expected.discard(msg.get("instance", ""))
+
+    def _reconfigure(self, pipeline: PipelineSpec) -> None:
+        new = pipeline.components.get(self.spec.name)
+        if new is None or new.structure() != self.spec.structure():
+            self._ctl({"op": "reconfigured", "ok": False, "reason": "structure changed"})
+            return
+        ok = True
+        if new.options != self.spec.options:
+            try:
+                ok = self.component.reconfigure(new.options)
+            except Exception as exc:  # a bad option value: keep the old ones
+                self._ctl({"op": "reconfigured", "ok": False, "reason": f"rejected: {exc}"})
+                return
+        if not ok:
+            self._ctl({"op": "reconfigured", "ok": False, "reason": "options need a restart"})
+            return
+        self.pipeline, self.spec = pipeline, new
+        self.wire_up()
+        self._ctl({"op": "reconfigured", "ok": True})
+
+    # ----------------------------------------------------------------- input
+    def _on_frame(self, parts: list[bytes]) -> None:
+        try:
+            if len(parts) != 2 and not (len(parts) == 1):
+                raise wire.FrameError(f"{len(parts)} parts")
+            header = wire.decode_header(parts[0])
+        except wire.FrameError:
+            self.counters["errors"] += 1
+            self._stat("bad_frames")
+            return
+        link = f"{header.sender}->{self.id}"
+        expected = self.state.values.get(link, 0)
+        if header.seq > expected:
+            gap = header.seq - expected
+            self.counters["dropped"] += gap
+            self._stat("lost_in_transit", gap)
+            log.warning("%s: %d events lost on %s", self.id, gap, link)
+        elif header.seq < expected:
+            self._stat("sequence_resets")
+        if header.kind == wire.EOS:
+            self.state.set(link, header.seq)
+            self.eos_from.add(header.sender)
+            return
+        if len(parts) != 2:
+            self.counters["errors"] += 1
+            self._stat("bad_frames")
+            return
+        self.counters["received"] += header.count
+        def consumed() -> None:
+            self.state.set(link, header.seq + header.count)
+
+        if self.raw:
+            if isinstance(self.component, Sink):
+                consumed()
+                self.component.write_raw(header.count)  # type: ignore[attr-defined]
+            else:
+                self.forward_raw(header, parts[1], consumed)
+            return
+        try:
+            events = wire.decode_events(parts[1], header.count)
+        except wire.FrameError as exc:
+            self.counters["errors"] += 1
+            self.counters["dropped"] += header.count
+            self._stat("bad_frames")
+            consumed()
+            log.warning("%s: skipped a bad frame from %s: %s", self.id, header.sender, exc)
+            return
+        if isinstance(self.component, Sink):
+            consumed()
+            try:
+                self.component.write(events)
+            except Exception:
+                self.counters["errors"] += 1
+                log.exception("%s: sink write failed", self.id)
+            return
+        assert isinstance(self.component, Analyzer)
+        out = self._run_hook(self.component.process, events)
+        # The outputs are numbered before the input is marked consumed: see linkstate.
+        self.emit(out, consumed)
+
+    def _run_hook(self, hook: Callable[[Event], Iterable[Event]], events: list[Event]) -> list[Event]:
+        out: list[Event] = []
+        for e in events:
+            try:
+                out.extend(hook(e))
+            except Exception as exc:
+                self.counters["errors"] += 1
+                self._stat("hook_errors")
+                if self.counters["errors"] <= 5:
+                    log.warning("%s: %s on %s: %s", self.id, type(exc).__name__, e.topic, exc)
+        return out
+
+    # ------------------------------------------------------------------ run
+    def start(self) -> None:
+        if self.spec.kind != "source":
+            self.input = self.ctx.socket(zmq.PULL)
+            self.input.setsockopt(zmq.RCVHWM, DATA_HWM)
+            self.input.setsockopt(zmq.LINGER, 0)
+            self.input.bind(self.run.input(self.spec.name, self.worker))
+        self.wire_up()
+        opener = getattr(self.component, "open", None)
+        if opener is not None:
+            opener()
+        self._ctl({"op": "ready", "pid": os.getpid()})
+
+    def loop(self) -> None:
+        if isinstance(self.component, Source):
+            self._loop_source(self.component)
+        else:
+            self._loop_stage()
+
+    def _loop_source(self, src: Source) -> None:
+        poller = zmq.Poller()
+        poller.register(self.control, zmq.POLLIN)
+        while not self.stopping and not src.finished:
+            try:
+                events = src.poll(0.05)
+            except Exception as exc:
+                self.counters["errors"] += 1
+                log.warning("%s: poll failed: %s", self.id, exc)
+                time.sleep(0.05)
+                events = []
+            self.counters["received"] += len(events)
+            self.emit(events)
+            if poller.poll(0):
+                self._handle_control()
+            if self.publisher is not None:
+                self.publisher.read_subscriptions()
+            self._heartbeat()
+        self.emit(src.stop())
+        self.send_eos()
+        if src.finished and not self.stopping:
+            self._ctl({"op": "finished"})
+
+    def _loop_stage(self) -> None:
+        assert self.input is not None
+        poller = zmq.Poller()
+        poller.register(self.control, zmq.POLLIN)
+        poller.register(self.input, zmq.POLLIN)
+        next_tick = time.monotonic() + 0.1
+        flush_every = 0.2
+        next_flush = time.monotonic() + flush_every
+        while True:
+            ready = dict(poller.poll(50))
+            if self.control in ready:
+                self._handle_control()
+            if self.input in ready:
+                for _ in range(64):
+                    try:
+                        parts = self.input.recv_multipart(flags=zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    self._on_frame(parts)
+            now = time.monotonic()
+            if now >= next_tick:
+                next_tick = now + 0.1
+                if isinstance(self.component, Analyzer):
+                    self.emit(self._run_tick())
+                if self.publisher is not None:
+                    self.publisher.read_subscriptions()
+            if isinstance(self.component, Sink) and now >= next_flush:
+                next_flush = now + flush_every
+                self.component.flush()
+            self._heartbeat()
+            if self.stopping and (self.expected <= self.eos_from or now > self.stop_deadline):
+                # Everything upstream has ended (or we are out of time): drain what is queued.
+                while True:
+                    try:
+                        parts = self.input.recv_multipart(flags=zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    self._on_frame(parts)
+                missing = self.expected - self.eos_from
+                if missing:
+                    log.warning("%s: stopping without end-of-stream from %s", self.id, ", ".join(sorted(missing)))
+                    self._stat("stopped_without_eos", len(missing))
+                break
+        if isinstance(self.component, Analyzer):
+            try:
+                self.emit(list(self.component.flush()))
+            except Exception:
+                self.counters["errors"] += 1
+                log.exception("%s: flush failed", self.id)
+        elif isinstance(self.component, Sink):
+            self.component.flush()
+        self.send_eos()
+
+    def _run_tick(self) -> list[Event]:
+        assert isinstance(self.component, Analyzer)
+        try:
+            return list(self.component.tick(time.time_ns()))
+        except Exception:
+            self.counters["errors"] += 1
+            return []
+
+    def shutdown(self) -> None:
+        try:
+            self.component.close()
+        except Exception:
+            log.exception("%s: close failed", self.id)
+        self._heartbeat(force=True)
+        self._ctl({"op": "stopped", "counters": self.counters})
+        for out in self.outputs:
+            for s in out.sockets:
+                s.setsockopt(zmq.LINGER, 5000)
+        if self.publisher is not None:
+            self.publisher.close()
+        self.state.close()
+        self.ctx.destroy(linger=5000)
+
+
+class Publisher:
+    """Publishes a stage's output to the bus, only for topics someone subscribed to.
+
+    It is an XPUB connected to the bus's XSUB, so it sees the subscriptions the
+    bus forwards and skips encoding when nobody listens. Sequence numbers are per
+    (publisher, topic), so a subscriber to a prefix can spot gaps in what it gets.
+    """
+
+    def __init__(self, rt: ActorRuntime) -> None:
+        self.id = rt.id
+        self.sock = rt.ctx.socket(zmq.XPUB)
+        self.sock.setsockopt(zmq.SNDHWM, rt.pipeline.bus.hwm)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(rt.run.bus_in)
+        self.subs: dict[bytes, int] = {}
+        self.prefixes: tuple[str, ...] | None = None
+        self.seq: dict[str, int] = {}
+        self._match: dict[str, bool] = {}
+        self.rt = rt
+
+    def read_subscriptions(self) -> None:
+        changed = False
+        while True:
+            try:
+                msg = self.sock.recv(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if not msg:
+                continue
+            prefix = msg[1:]
+            if msg[0] == 1:
+                self.subs[prefix] = self.subs.get(prefix, 0) + 1
+            elif msg[0] == 0 and prefix in self.subs:
+                self.subs[prefix] -= 1
+                if self.subs[prefix] <= 0:
+                    del self.subs[prefix]
+            changed = True
+        if changed:
+            self._match.clear()
+
+    def _wanted(self, topic: str) -> bool:
+        hit = self._match.get(topic)
+        if hit is None:
+            t = topic.encode()
+            hit = any(t.startswith(p) for p in self.subs) and (
+                self.prefixes is None or topic.startswith(self.prefixes))
+            self._match[topic] = hit
+        return hit
+
+    def publish(self, events: list[Event]) -> None:
+        if not self.subs:
+            return
+        by_topic: dict[str, list[Event]] = {}
+        for e in events:
+            if self._wanted(e.topic):
+                by_topic.setdefault(e.topic, []).append(e)
+        for topic, evs in by_topic.items():
+            seq = self.seq.get(topic, 0)
+            self.seq[topic] = seq + len(evs)
+            try:
+                self.sock.send_multipart(wire.bus_frames(topic, self.id, seq, evs), flags=zmq.NOBLOCK)
+            except zmq.Again:
+                self.rt._stat("bus_dropped", len(evs))
+
+    def close(self) -> None:
+        self.sock.close(linger=0)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask the kernel to SIGKILL us if the supervisor dies without stopping us."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        return
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _set_title(title: str) -> None:
+    try:
+        import setproctitle
+
+        setproctitle.setproctitle(title)
+    except ImportError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    with open(argv[0]) as f:
+        spec = json.load(f)
+    run = RunDir(Path(spec["run_dir"]))
+    if spec.get("supervisor_pid"):
+        _die_with_parent(int(spec["supervisor_pid"]))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor orchestrates Ctrl-C
+    if spec["component"] == BUS_COMPONENT:
+        _set_title("agentsight: bus")
+        from agentsight import bus
+
+        return bus.main(spec, run, BUS_COMPONENT)
+    pipeline = spec_from_dict(spec["pipeline"])
+    name, worker = spec["component"], spec["worker"]
+    comp = pipeline.components[name]
+    title = f"agentsight: {comp.kind}/{name}" + (f"#{worker}" if comp.workers > 1 else "")
+    _set_title(title)
+    logging.basicConfig(level=os.environ.get("AGENTSIGHT_LOG", "WARNING"),
+                        format=f"agentsight[{comp.kind}/{name}]: %(message)s")
+    rt = ActorRuntime(pipeline, name, worker, run)
+
+    def on_term(signum: int, frame: Any) -> None:
+        if not rt.stopping:
+            rt.stopping = True
+            rt.stop_deadline = time.monotonic() + pipeline.supervisor.graceful_timeout
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        rt.start()
+    except Exception as exc:
+        from agentsight.bpfprog import BpfUnavailable
+
+        fatal = isinstance(exc, (BpfUnavailable, PermissionError, FileNotFoundError, ValueError))
+        message = str(exc) or type(exc).__name__
+        rt._ctl({"op": "fatal" if fatal else "error", "message": message})
+        print(f"agentsight[{comp.kind}/{name}]: cannot start: {message}", file=sys.stderr)
+        rt.ctx.destroy(linger=1000)
+        return EXIT_FATAL if fatal else 1
+    try:
+        rt.loop()
+    finally:
+        rt.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

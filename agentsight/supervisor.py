@@ -1,0 +1,569 @@
+"""The supervisor: starts every actor process, keeps them alive, stops them in order.
+
+Binds: the control ROUTER ``<run>/control`` (every actor's DEALER connects) and the
+status REP ``<run>/status`` (`agentsight status`). Connects nothing.
+
+Policy lives here; the actor processes own their sockets and hooks.
+
+- Start: the bus first, then components downstream-first (sinks, then analyzers
+  from the last stage back, then sources), one level at a time, each level's
+  instances started together and awaited until they report ready.
+- Crash: an instance that exits without being asked is restarted after a backoff
+  (0.1 s doubling up to 2 s); more than ``max_restarts`` in ``restart_window``
+  seconds and the supervisor gives up on it and says so. An actor that reports a
+  fatal start error (no root, no bcc, bad file) is not restarted.
+- Stop (Ctrl-C, SIGTERM, all sources finished): every actor is told to stop; the
+  end-of-stream cascade drains the graph in topological order (see
+  :mod:`agentsight.runtime`); whatever is still alive after ``graceful_timeout`` is
+  killed with its whole process group. Signal handlers only set a flag.
+- Reload: the config file is watched; a valid change is applied as added /
+  removed / changed sets (options applied in place when the component can, a
+  restart of just that component otherwise); an invalid one is rejected with its
+  problems and the running pipeline is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from agentsight import wire
+from agentsight.config import ComponentSpec, ConfigError, PipelineSpec, load
+from agentsight.endpoints import RunDir, default_runtime_dir, instance_id
+from agentsight.runtime import BUS_COMPONENT, EXIT_FATAL
+
+__all__ = ["Supervisor", "Instance", "AlreadyRunning", "StartupFailed", "COUNTERS"]
+
+log = logging.getLogger("agentsight")
+COUNTERS = ("received", "sent", "dropped", "errors")
+
+
+class AlreadyRunning(RuntimeError):
+    pass
+
+
+class StartupFailed(RuntimeError):
+    pass
+
+
+@dataclass
+class Instance:
+    """One actor process slot: survives restarts of the process in it."""
+
+    kind: str
+    name: str
+    worker: int
+    workers: int
+    id: str
+    proc: subprocess.Popen[bytes] | None = None
+    state: str = "new"       # starting, running, restarting, failed, stopping, stopped, finished
+    restarts: int = 0
+    restart_times: deque[float] = field(default_factory=deque)
+    consecutive: int = 0
+    next_start: float = 0.0
+    started_at: float = 0.0
+    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+    retired: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+    stats: dict[str, int] = field(default_factory=dict)
+    message: str = ""
+    removing: bool = False
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def totals(self) -> dict[str, int]:
+        return {k: self.counters.get(k, 0) + self.retired.get(k, 0) for k in COUNTERS}
+
+    def row(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "state": self.state, "pid": self.pid,
+                "restarts": self.restarts, **self.totals(), "stats": self.stats, "message": self.message}
+
+
+class Supervisor:
+    def __init__(self, spec: PipelineSpec, config_path: str | Path | None = None,
+                 run_dir: Path | None = None) -> None:
+        self.spec = spec
+        self.config_path = Path(config_path) if config_path else None
+        rd = run_dir or (Path(spec.supervisor.runtime_dir) if spec.supervisor.runtime_dir
+                         else default_runtime_dir(spec.name))
+        self.run = RunDir(rd)
+        self.instances: dict[str, Instance] = {}
+        self.ctx: zmq.Context[Any] = zmq.Context()
+        self.stop_requested = False
+        self.kill_requested = False
+        self.reloads: queue.Queue[str] = queue.Queue()
+        self._watch_stop = threading.Event()
+        self.started = time.monotonic()
+        self.exit_code = 0
+        self.pending_replace: set[str] = set()
+        self.events: list[str] = []   # what happened, for status and the summary
+
+    # ------------------------------------------------------------- lifecycle
+    def say(self, msg: str) -> None:
+        self.events.append(msg)
+        print(f"agentsight: {msg}", file=sys.stderr, flush=True)
+
+    def _claim_run_dir(self) -> None:
+        pid_file = self.run.pid_file
+        if pid_file.exists():
+            try:
+                other = int(pid_file.read_text().strip() or 0)
+            except (OSError, ValueError):
+                other = 0
+            if other and other != os.getpid() and _is_agentsight(other):
+                raise AlreadyRunning(
+                    f"pipeline {self.spec.name!r} is already running (pid {other}, runtime dir {self.run.path}); "
+                    "stop it or give this one another name")
+            self.say(f"removing stale runtime dir {self.run.path} of a pipeline that is gone")
+            shutil.rmtree(self.run.path, ignore_errors=True)
+        elif self.run.path.exists() and any(self.run.path.iterdir()):
+            shutil.rmtree(self.run.path, ignore_errors=True)
+        self.run.create()
+        pid_file.write_text(str(os.getpid()))
+
+    def run_forever(self) -> int:
+        """Run until stopped; returns the exit code (0 clean, 1 an actor failed, 2 startup failed)."""
+        self._claim_run_dir()
+        self.control = self.ctx.socket(zmq.ROUTER)
+        self.control.setsockopt(zmq.LINGER, 0)
+        self.control.bind(self.run.control)
+        self.status = self.ctx.socket(zmq.REP)
+        self.status.setsockopt(zmq.LINGER, 0)
+        self.status.bind(self.run.status)
+        self.poller = zmq.Poller()
+        self.poller.register(self.control, zmq.POLLIN)
+        self.poller.register(self.status, zmq.POLLIN)
+        old_int = signal.signal(signal.SIGINT, self._on_signal)
+        old_term = signal.signal(signal.SIGTERM, self._on_signal)
+        watcher = None
+        try:
+            try:
+                self._start_all()
+            except StartupFailed as exc:
+                self.say(str(exc))
+                self.exit_code = 2
+                self.stop_requested = True
+            if self.config_path is not None and self.spec.supervisor.watch and not self.stop_requested:
+                watcher = threading.Thread(target=self._watch, name="config-watch", daemon=True)
+                watcher.start()
+            while not self.stop_requested:
+                self._tick(0.1)
+            self._stop_all()
+        finally:
+            self._watch_stop.set()
+            signal.signal(signal.SIGINT, old_int)
+            signal.signal(signal.SIGTERM, old_term)
+            self._kill_all()
+            self.ctx.destroy(linger=0)
+            shutil.rmtree(self.run.path, ignore_errors=True)
+        return self.exit_code
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.stop_requested:
+            self.kill_requested = True
+        self.stop_requested = True
+
+    # ---------------------------------------------------------------- start
+    def _levels(self, spec: PipelineSpec, names: Iterable[str]) -> list[list[ComponentSpec]]:
+        """Components grouped so each group only feeds groups already started."""
+        wanted = set(names)
+        depth: dict[str, int] = {}
+
+        def d(n: str) -> int:
+            if n not in depth:
+                depth[n] = 0  # guards against cycles (validate rejects them anyway)
+                downs = [c.name for c in spec.downstream(n)]
+                depth[n] = 1 + max((d(x) for x in downs), default=-1)
+            return depth[n]
+
+        groups: dict[int, list[ComponentSpec]] = {}
+        for n in wanted:
+            groups.setdefault(d(n), []).append(spec.components[n])
+        return [groups[k] for k in sorted(groups)]
+
+    def _spec_file(self, name: str, worker: int) -> Path:
+        path = self.run.path / "specs" / f"{name}.{worker}.json"
+        payload = {"pipeline": self.spec.to_dict(), "component": name, "worker": worker,
+                   "run_dir": str(self.run.path), "supervisor_pid": os.getpid()}
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(payload))
+        os.replace(tmp, path)
+        return path
+
+    def _spawn(self, inst: Instance) -> None:
+        path = self._spec_file(inst.name, inst.worker)
+        env = dict(os.environ)
+        inst.proc = subprocess.Popen(
+            [sys.executable, "-m", "agentsight.runtime", str(path)],
+            stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+        inst.state = "starting"
+        inst.started_at = time.monotonic()
+        inst.counters = dict.fromkeys(COUNTERS, 0)
+        inst.message = ""
+
+    def _instances_of(self, c: ComponentSpec) -> list[Instance]:
+        out = []
+        for w in range(c.workers):
+            iid = instance_id(c.kind, c.name, w, c.workers)
+            inst = self.instances.get(iid)
+            if inst is None:
+                inst = self.instances[iid] = Instance(c.kind, c.name, w, c.workers, iid)
+            out.append(inst)
+        return out
+
+    def _start_group(self, insts: list[Instance]) -> None:
+        for inst in insts:
+            self._spawn(inst)
+        deadline = time.monotonic() + self.spec.supervisor.ready_timeout
+        while any(i.state == "starting" for i in insts):
+            if time.monotonic() > deadline:
+                slow = ", ".join(i.id for i in insts if i.state == "starting")
+                raise StartupFailed(f"not ready after {self.spec.supervisor.ready_timeout:.0f}s: {slow}")
+            if self.stop_requested:
+                raise StartupFailed("interrupted while starting")
+            self._tick(0.05, restart=False)
+            for i in insts:
+                if i.state == "starting" and not i.alive():
+                    code = i.proc.returncode if i.proc else None
+                    raise StartupFailed(f"{i.id} could not start: {i.message or f'exit code {code}'}")
+        failed = [i for i in insts if i.state in ("failed", "restarting")]
+        if failed:
+            raise StartupFailed("; ".join(f"{i.id}: {i.message}" for i in failed))
+
+    def _start_all(self) -> None:
+        if self.spec.bus.enabled:
+            bus = self.instances[BUS_COMPONENT] = Instance("bus", BUS_COMPONENT, 0, 1, BUS_COMPONENT)
+            self._start_group([bus])
+        for group in self._levels(self.spec, self.spec.components):
+            insts = [i for c in group for i in self._instances_of(c)]
+            self._start_group(insts)
+        n = sum(1 for i in self.instances.values())
+        self.say(f"pipeline {self.spec.name!r} running: {n} processes, runtime dir {self.run.path}")
+
+    # ----------------------------------------------------------------- loop
+    def _tick(self, timeout: float, restart: bool = True) -> None:
+        ready = dict(self.poller.poll(int(timeout * 1000)))
+        if self.control in ready:
+            self._read_control()
+        if self.status in ready:
+            self._answer_status()
+        now = time.monotonic()
+        for inst in list(self.instances.values()):
+            if inst.proc is not None and inst.state not in ("stopped", "failed", "finished", "restarting") \
+                    and inst.proc.poll() is not None:
+                self._on_exit(inst)
+            if restart and inst.state == "restarting" and now >= inst.next_start and not self.stop_requested:
+                self.say(f"restarting {inst.id} (restart {inst.restarts})")
+                self._spawn(inst)
+        if restart:
+            self._maybe_finish()
+            try:
+                while True:
+                    self._reload(self.reloads.get_nowait())
+            except queue.Empty:
+                pass
+            for name in list(self.pending_replace):
+                self.pending_replace.discard(name)
+                self._replace(name)
+
+    def _read_control(self) -> None:
+        while True:
+            try:
+                ident, raw = self.control.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except ValueError:
+                continue
+            inst = self.instances.get(ident.decode(errors="replace"))
+            try:
+                msg = wire.unpack(raw)
+            except wire.FrameError:
+                continue
+            if inst is None or not isinstance(msg, dict):
+                continue
+            op = msg.get("op")
+            if op == "ready":
+                inst.state = "running"
+            elif op == "hb":
+                inst.counters = {k: int(msg.get("counters", {}).get(k, 0)) for k in COUNTERS}
+                inst.stats = dict(msg.get("stats") or {})
+            elif op == "stopped":
+                if msg.get("counters"):
+                    inst.counters.update({k: int(v) for k, v in msg["counters"].items() if k in COUNTERS})
+            elif op == "finished":
+                inst.state = "finished"
+            elif op in ("fatal", "error"):
+                inst.message = str(msg.get("message", ""))
+            elif op == "reconfigured":
+                if not msg.get("ok"):
+                    reason = msg.get("reason", "")
+                    if str(reason).startswith("rejected"):
+                        self.say(f"{inst.id}: change not applied, {reason}")
+                    else:
+                        self.say(f"{inst.id}: {reason}, restarting it")
+                        self.pending_replace.add(inst.name)
+
+    def _send(self, inst: Instance, msg: dict[str, Any]) -> None:
+        try:
+            self.control.send_multipart([inst.id.encode(), wire.pack(msg)], flags=zmq.NOBLOCK)
+        except (zmq.Again, zmq.ZMQError):
+            pass
+
+    def _on_exit(self, inst: Instance) -> None:
+        assert inst.proc is not None
+        code = inst.proc.returncode
+        for k in COUNTERS:
+            inst.retired[k] += inst.counters.get(k, 0)
+        inst.counters = dict.fromkeys(COUNTERS, 0)
+        if inst.removing or inst.state == "stopping":
+            inst.state = "stopped"
+            return
+        if inst.state == "finished" or (code == 0 and inst.kind == "source"):
+            inst.state = "finished"
+            return
+        if code == EXIT_FATAL or inst.state == "failed":
+            inst.state = "failed"
+            self.say(f"{inst.id} failed: {inst.message or 'fatal start error'}; not restarting it")
+            self._announce_gone(inst)
+            self.exit_code = 1
+            return
+        how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+        now = time.monotonic()
+        window = self.spec.supervisor.restart_window
+        while inst.restart_times and now - inst.restart_times[0] > window:
+            inst.restart_times.popleft()
+        if len(inst.restart_times) >= self.spec.supervisor.max_restarts:
+            inst.state = "failed"
+            inst.message = f"gave up after {len(inst.restart_times)} restarts in {window:.0f}s (last: {how})"
+            self.say(f"{inst.id} crashed ({how}); giving up: {len(inst.restart_times)} restarts "
+                     f"in {window:.0f}s is over the budget of {self.spec.supervisor.max_restarts}")
+            self._announce_gone(inst)
+            self.exit_code = 1
+            return
+        if now - inst.started_at > 10:
+            inst.consecutive = 0
+        delay = min(2.0, 0.1 * (2 ** inst.consecutive))
+        inst.consecutive += 1
+        inst.restarts += 1
+        inst.restart_times.append(now)
+        inst.state = "restarting"
+        inst.next_start = now + delay
+        self.say(f"{inst.id} (pid {inst.pid}) crashed: {how}; restarting in {delay:.1f}s")
+
+    def _announce_gone(self, inst: Instance) -> None:
+        """Tell the downstream instances not to wait for end-of-stream from a failed one."""
+        for d in self.spec.downstream(inst.name):
+            for di in self._instances_of(d):
+                self._send(di, {"op": "gone", "instance": inst.id})
+
+    def _maybe_finish(self) -> None:
+        if not self.spec.supervisor.exit_when_sources_done:
+            return
+        sources = [i for i in self.instances.values() if i.kind == "source"]
+        if sources and all(i.state in ("finished", "failed") for i in sources) \
+                and any(i.state == "finished" for i in sources):
+            self.say("all sources finished; draining the pipeline")
+            self.stop_requested = True
+
+    def _answer_status(self) -> None:
+        try:
+            self.status.recv(flags=zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        self.status.send(json.dumps(self.status_report()).encode())
+
+    def status_report(self) -> dict[str, Any]:
+        return {
+            "pipeline": self.spec.name,
+            "pid": os.getpid(),
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "config": str(self.config_path) if self.config_path else None,
+            "runtime_dir": str(self.run.path),
+            "instances": [i.row() for i in self.instances.values()],
+            "events": self.events[-20:],
+        }
+
+    # ----------------------------------------------------------------- stop
+    def _stop_all(self) -> None:
+        timeout = self.spec.supervisor.graceful_timeout
+        deadline = time.monotonic() + timeout
+        gone = [i.id for i in self.instances.values() if i.state == "failed"]
+        comps = [i for i in self.instances.values() if i.kind != "bus"]
+        for inst in comps:
+            if inst.alive():
+                inst.state = "stopping"
+                self._send(inst, {"op": "stop", "timeout": max(0.5, timeout - 1.0), "gone": gone})
+            elif inst.state in ("restarting", "starting", "new"):
+                inst.state = "stopped"
+        while any(i.alive() for i in comps) and time.monotonic() < deadline and not self.kill_requested:
+            self._tick(0.05, restart=False)
+        late = [i for i in comps if i.alive()]
+        if late:
+            self.say(f"killing {len(late)} actors still running after {timeout:.0f}s: "
+                     + ", ".join(i.id for i in late))
+        self._drain_control()
+        bus = self.instances.get(BUS_COMPONENT)
+        if bus is not None and bus.alive():
+            bus.state = "stopping"
+            self._send(bus, {"op": "stop"})
+            end = time.monotonic() + 2
+            while bus.alive() and time.monotonic() < end:
+                self._tick(0.05, restart=False)
+
+    def _drain_control(self) -> None:
+        for _ in range(3):
+            self._tick(0.02, restart=False)
+
+    def _kill_all(self) -> None:
+        for inst in self.instances.values():
+            if inst.proc is not None and inst.proc.poll() is None:
+                try:
+                    os.killpg(inst.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            if inst.proc is not None:
+                try:
+                    inst.proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
+                # Reap anything left in the actor's process group (children it started).
+                try:
+                    os.killpg(inst.proc.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+                if inst.state not in ("failed", "finished"):
+                    inst.state = "stopped"
+
+    # --------------------------------------------------------------- reload
+    def _watch(self) -> None:
+        from watchfiles import watch
+
+        assert self.config_path is not None
+        target = self.config_path.resolve()
+        # Watch the directory: editors replace files by rename.
+        for changes in watch(target.parent, stop_event=self._watch_stop, debounce=100, step=50,
+                             rust_timeout=200, yield_on_timeout=False):
+            if any(Path(p).resolve() == target for _, p in changes):
+                self.reloads.put(str(target))
+
+    def _reload(self, path: str) -> None:
+        try:
+            new = load(path)
+        except ConfigError as exc:
+            self.say(f"config change rejected, the running pipeline is kept: {len(exc.problems)} problem(s)")
+            for p in exc.problems:
+                self.say(f"  {p}")
+            return
+        if new.name != self.spec.name or new.bus != self.spec.bus:
+            self.say("config change rejected: name and [bus] cannot change while running (restart to apply)")
+            return
+        new.supervisor = replace(new.supervisor, runtime_dir=self.spec.supervisor.runtime_dir)
+        self.apply(new)
+
+    def apply(self, new: PipelineSpec) -> None:
+        """Move the running pipeline to ``new``, touching only what changed."""
+        old = self.spec
+        restart = {n for n, c in new.components.items()
+                   if n in old.components and old.components[n].structure() != c.structure()}
+        if restart:
+            # Two steps: take the restructured components out, then put the new ones in.
+            interim = replace(new, components={n: c for n, c in new.components.items() if n not in restart})
+            self._apply_diff(old, interim)
+            self._apply_diff(interim, new)
+        else:
+            self._apply_diff(old, new)
+
+    def _apply_diff(self, old: PipelineSpec, new: PipelineSpec) -> None:
+        added = [n for n in new.components if n not in old.components]
+        removed = [n for n in old.components if n not in new.components]
+        changed = [n for n in new.components if n in old.components and old.components[n] != new.components[n]]
+        self.spec = new
+        if added:
+            for group in self._levels(new, added):
+                try:
+                    self._start_group([i for c in group for i in self._instances_of(c)])
+                except StartupFailed as exc:
+                    self.say(f"reload: {exc}")
+        msg = {"op": "reconfigure", "pipeline": new.to_dict()}
+        for inst in self.instances.values():
+            if inst.name in new.components and inst.name not in added and inst.alive():
+                self._send(inst, msg)
+        for name in removed:
+            c = old.components[name]
+            insts = [self.instances[instance_id(c.kind, name, w, c.workers)] for w in range(c.workers)]
+            for inst in insts:
+                inst.removing = True
+                self._send(inst, {"op": "stop", "timeout": self.spec.supervisor.graceful_timeout})
+            deadline = time.monotonic() + self.spec.supervisor.graceful_timeout + 1
+            while any(i.alive() for i in insts) and time.monotonic() < deadline:
+                self._tick(0.05, restart=False)
+            for inst in insts:
+                if inst.alive() and inst.proc is not None:
+                    os.killpg(inst.proc.pid, signal.SIGKILL)
+                    inst.proc.wait()
+                del self.instances[inst.id]
+        parts = []
+        if added:
+            parts.append("started " + ", ".join(added))
+        if removed:
+            parts.append("stopped " + ", ".join(removed))
+        if changed:
+            parts.append("reconfigured " + ", ".join(changed))
+        if parts:
+            self.say("config reloaded: " + "; ".join(parts))
+
+    def _replace(self, name: str) -> None:
+        """Restart one component (its options cannot change in place)."""
+        comp = self.spec.components.get(name)
+        if comp is None:
+            return
+        without = replace(self.spec, components={n: c for n, c in self.spec.components.items() if n != name})
+        full = self.spec
+        self._apply_diff(full, without)
+        self._apply_diff(without, full)
+
+    # -------------------------------------------------------------- summary
+    def summary(self) -> str:
+        rows = [i for i in self.instances.values()]
+        lines = [f"{'actor':<28} {'state':<10} {'restarts':>8} {'received':>10} {'sent':>10} "
+                 f"{'dropped':>8} {'errors':>7}"]
+        lost = 0
+        for i in rows:
+            t = i.totals()
+            lost += t["dropped"]
+            lines.append(f"{i.id:<28} {i.state:<10} {i.restarts:>8} {t['received']:>10} {t['sent']:>10} "
+                         f"{t['dropped']:>8} {t['errors']:>7}")
+        lines.append(f"events lost: {lost}" if lost else "no events lost")
+        return "\n".join(lines)
+
+
+def _is_agentsight(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return b"agentsight" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False

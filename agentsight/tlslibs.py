@@ -1,0 +1,229 @@
+"""Finding the TLS libraries to probe and where exactly to put each probe.
+
+A file is worth probing when its dynamic symbol table exports ``SSL_write``,
+``SSL_read``, ``SSL_write_ex`` or ``SSL_read_ex``: the system libssl, binaries with
+OpenSSL/BoringSSL linked in that export them (Node), or any ELF a traced process maps.
+Files are remembered by (device, inode), so each is read and attached once however
+many processes map it.
+
+Probe placement (x86-64). A uprobe on an instruction the kernel cannot emulate is
+single-stepped out of line, which costs ~9x more per hit in this kind of VM than an
+emulated one (calls, jumps, pushes). libssl's ``SSL_write_ex`` / ``SSL_read_ex`` are
+``sub $8,%rsp; call <internal>; xor %edx,%edx; test %eax,%eax; cmovs %edx,%eax; ...``:
+they pass their arguments through untouched and only clamp the result at 0. When those
+bytes are verified, the entry probe goes on the call (+4) and the return probe on the
+internal function (which starts with emulated pushes and has the same arguments);
+anything else keeps both probes at the symbol.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+
+__all__ = [
+    "TLS_FUNCS",
+    "HANDSHAKE_FUNC",
+    "ProbeSite",
+    "TlsLibrary",
+    "inspect_elf",
+    "system_library_paths",
+    "mapped_files",
+    "LibraryFinder",
+]
+
+TLS_FUNCS = ("SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex")
+HANDSHAKE_FUNC = "SSL_do_handshake"
+
+_SUB_RSP_IMM8 = b"\x48\x83\xec"  # sub $imm8,%rsp
+_CALL_REL32 = 0xE8
+# xor %edx,%edx; test %eax,%eax; cmovs %edx,%eax: "return ret < 0 ? 0 : ret"
+_CLAMP_AT_ZERO = b"\x31\xd2\x85\xc0\x0f\x48\xc2"
+_WRAPPER_MAX_SIZE = 64
+
+_LIB_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64",
+             "/lib", "/usr/lib", "/usr/local/lib", "/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu")
+
+
+@dataclass(frozen=True)
+class ProbeSite:
+    """Where one function's entry and return probes go (virtual addresses in the file)."""
+
+    func: str
+    symbol: int
+    entry: int
+    ret: int
+    # The return probe is on the internal function the wrapper calls (see module doc).
+    via_callee: bool = False
+
+    def describe(self) -> str:
+        if not self.via_callee:
+            return self.func
+        return f"{self.func}+{self.entry - self.symbol:#x} (return on {self.ret:#x})"
+
+
+@dataclass(frozen=True)
+class TlsLibrary:
+    """A file that exports the TLS functions, and the probe sites found in it."""
+
+    path: str
+    dev: int
+    inode: int
+    sites: tuple[ProbeSite, ...]
+    handshake: int | None = None
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.dev, self.inode)
+
+
+class _Elf:
+    """The few things read from one ELF file: exported function symbols and code bytes."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.elf = ELFFile(stream)
+        self.x86_64 = self.elf["e_machine"] == "EM_X86_64"
+        self._hash = self.elf.get_section_by_name(".gnu.hash")
+        self._dynsym = self.elf.get_section_by_name(".dynsym")
+        self._exec = [seg for seg in self.elf.iter_segments()
+                      if seg["p_type"] == "PT_LOAD" and seg["p_flags"] & 1]
+
+    def function(self, name: str) -> tuple[int, int] | None:
+        """(address, size) of an exported, defined function, or None."""
+        sym = None
+        if self._hash is not None and hasattr(self._hash, "get_symbol"):
+            sym = self._hash.get_symbol(name)
+        elif self._dynsym is not None:
+            found = self._dynsym.get_symbol_by_name(name)
+            sym = found[0] if found else None
+        if sym is None or sym["st_info"]["type"] not in ("STT_FUNC", "STT_GNU_IFUNC"):
+            return None
+        if sym["st_shndx"] == "SHN_UNDEF" or not sym["st_value"]:
+            return None
+        return int(sym["st_value"]), int(sym["st_size"])
+
+    def code(self, addr: int, size: int) -> bytes:
+        """``size`` bytes of executable code at virtual address ``addr`` (b"" if outside)."""
+        for seg in self._exec:
+            start = seg["p_vaddr"]
+            if start <= addr and addr + size <= start + seg["p_filesz"]:
+                self.stream.seek(addr - start + seg["p_offset"])
+                return self.stream.read(size)
+        return b""
+
+
+def _is_emulated_push(code: bytes) -> bool:
+    """``push %reg`` (50-57, or 41 50-57 for r8-r15): x86 uprobes emulate it."""
+    if code[:1] and 0x50 <= code[0] <= 0x57:
+        return True
+    return len(code) >= 2 and code[0] == 0x41 and 0x50 <= code[1] <= 0x57
+
+
+def _plan(elf: _Elf, func: str, addr: int, size: int) -> ProbeSite:
+    """The cheapest verified probe placement for one exported function."""
+    plain = ProbeSite(func, addr, addr, addr)
+    if not elf.x86_64 or not func.endswith("_ex") or not 9 + len(_CLAMP_AT_ZERO) <= size <= _WRAPPER_MAX_SIZE:
+        return plain
+    code = elf.code(addr, size)
+    if (len(code) < 9 + len(_CLAMP_AT_ZERO) or code[:3] != _SUB_RSP_IMM8 or code[4] != _CALL_REL32
+            or code[9:9 + len(_CLAMP_AT_ZERO)] != _CLAMP_AT_ZERO):
+        return plain
+    callee = addr + 9 + int.from_bytes(code[5:9], "little", signed=True)
+    if not _is_emulated_push(elf.code(callee, 2)):
+        return plain
+    return ProbeSite(func, addr, addr + 4, callee, via_callee=True)
+
+
+def inspect_elf(path: str) -> TlsLibrary | None:
+    """The probe sites of ``path`` if it exports the TLS functions; None otherwise."""
+    try:
+        st = os.stat(path)
+        with open(path, "rb") as stream:
+            elf = _Elf(stream)
+            sites = []
+            for func in TLS_FUNCS:
+                found = elf.function(func)
+                if found is not None:
+                    sites.append(_plan(elf, func, *found))
+            handshake = elf.function(HANDSHAKE_FUNC)
+    except (OSError, ELFError, ValueError):
+        return None
+    if not sites:
+        return None
+    return TlsLibrary(path, st.st_dev, st.st_ino, tuple(sites), handshake[0] if handshake else None)
+
+
+def system_library_paths() -> list[str]:
+    """Shared libraries in the standard directories that may be OpenSSL's libssl."""
+    found: list[str] = []
+    for directory in _LIB_DIRS:
+        found.extend(sorted(glob.glob(os.path.join(directory, "libssl.so*"))))
+    return found
+
+
+def node_path() -> str | None:
+    """The ``node`` on PATH (it links OpenSSL in and exports the SSL functions)."""
+    return shutil.which("node")
+
+
+def mapped_files(pid: int) -> list[str]:
+    """Regular files mapped executable by ``pid``, as paths this process can open.
+
+    A path that names another file here (another mount namespace, a replaced file) is
+    reached through ``/proc/PID/root`` instead.
+    """
+    paths: list[str] = []
+    try:
+        with open(f"/proc/{pid}/maps") as maps:
+            lines = maps.readlines()
+    except OSError:
+        return paths
+    seen: set[str] = set()
+    for line in lines:
+        parts = line.split(None, 5)
+        if len(parts) < 6 or "x" not in parts[1] or parts[4] == "0":
+            continue
+        path = parts[5].rstrip("\n")
+        if not path.startswith("/") or path.endswith(" (deleted)") or path in seen:
+            continue
+        seen.add(path)
+        try:
+            same = os.stat(path).st_ino == int(parts[4])
+        except OSError:
+            same = False
+        paths.append(path if same else f"/proc/{pid}/root{path}")
+    return paths
+
+
+class LibraryFinder:
+    """Remembers every file looked at by (device, inode), so each is read once."""
+
+    def __init__(self) -> None:
+        self._seen: set[tuple[int, int]] = set()
+
+    def check(self, path: str) -> TlsLibrary | None:
+        """The library at ``path`` if it is new and exports the TLS functions."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        key = (st.st_dev, st.st_ino)
+        if key in self._seen:
+            return None
+        self._seen.add(key)
+        return inspect_elf(path)
+
+    def check_all(self, paths: Iterable[str]) -> list[TlsLibrary]:
+        return [lib for lib in map(self.check, paths) if lib is not None]
+
+    def scan_pid(self, pid: int) -> list[TlsLibrary]:
+        """New TLS libraries among the files ``pid`` maps."""
+        return self.check_all(mapped_files(pid))
