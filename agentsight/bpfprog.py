@@ -81,7 +81,7 @@ def load(name: str, defines: dict[str, Any] | None = None) -> Any:
 
     text = program_text(name, defines)
     try:
-        return BPF(text=text, cflags=["-Wno-macro-redefined", "-Wno-unused-value"])
+        return BPF(text=text.encode(), cflags=["-Wno-macro-redefined", "-Wno-unused-value"])
     except Exception as exc:  # bcc raises bare Exception on compile errors
         raise BpfUnavailable(f"could not load bpf/{name}.bpf.c: {exc}") from None
 

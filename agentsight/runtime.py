@@ -264,6 +264,7 @@ class ActorRuntime:
         self._send_all(frames)
 
     def send_eos(self) -> None:
+        log.info("%s: end of stream, sent %d events", self.id, self.counters["sent"])
         for out in self.outputs:
             for link, sock in zip(out.links, out.sockets, strict=True):
                 self._send(sock, wire.eos_frames(self.id, self.state.get(link)), 0)
@@ -291,6 +292,30 @@ class ActorRuntime:
         counters["dropped"] += sum(v for k, v in self.component.stats.items() if k.endswith("_lost"))
         self._ctl({"op": "hb", "counters": counters, "stats": stats})
 
+    def await_release(self) -> None:
+        """Stay connected until every downstream instance has our end-of-stream.
+
+        libzmq drops what is still in the kernel buffers of a connection whose
+        sender goes away while the receiver is at its high-water mark, so a sender
+        that exits right after its last send can lose the tail of its stream. The
+        receivers report each EOS to the supervisor, which then releases us.
+        """
+        if not self.outputs:
+            return
+        self._ctl({"op": "draining"})
+        deadline = self.stop_deadline if self.stopping else time.monotonic() + self.pipeline.supervisor.graceful_timeout
+        while time.monotonic() < deadline:
+            if not self.control.poll(100):
+                self._heartbeat()
+                continue
+            try:
+                msg = wire.unpack(self.control.recv())
+            except wire.FrameError:
+                continue
+            if isinstance(msg, dict) and msg.get("op") == "release":
+                return
+        log.warning("%s: downstream did not confirm the end of stream in time", self.id)
+
     def _handle_control(self) -> None:
         while True:
             try:
@@ -304,6 +329,7 @@ class ActorRuntime:
                 self._stat("bad_control")
                 continue
             if op == "stop":
+                log.info("%s: stop requested", self.id)
                 if not self.stopping:
                     self.stopping = True
                     self.stop_deadline = time.monotonic() + float(msg.get("timeout", 10.0))
@@ -356,6 +382,9 @@ class ActorRuntime:
         if header.kind == wire.EOS:
             self.state.set(link, header.seq)
             self.eos_from.add(header.sender)
+            log.info("%s: end of stream from %s at %d", self.id, header.sender, header.seq)
+            # The sender keeps its sockets open until the supervisor hears this (see await_release).
+            self._ctl({"op": "eos", "from": header.sender})
             return
         if len(parts) != 2:
             self.counters["errors"] += 1
@@ -522,7 +551,9 @@ class ActorRuntime:
         if self.publisher is not None:
             self.publisher.close()
         self.state.close()
+        t0 = time.monotonic()
         self.ctx.destroy(linger=5000)
+        log.info("%s: sockets closed in %.3fs", self.id, time.monotonic() - t0)
 
 
 class Publisher:
@@ -654,6 +685,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FATAL if fatal else 1
     try:
         rt.loop()
+        rt.await_release()
     finally:
         rt.shutdown()
     return 0

@@ -82,6 +82,8 @@ class Instance:
     stats: dict[str, int] = field(default_factory=dict)
     message: str = ""
     removing: bool = False
+    draining: bool = False   # sent its end of stream; waits for the downstream to confirm
+    eos_acks: set[str] = field(default_factory=set)
 
     @property
     def pid(self) -> int | None:
@@ -219,6 +221,8 @@ class Supervisor:
         inst.started_at = time.monotonic()
         inst.counters = dict.fromkeys(COUNTERS, 0)
         inst.message = ""
+        inst.draining = False
+        inst.eos_acks = set()
 
     def _instances_of(self, c: ComponentSpec) -> list[Instance]:
         out = []
@@ -274,6 +278,7 @@ class Supervisor:
             if restart and inst.state == "restarting" and now >= inst.next_start and not self.stop_requested:
                 self.say(f"restarting {inst.id} (restart {inst.restarts})")
                 self._spawn(inst)
+        self._release_drained()
         if restart:
             self._maybe_finish()
             try:
@@ -309,6 +314,12 @@ class Supervisor:
             elif op == "stopped":
                 if msg.get("counters"):
                     inst.counters.update({k: int(v) for k, v in msg["counters"].items() if k in COUNTERS})
+            elif op == "eos":
+                sender = self.instances.get(str(msg.get("from", "")))
+                if sender is not None:
+                    sender.eos_acks.add(inst.id)
+            elif op == "draining":
+                inst.draining = True
             elif op == "finished":
                 inst.state = "finished"
             elif op in ("fatal", "error"):
@@ -368,6 +379,17 @@ class Supervisor:
         inst.state = "restarting"
         inst.next_start = now + delay
         self.say(f"{inst.id} (pid {inst.pid}) crashed: {how}; restarting in {delay:.1f}s")
+
+    def _release_drained(self) -> None:
+        """Let a sender exit once every live downstream instance has its end of stream."""
+        for inst in self.instances.values():
+            if not inst.draining:
+                continue
+            waiting = [d.id for c in self.spec.downstream(inst.name) for d in self._instances_of(c)
+                       if d.alive() and d.id not in inst.eos_acks]
+            if not waiting:
+                inst.draining = False
+                self._send(inst, {"op": "release"})
 
     def _announce_gone(self, inst: Instance) -> None:
         """Tell the downstream instances not to wait for end-of-stream from a failed one."""

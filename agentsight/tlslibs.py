@@ -27,6 +27,7 @@ from typing import BinaryIO
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
 
 __all__ = [
     "TLS_FUNCS",
@@ -101,7 +102,7 @@ class _Elf:
         sym = None
         if self._hash is not None and hasattr(self._hash, "get_symbol"):
             sym = self._hash.get_symbol(name)
-        elif self._dynsym is not None:
+        elif isinstance(self._dynsym, SymbolTableSection):
             found = self._dynsym.get_symbol_by_name(name)
             sym = found[0] if found else None
         if sym is None or sym["st_info"]["type"] not in ("STT_FUNC", "STT_GNU_IFUNC"):
@@ -163,10 +164,11 @@ def inspect_elf(path: str) -> TlsLibrary | None:
 
 def system_library_paths() -> list[str]:
     """Shared libraries in the standard directories that may be OpenSSL's libssl."""
-    found: list[str] = []
+    found: dict[str, None] = {}
     for directory in _LIB_DIRS:
-        found.extend(sorted(glob.glob(os.path.join(directory, "libssl.so*"))))
-    return found
+        for path in sorted(glob.glob(os.path.join(directory, "libssl.so*"))):
+            found[os.path.realpath(path)] = None
+    return list(found)
 
 
 def node_path() -> str | None:

@@ -110,7 +110,7 @@ class H2Observer:
         out: list[H2Event] = []
         while len(side.buf) >= _FRAME_HEADER and not side.broken:
             try:
-                frame, length = Frame.parse_frame_header(memoryview(side.buf)[:_FRAME_HEADER])
+                frame, length = Frame.parse_frame_header(memoryview(bytes(side.buf[:_FRAME_HEADER])))
             except HyperframeError as exc:
                 out.extend(self._break(side, f"bad frame header: {exc}", len(side.buf)))
                 break

@@ -82,8 +82,10 @@ class HttpStats:
 
 # --------------------------------------------------------------------------- HTTP/1 reader
 
-_H1Out = tuple[str, Any]  # ("head", h11 event) | ("data", bytes) | ("end", None) | ("abort", reason)
-#                           | ("error", reason) | ("skip", nbytes)
+# What a reader reports, as (op, arg): ("head", h11 Request/Response) | ("data", bytes) | ("end", None)
+# | ("abort", reason) | ("error", reason) | ("skip", nbytes). Reported through a callback, at once,
+# so the owner pairs a response head before the reader starts parsing the next response.
+_Sink = Callable[[str, Any], None]
 
 
 class _H1Reader:
@@ -98,8 +100,7 @@ class _H1Reader:
         self.message_ts = 0  # ts of the record that delivered the current message's first byte
         self.in_message = False
 
-    def feed(self, data: bytes, ts: int) -> list[_H1Out]:
-        out: list[_H1Out] = []
+    def feed(self, data: bytes, ts: int, out: _Sink) -> None:
         if self._scan is not None:
             data, self._scan = self._scan + data, None
             self._resync(data, 0, ts, out)
@@ -111,16 +112,13 @@ class _H1Reader:
             if self._head is not None:
                 self._head += data
         self._drain(ts, out)
-        return out
 
-    def close(self, ts: int) -> list[_H1Out]:
+    def close(self, ts: int, out: _Sink) -> None:
         """The connection ended: a body delimited by close completes, anything else is abandoned."""
-        out: list[_H1Out] = []
         self._scan = None
         if self._conn is not None:
             self._conn.receive_data(b"")
             self._drain(ts, out, closing=True)
-        return out
 
     def _start(self, data: bytes, ts: int) -> None:
         role = h11.SERVER if self._is_request else h11.CLIENT
@@ -133,7 +131,7 @@ class _H1Reader:
         conn.receive_data(data)
         self._conn, self._head, self.message_ts, self.in_message = conn, bytearray(data), ts, False
 
-    def _drain(self, ts: int, out: list[_H1Out], closing: bool = False) -> None:
+    def _drain(self, ts: int, out: _Sink, closing: bool = False) -> None:
         while self._conn is not None:
             conn = self._conn
             try:
@@ -145,13 +143,13 @@ class _H1Reader:
                 return
             if isinstance(ev, h11.Request | h11.Response):
                 self._head, self.in_message = None, True
-                out.append(("head", ev))
+                out("head", ev)
             elif isinstance(ev, h11.Data):
-                out.append(("data", bytes(ev.data)))
+                out("data", bytes(ev.data))
             elif isinstance(ev, h11.EndOfMessage):
                 rest = conn.trailing_data[0]
                 self._conn, self.in_message = None, False
-                out.append(("end", None))
+                out("end", None)
                 if rest and not closing:
                     self._start(rest, ts)
             elif isinstance(ev, h11.InformationalResponse):
@@ -160,14 +158,14 @@ class _H1Reader:
                 self._conn, self.in_message = None, False
                 return
 
-    def _fail(self, reason: str, ts: int, out: list[_H1Out], closing: bool) -> None:
+    def _fail(self, reason: str, ts: int, out: _Sink, closing: bool) -> None:
         conn = self._conn
         assert conn is not None
         self._conn = None
         if self.in_message:
-            out.append(("abort", reason))
+            out("abort", reason)
             self.in_message = False
-        out.append(("error", reason))
+        out("error", reason)
         if closing:
             return
         if self._head is not None:
@@ -177,18 +175,18 @@ class _H1Reader:
         self._head = None
         self._resync(data, start, ts, out)
 
-    def _resync(self, data: bytes, start: int, ts: int, out: list[_H1Out]) -> None:
+    def _resync(self, data: bytes, start: int, ts: int, out: _Sink) -> None:
         """Skip to the next start line in ``data[start:]``, or keep a short tail to search later."""
         rx = _REQUEST_START if self._is_request else _RESPONSE_START
         m = rx.search(data, start)
         if m is not None:
             if m.start():
-                out.append(("skip", m.start()))
+                out("skip", m.start())
             self._start(data[m.start() :], ts)
             return
         keep = max(start, len(data) - _HOLD)
         if keep:
-            out.append(("skip", keep))
+            out("skip", keep)
         self._scan = data[keep:]
 
 
@@ -365,8 +363,8 @@ class HttpStreams:
         ts = ts_ns if ts_ns is not None else conn.last_ts
         out: list[Event] = []
         if conn.proto == "h1":
-            self._h1_request_ops(conn, conn.requests.close(ts), ts, out)
-            self._h1_response_ops(conn, conn.responses.close(ts), ts, out)
+            conn.requests.close(ts, lambda op, arg: self._h1_request_op(conn, op, arg, ts, out))
+            conn.responses.close(ts, lambda op, arg: self._h1_response_op(conn, op, arg, ts, out))
         pending = list(conn.awaiting) + list(conn.h2_streams.values())
         for ex in (conn.req_ex, conn.resp_ex, *pending):
             if ex is None:
@@ -424,57 +422,55 @@ class HttpStreams:
     # ------------------------------------------------------------------ HTTP/1
 
     def _feed_h1_requests(self, conn: _Conn, payload: bytes, ts: int, out: list[Event]) -> None:
-        self._h1_request_ops(conn, conn.requests.feed(payload, ts), ts, out)
+        conn.requests.feed(payload, ts, lambda op, arg: self._h1_request_op(conn, op, arg, ts, out))
 
     def _feed_h1_responses(self, conn: _Conn, payload: bytes, ts: int, out: list[Event]) -> None:
-        self._h1_response_ops(conn, conn.responses.feed(payload, ts), ts, out)
+        conn.responses.feed(payload, ts, lambda op, arg: self._h1_response_op(conn, op, arg, ts, out))
         ex = conn.resp_ex
         if ex is not None and ex.response is not None:
             self._flush_chunk(conn, ex, ts, out)
 
-    def _h1_request_ops(self, conn: _Conn, ops: list[_H1Out], ts: int, out: list[Event]) -> None:
-        for op, arg in ops:
-            ex = conn.req_ex
-            if op == "head":
-                ex = conn.req_ex = conn.new_exchange()
-                ex.request = self._request_message(
-                    arg.method.decode("latin-1"),
-                    arg.target.decode("latin-1"),
-                    arg.http_version.decode(),
-                    [[n.decode("latin-1"), v.decode("latin-1")] for n, v in arg.headers],
-                    conn.requests.message_ts,
-                )
-                conn.awaiting.append(ex)
-            elif op == "data" and ex is not None and ex.request is not None:
-                ex.request.add(arg, ts)
-            elif op in ("end", "abort") and ex is not None:
-                self._finish_request(conn, ex, ts, out, error=arg if op == "abort" else None)
-                conn.req_ex = None
-            else:
-                self._error_op(conn, "write", op, arg, ts, out)
+    def _h1_request_op(self, conn: _Conn, op: str, arg: Any, ts: int, out: list[Event]) -> None:
+        ex = conn.req_ex
+        if op == "head":
+            ex = conn.req_ex = conn.new_exchange()
+            ex.request = self._request_message(
+                arg.method.decode("latin-1"),
+                arg.target.decode("latin-1"),
+                arg.http_version.decode(),
+                [[n.decode("latin-1"), v.decode("latin-1")] for n, v in arg.headers],
+                conn.requests.message_ts,
+            )
+            conn.awaiting.append(ex)
+        elif op == "data" and ex is not None and ex.request is not None:
+            ex.request.add(arg, ts)
+        elif op in ("end", "abort") and ex is not None:
+            self._finish_request(conn, ex, ts, out, error=arg if op == "abort" else None)
+            conn.req_ex = None
+        else:
+            self._error_op(conn, "write", op, arg, ts, out)
 
-    def _h1_response_ops(self, conn: _Conn, ops: list[_H1Out], ts: int, out: list[Event]) -> None:
-        for op, arg in ops:
-            ex = conn.resp_ex
-            if op == "head":
-                ex = conn.awaiting.popleft() if conn.awaiting else conn.new_exchange()
-                conn.resp_ex = ex
-                headers = [[n.decode("latin-1"), v.decode("latin-1")] for n, v in arg.headers]
-                ex.response = self._response_message(
-                    arg.status_code,
-                    arg.reason.decode("latin-1"),
-                    arg.http_version.decode(),
-                    headers,
-                    conn.responses.message_ts,
-                )
-                self._emit_head(conn, ex, out)
-            elif op == "data" and ex is not None and ex.response is not None:
-                ex.response.add(arg, ts)
-            elif op in ("end", "abort") and ex is not None:
-                self._finish_response(conn, ex, ts, out, error=arg if op == "abort" else None)
-                conn.resp_ex = None
-            else:
-                self._error_op(conn, "read", op, arg, ts, out)
+    def _h1_response_op(self, conn: _Conn, op: str, arg: Any, ts: int, out: list[Event]) -> None:
+        ex = conn.resp_ex
+        if op == "head":
+            ex = conn.awaiting.popleft() if conn.awaiting else conn.new_exchange()
+            conn.resp_ex = ex
+            headers = [[n.decode("latin-1"), v.decode("latin-1")] for n, v in arg.headers]
+            ex.response = self._response_message(
+                arg.status_code,
+                arg.reason.decode("latin-1"),
+                arg.http_version.decode(),
+                headers,
+                conn.responses.message_ts,
+            )
+            self._emit_head(conn, ex, out)
+        elif op == "data" and ex is not None and ex.response is not None:
+            ex.response.add(arg, ts)
+        elif op in ("end", "abort") and ex is not None:
+            self._finish_response(conn, ex, ts, out, error=arg if op == "abort" else None)
+            conn.resp_ex = None
+        else:
+            self._error_op(conn, "read", op, arg, ts, out)
 
     def _error_op(self, conn: _Conn, direction: str, op: str, arg: Any, ts: int, out: list[Event]) -> None:
         if op == "skip":

@@ -112,23 +112,30 @@ class _Rules:
         not_redacted = r"(?!\[REDACTED)"
         header_names = "|".join(re.escape(h) for h in sorted(SENSITIVE_HEADERS))
         # "Name: value" lines of a raw HTTP/1 head.
-        self.header_line = re.compile(enc(rf"(?im)^((?:{header_names}):[ \t]*){not_redacted}([^\r\n]+)"))
-        # "field": "value" in JSON (also single-quoted / unquoted-key variants seen in logs).
+        self.header_line = re.compile(enc(rf"(?im)^((?:{header_names}):[ \t]*+){not_redacted}([^\r\n]+)"))
+        # "field": "value" in JSON (or 'field': 'value' as printed by Python).
         self.json_field = re.compile(
-            enc(
-                rf"""(?i)((?<![A-Za-z0-9_\-])["']?(?:{SENSITIVE_FIELDS})["']?\s*[:=]\s*["']){not_redacted}"""
-                rf"""([^"'\\\r\n]{{4,}})"""
-            )
+            enc(rf"""(?i)(["'](?:{SENSITIVE_FIELDS})["']\s*:\s*["']){not_redacted}([^"'\\\r\n]{{4,}})""")
         )
         # ?key=value&... in URLs and form bodies.
         self.query = re.compile(enc(rf"(?i)([?&;](?:{SENSITIVE_PARAMS})=){not_redacted}([^&#\s\"'<>]+)"))
         # A bearer token in free text; the digit look-ahead keeps prose ("bearer authentication") intact.
         self.scheme = re.compile(
-            enc(rf"(?i)\b(bearer)(\s+){not_redacted}(?=[A-Za-z._~+/=\-]*[0-9])([A-Za-z0-9._~+/=\-]{{12,}})")
+            enc(rf"(?i)\b(bearer)(\s++){not_redacted}(?=[A-Za-z._~+/=\-]*[0-9])([A-Za-z0-9._~+/=\-]{{12,}})")
         )
-        self.keys = [(kind, re.compile(enc(rf"(?<![A-Za-z0-9]){p}"))) for kind, p in _KEY_FORMATS]
+        # No look-behind here: a leading literal lets re skip ahead fast; the character
+        # before a match is checked in the callback instead.
+        self.keys = [(kind, re.compile(enc(p))) for kind, p in _KEY_FORMATS]
+        # Literal hints: a rule runs only if one of its hints occurs in the lower-cased text.
+        # Substring tests are memchr-fast; most text has no hint and skips every regex.
+        self.header_hints = [enc(h + ":") for h in sorted(SENSITIVE_HEADERS)]
+        self.field_hints = [enc(f) for f in SENSITIVE_FIELDS.split("|")]
+        self.param_hints = [enc(f + "=") for f in SENSITIVE_PARAMS.split("|")]
+        self.key_hints = [enc(h) for h in ("sk-", "aiza", "gh", "github_pat_", "xox", "akia", "asia", "eyj")]
+        self.bearer = enc("bearer")
 
     def apply(self, s: Any) -> Any:
+        low = s.lower()
         enc = self.enc
 
         def field(m: re.Match[Any]) -> Any:
@@ -138,13 +145,30 @@ class _Rules:
             kind = _kind_of_any(m.group(3)) or m.group(1).lower()
             return m.group(1) + m.group(2) + enc(_marker(kind))
 
-        s = self.header_line.sub(field, s)
-        s = self.json_field.sub(field, s)
-        s = self.query.sub(field, s)
-        s = self.scheme.sub(scheme, s)
-        for kind, rx in self.keys:
-            s = rx.sub(enc(_marker(kind)), s)
+        if any(h in low for h in self.header_hints):
+            s = self.header_line.sub(field, s)
+        if any(h in low for h in self.field_hints):
+            s = self.json_field.sub(field, s)
+        if any(h in low for h in self.param_hints):
+            s = self.query.sub(field, s)
+        if self.bearer in low:
+            s = self.scheme.sub(scheme, s)
+        if any(h in low for h in self.key_hints):
+            for kind, rx in self.keys:
+                s = rx.sub(_key_replacer(s, enc(_marker(kind))), s)
         return s
+
+
+def _key_replacer(s: Any, marker: Any) -> Callable[[re.Match[Any]], Any]:
+    """Replace a key match unless it is glued to a preceding letter or digit (part of a longer word)."""
+
+    def sub(m: re.Match[Any]) -> Any:
+        i = m.start()
+        if i and s[i - 1 : i].isalnum():
+            return m.group(0)
+        return marker
+
+    return sub
 
 
 def _kind_of_any(value: str | bytes) -> str | None:

@@ -483,11 +483,11 @@ class ProcessSource(Source):
         self._bpf = load("process", defines)
         self._clock = BootClock()
         if defines["FILTER_TREE"]:
-            seed_tree(self._bpf["traced"], roots, opts["comm"] if opts["mode"] == 2 else "")
-        info = self._bpf["info"]
+            seed_tree(self._bpf[b"traced"], roots, opts["comm"] if opts["mode"] == 2 else "")
+        info = self._bpf[b"info"]
         for entry in scan_proc().values():
             info[ctypes.c_uint32(entry.pid)] = info.Leaf(entry.start_boot_ns, entry.ppid, 0)
-        self._bpf["events"].open_ring_buffer(self._on_record)
+        self._bpf[b"events"].open_ring_buffer(self._on_record)
 
     def apply_options(self, changed: set[str]) -> None:
         self._opens.window_ns = self.options["open_window_ms"] * 1_000_000
@@ -513,7 +513,7 @@ class ProcessSource(Source):
     def _take(self, extra: list[Event]) -> list[Event]:
         out, self._out = self._out, []
         out.extend(extra)
-        self.stats["kernel_lost"] = read_lost(self._bpf["lost"])
+        self.stats["kernel_lost"] = read_lost(self._bpf[b"lost"])
         self.stats["file_open_collapsed"] = self._opens.collapsed
         self.stats["file_open_ratelimited"] = self._opens.dropped
         return out

@@ -148,6 +148,8 @@ class SslSource(Source):
             "SSL_CHUNK": CHUNK,
             "SSL_MAX_CHUNKS": -(-o["max_bytes"] // CHUNK),
             "SSL_RING_PAGES": o["ring_kib"] * 1024 // PAGE_SIZE,
+            # Wake the reader per 1/16 of the ring and CPU (at most 1 MiB), not per record.
+            "SSL_WAKEUP_BYTES": min(o["ring_kib"] * 64, 1 << 20),
             "SSL_FILTER_PID": o["pid"],
             "SSL_FILTER_TREE": o["tree"],
             "SSL_FILTER_UID": o["uid"],
@@ -168,9 +170,10 @@ class SslSource(Source):
             if not os.path.isfile(path):
                 raise OptionError(f"binary_path {path!r} is not a file: give the path of an ELF binary or library")
         self._bpf = bpfprog.load("ssl", self.bpf_defines())
+        self._verify_programs()
         if self.options["tree"]:
             self._seed_tree(self.options["pid"])
-        self._callback = self._bpf["events"].open_ring_buffer(self._on_record)
+        self._callback = self._bpf[b"events"].open_ring_buffer(self._on_record)
         for path in self.options["binary_path"]:
             lib = tlslibs.inspect_elf(path)
             if lib is None:
@@ -192,6 +195,8 @@ class SslSource(Source):
         if self._bpf is None:
             raise RuntimeError("SslSource.poll() before open()")
         self._bpf.ring_buffer_poll(max(0, int(timeout * 1000)))
+        # The kernel wakes the reader only per SSL_WAKEUP_BYTES: take what is below that too.
+        self._bpf.ring_buffer_consume()
         now = time.monotonic()
         if self._rescans:
             self._run_rescans(now)
@@ -219,6 +224,18 @@ class SslSource(Source):
             self._bpf = None
 
     # -- attaching ---------------------------------------------------------
+
+    def _verify_programs(self) -> None:
+        """Load every probe program now, so a verifier rejection fails open() in one line."""
+        names = {n for pair in (*_PLAIN_PROGRAMS.values(), *_CALLEE_PROGRAMS.values()) for n in pair}
+        if self.options["handshake"]:
+            names |= {"enter_handshake", "leave_handshake"}
+        for fn_name in sorted(names):
+            try:
+                self._bpf.load_func(fn_name.encode(), self._bpf.KPROBE)
+            except Exception as exc:  # bcc raises bare Exception, the verifier log goes to stderr
+                raise bpfprog.BpfUnavailable(f"the kernel rejected bpf/ssl.bpf.c:{fn_name} ({exc}); "
+                                             "see the verifier log above") from None
 
     def _initial_pids(self) -> list[int]:
         """Processes whose mappings are scanned at start (all of them without a pid filter)."""
@@ -258,15 +275,13 @@ class SslSource(Source):
         key = (path, addr, "r" if ret else "p")
         if key in self._attached:
             return
-        if ret:
-            self._bpf.attach_uretprobe(name=path, addr=addr, fn_name=fn_name, pid=pid)
-        else:
-            self._bpf.attach_uprobe(name=path, addr=addr, fn_name=fn_name, pid=pid)
+        attach = self._bpf.attach_uretprobe if ret else self._bpf.attach_uprobe
+        attach(name=os.fsencode(path), addr=addr, fn_name=fn_name.encode(), pid=pid)
         self._attached.add(key)
 
     def _seed_tree(self, root: int) -> None:
         """Put the root and its current descendants in the kernel's traced set."""
-        table = self._bpf["traced_pids"]
+        table = self._bpf[b"traced_pids"]
         for pid in _descendants(root):
             table[ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
 
@@ -362,7 +377,7 @@ class SslSource(Source):
         """Copy the kernel's per-CPU drop counters (running totals) into stats."""
         if self._bpf is None:
             return
-        table = self._bpf["drops"]
+        table = self._bpf[b"drops"]
         for index, name in enumerate(DROP_STATS):
             total = sum(table[ctypes.c_int(index)])
             if total or name in self.stats:

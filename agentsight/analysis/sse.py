@@ -1,0 +1,226 @@
+"""Server-Sent Events: an incremental parser and the per-response merge stage.
+
+:class:`SseParser` follows the WHATWG "event stream interpretation" rules:
+lines end in CRLF, LF or CR (a CRLF split across two feeds is one line end);
+a leading BOM is dropped; ``:`` starts a comment; ``data`` lines are joined
+with LF; ``event`` sets the type (default ``message``); ``id`` sets the last
+event id unless it contains NUL; ``retry`` is taken only when all ASCII
+digits; unknown fields are ignored; a blank line dispatches the event, unless
+no data was buffered. At end of stream a half-built event is discarded, as the
+spec says; :attr:`SseParser.discarded_tail` tells how many bytes that was.
+
+:class:`SseMerge` is the stage logic: it reads ``http.stream.*`` events to emit
+``sse.event`` live, and enriches each ``http.exchange`` whose response is an
+event stream with ``response["sse"]`` (all events, one merged message).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from agentsight.event import Event
+
+__all__ = ["SseEvent", "SseParser", "SseMerge", "parse_sse", "stamp", "merged_message", "is_event_stream", "DONE"]
+
+DONE = "[DONE]"  # OpenAI-style end-of-stream sentinel carried in a data field
+
+
+@dataclass(frozen=True, slots=True)
+class SseEvent:
+    """One dispatched event. ``end`` is the stream offset just past the CR or LF ending it."""
+
+    event: str
+    data: str
+    id: str | None
+    retry: int | None
+    end: int
+    ts_ns: int | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.data == DONE
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"event": self.event, "data": self.data, "id": self.id, "retry": self.retry, "end": self.end,
+                "ts_ns": self.ts_ns}
+
+
+class SseParser:
+    """Incremental parser: :meth:`feed` bytes in any split, get the events they complete."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._offset = 0  # stream offset of _buf[0]
+        self._started = False
+        self._skip_lf = False  # the previous feed ended in CR: a leading LF belongs to it
+        self._data: list[str] = []
+        self._type = ""
+        self._last_id: str | None = None
+        self._retry: int | None = None
+        self._pending_bytes = 0  # bytes of lines consumed into the event being built
+        self.comments = 0
+
+    def feed(self, data: bytes, ts_ns: int | None = None) -> list[SseEvent]:
+        """Parse more of the stream; returns the events completed by it, stamped with ``ts_ns``."""
+        if self._skip_lf and data[:1] == b"\n":
+            data = data[1:]
+            self._offset += 1
+            self._pending_bytes += 1
+        self._skip_lf = False
+        buf = self._buf + data
+        if not self._started:
+            if len(buf) < 3 and b"\xef\xbb\xbf".startswith(buf):
+                self._buf = buf
+                return []
+            self._started = True
+            if buf.startswith(b"\xef\xbb\xbf"):
+                buf = buf[3:]
+                self._offset += 3
+        out: list[SseEvent] = []
+        pos = 0
+        n = len(buf)
+        while pos < n:
+            cr = buf.find(b"\r", pos)
+            lf = buf.find(b"\n", pos)
+            if cr == -1 and lf == -1:
+                break
+            if cr != -1 and (lf == -1 or cr < lf):
+                end = cr
+                if cr + 1 < n:
+                    nxt = cr + 2 if buf[cr + 1] == 0x0A else cr + 1
+                else:
+                    nxt = cr + 1
+                    self._skip_lf = True  # a LF may follow in the next feed
+            else:
+                end, nxt = lf, lf + 1
+            line = buf[pos:end]
+            self._pending_bytes += nxt - pos
+            pos = nxt
+            # An event ends just past the first byte of its blank line's terminator: the same
+            # offset whether or not the LF of a CRLF has arrived yet.
+            ev = self._line(line, self._offset + end + 1, ts_ns)
+            if ev is not None:
+                out.append(ev)
+        self._buf = buf[pos:]
+        self._offset += pos
+        return out
+
+    @property
+    def discarded_tail(self) -> int:
+        """Bytes of an event not terminated by a blank line (dropped at end of stream)."""
+        return self._pending_bytes + len(self._buf) if (self._data or self._buf) else 0
+
+    def _line(self, raw: bytes, end: int, ts_ns: int | None) -> SseEvent | None:
+        if not raw:
+            return self._dispatch(end, ts_ns)
+        line = raw.decode("utf-8", "replace")
+        if line[0] == ":":
+            self.comments += 1
+            return None
+        name, sep, value = line.partition(":")
+        if sep and value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._type = value
+        elif name == "id":
+            if "\0" not in value:
+                self._last_id = value
+        elif name == "retry":
+            if value.isascii() and value.isdigit():
+                self._retry = int(value)
+        return None
+
+    def _dispatch(self, end: int, ts_ns: int | None) -> SseEvent | None:
+        self._pending_bytes = 0
+        if not self._data:
+            self._type = ""
+            return None
+        ev = SseEvent(self._type or "message", "\n".join(self._data), self._last_id, self._retry, end, ts_ns)
+        self._data, self._type = [], ""
+        return ev
+
+
+def stamp(events: list[SseEvent], timeline: list[list[int]] | None) -> list[SseEvent]:
+    """Give each event the timestamp of the record that delivered its last byte.
+
+    ``timeline`` is the response's ``[[cumulative decoded size, ts_ns], ...]``.
+    """
+    if not timeline:
+        return events
+    out: list[SseEvent] = []
+    i = 0
+    for ev in events:
+        while i < len(timeline) - 1 and timeline[i][0] < ev.end:
+            i += 1
+        out.append(SseEvent(ev.event, ev.data, ev.id, ev.retry, ev.end, timeline[i][1]))
+    return out
+
+
+def parse_sse(body: bytes, timeline: list[list[int]] | None = None) -> list[SseEvent]:
+    """Parse a whole event-stream body, events stamped from ``timeline`` when given."""
+    return stamp(SseParser().feed(body), timeline)
+
+
+def is_event_stream(content_type: str | None) -> bool:
+    return bool(content_type) and str(content_type).lower().startswith("text/event-stream")
+
+
+def merged_message(events: list[SseEvent], discarded_tail: int = 0) -> dict[str, Any]:
+    """One record for a whole stream: the event list plus what a reader usually wants first."""
+    return {
+        "events": [e.as_dict() for e in events],
+        "count": len(events),
+        "types": sorted({e.event for e in events}),
+        "done": any(e.done for e in events),
+        "data": "\n".join(e.data for e in events if not e.done),
+        "last_event_id": events[-1].id if events else None,
+        "discarded_tail": discarded_tail,
+    }
+
+
+class SseMerge:
+    """Stage logic between ``http`` and ``llm``: live ``sse.event``s and merged streams.
+
+    - ``http.stream.head`` with an event-stream type opens a parser for (conn, seq).
+    - ``http.stream.chunk`` feeds it; each completed event goes out as ``sse.event``
+      when ``live`` is on.
+    - ``http.exchange`` with an event-stream response gets ``response["sse"]`` (see
+      :func:`merged_message`) and is passed on; other events pass through unchanged.
+    """
+
+    def __init__(self, *, live: bool = True, source: str = "sse", max_streams: int = 4096) -> None:
+        self.live = live
+        self.source = source
+        self.max_streams = max_streams
+        self._streams: dict[tuple[str, int], SseParser] = {}
+        self.events = 0
+
+    def feed(self, event: Event) -> list[Event]:
+        d = event.data
+        if event.topic == "http.stream.head":
+            if is_event_stream(d.get("content_type")):
+                if len(self._streams) >= self.max_streams:
+                    self._streams.pop(next(iter(self._streams)))
+                self._streams[(str(d.get("conn")), int(d.get("seq") or 0))] = SseParser()
+            return [event]
+        if event.topic == "http.stream.chunk":
+            parser = self._streams.get((str(d.get("conn")), int(d.get("seq") or 0)))
+            if parser is None or not self.live:
+                return [event]
+            out = [event]
+            for ev in parser.feed(bytes(d.get("data") or b""), event.ts_ns):
+                self.events += 1
+                out.append(Event("sse.event", event.ts_ns, self.source, event.pid, event.tid, event.comm,
+                                 {"conn": d.get("conn"), "seq": d.get("seq"), **ev.as_dict()}))
+            return out
+        if event.topic == "http.exchange":
+            self._streams.pop((str(d.get("conn")), int(d.get("seq") or 0)), None)
+            resp = d.get("response")
+            if isinstance(resp, dict) and is_event_stream(resp.get("content_type")) and "sse" not in resp:
+                parser = SseParser()
+                events = stamp(parser.feed(bytes(resp.get("body") or b"")), resp.get("timeline"))
+                resp["sse"] = merged_message(events, parser.discarded_tail)
+        return [event]

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Set up what a fresh Debian/Ubuntu machine lacks to run and test agentsight.
+# Idempotent: each step checks first and says what it did.
+#   - Debian packages: bcc for the system Python, venv, kernel headers, test tools
+#   - kernel headers bcc can find at /lib/modules/$(uname -r)/build
+#   - tracefs mounted
+#   - .venv (system site packages, so it sees bcc) with `pip install -e .[test]`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { echo "setup: $*"; }
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: needs root for apt and kernel headers: run sudo $0" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+apt_updated=0
+apt_install() {
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ $apt_updated -eq 0 ]; then apt-get update -q >/dev/null; apt_updated=1; fi
+  say "installing ${missing[*]}"
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+apt_install python3-bpfcc python3-venv python3-pip curl openssl iproute2 tmux
+
+# Kernel headers: the running kernel's package first, else the nearest installed headers.
+K=$(uname -r)
+if [ ! -e "/lib/modules/$K/build/include/linux/kconfig.h" ] && [ ! -e "/lib/modules/$K/build/include/generated" ]; then
+  if apt-cache show "linux-headers-$K" >/dev/null 2>&1 || { apt-get update -q >/dev/null; apt_updated=1; apt-cache show "linux-headers-$K" >/dev/null 2>&1; }; then
+    apt_install "linux-headers-$K"
+  fi
+fi
+if [ ! -e "/lib/modules/$K/build" ]; then
+  arch=$(dpkg --print-architecture)
+  apt_install "linux-headers-$arch"
+  nearest=$(ls -d /lib/modules/*/build 2>/dev/null | grep -v "/$K/" | sort -V | tail -n 1 || true)
+  if [ -z "$nearest" ]; then
+    echo "setup: no kernel headers could be installed for $K" >&2
+    exit 1
+  fi
+  hdir=$(dirname "$nearest")
+  if [ -d "/lib/modules/$K" ] && [ ! -L "/lib/modules/$K" ]; then
+    ln -sfn "$(readlink -f "$hdir/build")" "/lib/modules/$K/build"
+    [ -e "$hdir/source" ] && ln -sfn "$(readlink -f "$hdir/source")" "/lib/modules/$K/source"
+  else
+    ln -sfn "$hdir" "/lib/modules/$K"
+  fi
+  say "no headers packaged for kernel $K: using $(basename "$hdir") (enough for tracepoints and uprobes)"
+fi
+
+if [ ! -d /sys/kernel/tracing/events ]; then
+  mount -t tracefs nodev /sys/kernel/tracing && say "mounted tracefs"
+fi
+
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import bcc" >/dev/null 2>&1; then
+  rm -rf .venv
+  /usr/bin/python3 -m venv --system-site-packages .venv
+  say "created .venv"
+fi
+stamp=.venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)
+if [ ! -e "$stamp" ]; then
+  .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
+  if ! .venv/bin/pip install -q -e ".[test]" >/tmp/agentsight-pip.log 2>&1; then
+    cat /tmp/agentsight-pip.log >&2
+    echo "setup: pip install failed (log above)" >&2
+    exit 1
+  fi
+  rm -f .venv/.installed-*
+  touch "$stamp"
+  say "installed agentsight into .venv"
+fi
+say "ready: .venv/bin/agentsight"
