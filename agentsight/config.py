@@ -66,7 +66,7 @@ class BusSpec:
     listen: str = ""
     secret_key: str = ""
     authorized_keys: str = ""
-    hwm: int = 10000
+    hwm: int = 1000
 
 
 @dataclass
@@ -195,7 +195,7 @@ def parse(doc: dict[str, Any]) -> tuple[PipelineSpec, list[Problem]]:
                 workers = 1
             comp.workers = workers
             comp.partition_by = str(body.get("partition_by", ""))
-            publish = body.get("publish", kind != "sink")
+            publish = body.get("publish", kind != "sink" and spec.bus.enabled)
             if not (isinstance(publish, bool) or (isinstance(publish, list) and all(isinstance(p, str) for p in publish))):
                 problems.append(Problem(section, "publish must be true, false or a list of topic prefixes"))
                 publish = False

@@ -31,7 +31,7 @@ class SubscriberStats:
 class Subscriber:
     def __init__(self, endpoint: str, prefixes: list[str] | None = None, *,
                  server_key: bytes | None = None, client_keys: tuple[bytes, bytes] | None = None,
-                 hwm: int = 10000, ctx: zmq.Context[Any] | None = None) -> None:
+                 hwm: int = 1000, ctx: zmq.Context[Any] | None = None) -> None:
         self.ctx = ctx or zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.LINGER, 0)

@@ -46,6 +46,9 @@
 #ifndef SSL_HANDSHAKE
 #define SSL_HANDSHAKE 0
 #endif
+#ifndef SSL_WAKEUP_BYTES
+#define SSL_WAKEUP_BYTES (1 << 20)
+#endif
 
 struct ssl_call {
     u64 ts;
@@ -58,14 +61,16 @@ struct ssl_call {
 
 /* Full chunks and the tail size classes (each reservation size must be a constant). */
 #define DEFINE_CHUNK(SIZE) struct ssl_chunk_##SIZE { struct ssl_record hdr; char data[SIZE]; };
-DEFINE_CHUNK(512)
-DEFINE_CHUNK(2048)
+DEFINE_CHUNK(256)
+DEFINE_CHUNK(1024)
+DEFINE_CHUNK(4096)
 DEFINE_CHUNK(8192)
 struct ssl_chunk_full { struct ssl_record hdr; char data[SSL_CHUNK]; };
 
 BPF_RINGBUF_OUTPUT(events, SSL_RING_PAGES);
 BPF_HASH(calls, u32, struct ssl_call, 16384);
 BPF_PERCPU_ARRAY(drops, u64, SSL_DROP_SLOTS);
+BPF_PERCPU_ARRAY(unannounced, u64, 1);
 #if SSL_FILTER_TREE
 BPF_HASH(traced_pids, u32, u8, 65536);
 #endif
@@ -80,6 +85,22 @@ static __always_inline void count_drop(u32 slot, u64 n)
     u64 *v = drops.lookup(&slot);
     if (v)
         *v += n;
+}
+
+/* Wake the reader once per SSL_WAKEUP_BYTES submitted on this CPU, not per record:
+ * a wakeup per record costs both sides more than the copy. The reader also polls
+ * with a timeout, which collects what is left below the threshold. */
+static __always_inline u64 wakeup_flags(u64 size)
+{
+    u32 zero = 0;
+    u64 *pending = unannounced.lookup(&zero);
+    if (!pending)
+        return 0;
+    *pending += size;
+    if (*pending < SSL_WAKEUP_BYTES)
+        return BPF_RB_NO_WAKEUP;
+    *pending = 0;
+    return BPF_RB_FORCE_WAKEUP;
 }
 
 static __always_inline int comm_matches(void)
@@ -162,10 +183,18 @@ static __always_inline void *fill_chunk(struct ssl_record *r, struct ssl_record 
     return (void *)(c->buf + off);
 }
 
-/* bcc allows no map calls inside macros, so the tail size classes are spelled out. */
-#define READ_CHUNK(r, n, src)                                \
-    if (bpf_probe_read_user((r)->data, (n), (src)) != 0)     \
-        (r)->hdr.flags |= SSL_FLAG_READ_FAILED;
+/* Read n (<= max) bytes into a record. The empty asm hides n's known range from clang,
+ * so the clamp stays in the code and the verifier sees the read fit the record.
+ * (bcc allows no map calls inside macros, so the size classes are spelled out below.) */
+#define READ_CHUNK(r, n, max, src)                                   \
+    {                                                                \
+        u64 len_ = (n); /* 64-bit: no zero-extension copy to lose the bound */ \
+        asm volatile("" : "+r"(len_));                               \
+        if (len_ > (max))                                            \
+            len_ = (max);                                            \
+        if (bpf_probe_read_user((r)->data, len_, (src)) != 0)        \
+            (r)->hdr.flags |= SSL_FLAG_READ_FAILED;                  \
+    }
 
 /* Copy `cap` bytes of the call's buffer into the ring, chunk by chunk. */
 static __always_inline int emit_data(struct ssl_call *c, u64 pid_tgid, s64 moved)
@@ -183,6 +212,9 @@ static __always_inline int emit_data(struct ssl_call *c, u64 pid_tgid, s64 moved
     hdr.cap_len = cap;
 
     for (u32 i = 0; i < SSL_MAX_CHUNKS; i++) {
+        /* Keep clang from rewriting the loop into an `off != end` test, which the
+         * verifier cannot bound: it must see `i < SSL_MAX_CHUNKS` on every turn. */
+        asm volatile("" : "+r"(i));
         if (i >= full)
             break;
         off = i * SSL_CHUNK;
@@ -190,40 +222,48 @@ static __always_inline int emit_data(struct ssl_call *c, u64 pid_tgid, s64 moved
         if (!r)
             goto lost;
         src = fill_chunk(&r->hdr, &hdr, c, off, SSL_CHUNK);
-        READ_CHUNK(r, SSL_CHUNK, src)
-        events.ringbuf_submit(r, 0);
+        if (bpf_probe_read_user(r->data, SSL_CHUNK, src) != 0)
+            r->hdr.flags |= SSL_FLAG_READ_FAILED;
+        events.ringbuf_submit(r, wakeup_flags(sizeof(*r)));
     }
     off = full * SSL_CHUNK;
     if (tail == 0)
         return 0;
-    if (tail < 512) {
-        struct ssl_chunk_512 *r = events.ringbuf_reserve(sizeof(struct ssl_chunk_512));
+    if (tail <= 256) {
+        struct ssl_chunk_256 *r = events.ringbuf_reserve(sizeof(struct ssl_chunk_256));
         if (!r)
             goto lost;
         src = fill_chunk(&r->hdr, &hdr, c, off, tail);
-        READ_CHUNK(r, tail & 511, src)
-        events.ringbuf_submit(r, 0);
-    } else if (tail < 2048) {
-        struct ssl_chunk_2048 *r = events.ringbuf_reserve(sizeof(struct ssl_chunk_2048));
+        READ_CHUNK(r, tail, 256, src)
+        events.ringbuf_submit(r, wakeup_flags(sizeof(*r)));
+    } else if (tail <= 1024) {
+        struct ssl_chunk_1024 *r = events.ringbuf_reserve(sizeof(struct ssl_chunk_1024));
         if (!r)
             goto lost;
         src = fill_chunk(&r->hdr, &hdr, c, off, tail);
-        READ_CHUNK(r, tail & 2047, src)
-        events.ringbuf_submit(r, 0);
-    } else if (tail < 8192) {
+        READ_CHUNK(r, tail, 1024, src)
+        events.ringbuf_submit(r, wakeup_flags(sizeof(*r)));
+    } else if (tail <= 4096) {
+        struct ssl_chunk_4096 *r = events.ringbuf_reserve(sizeof(struct ssl_chunk_4096));
+        if (!r)
+            goto lost;
+        src = fill_chunk(&r->hdr, &hdr, c, off, tail);
+        READ_CHUNK(r, tail, 4096, src)
+        events.ringbuf_submit(r, wakeup_flags(sizeof(*r)));
+    } else if (tail <= 8192) {
         struct ssl_chunk_8192 *r = events.ringbuf_reserve(sizeof(struct ssl_chunk_8192));
         if (!r)
             goto lost;
         src = fill_chunk(&r->hdr, &hdr, c, off, tail);
-        READ_CHUNK(r, tail & 8191, src)
-        events.ringbuf_submit(r, 0);
+        READ_CHUNK(r, tail, 8192, src)
+        events.ringbuf_submit(r, wakeup_flags(sizeof(*r)));
     } else {
         struct ssl_chunk_full *r = events.ringbuf_reserve(sizeof(struct ssl_chunk_full));
         if (!r)
             goto lost;
         src = fill_chunk(&r->hdr, &hdr, c, off, tail);
-        READ_CHUNK(r, tail & (SSL_CHUNK - 1), src)
-        events.ringbuf_submit(r, 0);
+        READ_CHUNK(r, tail, SSL_CHUNK, src)
+        events.ringbuf_submit(r, wakeup_flags(sizeof(*r)));
     }
     return 0;
 
@@ -319,7 +359,7 @@ int leave_handshake(struct pt_regs *ctx)
     __builtin_memset(r, 0, sizeof(*r));
     fill_header(r, &call, pid_tgid, bpf_ktime_get_boot_ns(), SSL_REC_HANDSHAKE);
     r->ret_len = rc;
-    events.ringbuf_submit(r, 0);
+    events.ringbuf_submit(r, wakeup_flags(sizeof(*r)));
     return 0;
 }
 #endif
@@ -372,6 +412,6 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     r->uid = bpf_get_current_uid_gid();
     r->kind = SSL_REC_EXEC;
     bpf_get_current_comm(&r->comm, sizeof(r->comm));
-    events.ringbuf_submit(r, 0);
+    events.ringbuf_submit(r, BPF_RB_FORCE_WAKEUP);  /* rescan soon: rare and urgent */
     return 0;
 }

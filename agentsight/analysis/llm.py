@@ -581,12 +581,12 @@ def _anthropic_stream(events: list[SseEvent], call: _Call) -> None:
         elif kind == "error":
             call.error = _error_from(d)
     for _, b in sorted(blocks.items()):
-        kind = b.get("type")
-        if kind == "text":
+        btype = b.get("type")
+        if btype == "text":
             call.output.append("".join(b["_text"]))
-        elif kind == "thinking":
+        elif btype == "thinking":
             call.reasoning.append("".join(b["_text"]))
-        elif kind in ("tool_use", "server_tool_use"):
+        elif btype in ("tool_use", "server_tool_use"):
             args = "".join(b["_json"])
             if not args and b.get("input"):
                 args = _args_text(b.get("input"))
@@ -825,8 +825,9 @@ def _header(headers: Any, name: str) -> str | None:
 # --------------------------------------------------------------------------- prices
 
 try:  # genai-prices ships a price snapshot in the wheel: no network needed
-    import genai_prices as _gp
+    import genai_prices as _gp_module
 
+    _gp: Any = _gp_module
     PRICE_SOURCE: str | None = f"genai-prices {_gp.__version__} (bundled snapshot)"
 except ImportError:  # pragma: no cover - an optional dependency
     _gp = None

@@ -137,6 +137,7 @@ class SslSource(Source):
         self._clock = bpfprog.BootClock()
         self._next_stats = 0.0
         self._callback: Any = None
+        self._comms: dict[bytes, str] = {}
 
     # -- program -----------------------------------------------------------
 
@@ -359,16 +360,18 @@ class SslSource(Source):
     def _emit(self, head: tuple[Any, ...], payload: bytes) -> None:
         ts, latency, ssl, _, moved, pid, tid, uid = head[:8]
         func = head[12]
-        truncated = moved - len(payload)
         if head[9] < moved:
             self.count("truncated")
-        self._out.append(Event("ssl.data", self._clock.wall_ns(ts), self.name, pid, tid, _comm(head[14]), {
+        comm = self._comms.get(head[14])
+        if comm is None:
+            comm = self._comms[head[14]] = _comm(head[14])
+        self._out.append(Event("ssl.data", ts + self._clock.offset_ns, self.name, pid, tid, comm, {
             "conn": f"{pid}:{ssl:x}",
             "dir": FUNC_DIRS.get(func, "?"),
             "func": FUNC_NAMES.get(func, "?"),
             "len": moved,
             "bytes": payload,
-            "truncated": truncated,
+            "truncated": moved - len(payload),
             "latency_ns": latency,
             "uid": uid,
         }))

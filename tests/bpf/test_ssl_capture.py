@@ -1,0 +1,264 @@
+"""The ssl source against real TLS clients (Python ssl, curl, node) and a local HTTPS server.
+
+Oracle: the server (a separate process) records the plaintext it received and sent on
+each connection; what the source captured from the client, per connection, must equal
+it byte for byte. The server's own TLS calls must never appear in a capture filtered
+to the client.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agentsight.actors.sources.ssl import SslSource
+from agentsight.event import Event
+
+pytestmark = pytest.mark.bpf
+
+PEERS = Path(__file__).parent / "tls_peers"
+SYSTEM_PYTHON = "/usr/bin/python3"
+BIG = 2 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost / 127.0.0.1 and its key."""
+    d = tmp_path_factory.mktemp("cert")
+    crt, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                    "-out", str(crt), "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return crt, key
+
+
+class Server:
+    """tls_peers/server.py in its own process, recording every connection's plaintext."""
+
+    def __init__(self, cert: tuple[Path, Path], out: Path) -> None:
+        self.out = out
+        self.proc = subprocess.Popen([SYSTEM_PYTHON, str(PEERS / "server.py"), str(cert[0]), str(cert[1]), str(out)],
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.port = int(self.proc.stdout.readline())
+        self.pid = self.proc.pid
+
+    def transcripts(self, timeout: float = 10.0) -> list[tuple[bytes, bytes]]:
+        """(received, sent) per connection, once every connection was closed by its client."""
+        deadline = time.monotonic() + timeout
+        while True:
+            ins = sorted(self.out.glob("*.in"))
+            if ins and all(p.with_suffix(".done").exists() for p in ins):
+                return [(p.read_bytes(), p.with_suffix(".out").read_bytes()) for p in ins]
+            assert time.monotonic() < deadline, "the server did not see every connection close"
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture
+def server(cert: tuple[Path, Path], tmp_path: Path) -> Iterator[Server]:
+    out = tmp_path / "server"
+    out.mkdir()
+    srv = Server(cert, out)
+    yield srv
+    srv.close()
+
+
+class Capture:
+    """What one run of a client under the ssl source produced."""
+
+    def __init__(self, events: list[Event], root: int, stats: dict[str, int]) -> None:
+        self.events = events
+        self.root = root
+        self.stats = stats
+        self.data = [e for e in events if e.topic == "ssl.data"]
+
+    def streams(self) -> dict[str, tuple[bytes, bytes]]:
+        """Per connection: everything the client wrote, everything it read (captured bytes)."""
+        parts: dict[str, tuple[list[bytes], list[bytes]]] = {}
+        for e in self.data:
+            w, r = parts.setdefault(e.data["conn"], ([], []))
+            (w if e.data["dir"] == "write" else r).append(e.data["bytes"])
+        return {conn: (b"".join(w), b"".join(r)) for conn, (w, r) in parts.items()}
+
+
+def capture(argv: list[str], tree: bool = False, timeout: float = 90.0, **options: object) -> Capture:
+    """Run ``argv`` under an ssl source filtered to it (by pid, or by tree from a parent shell).
+
+    The client waits on a gate until the source is attached, so nothing it does is missed.
+    """
+    script = 'read go && "$@"' if tree else 'read go && exec "$@"'
+    gate = subprocess.Popen(["/bin/sh", "-c", script, "sh", *argv], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert gate.stdin is not None and gate.stderr is not None
+    source = SslSource("ssl", {"pid": gate.pid, "tree": tree, **options})
+    events: list[Event] = []
+    try:
+        source.open()
+        gate.stdin.write(b"go\n")
+        gate.stdin.close()
+        deadline = time.monotonic() + timeout
+        while gate.poll() is None:
+            assert time.monotonic() < deadline, f"{argv[0]} did not finish in {timeout}s"
+            events.extend(source.poll(0.05))
+        # Every record was committed before the client returned from its calls.
+        events.extend(source.poll(0))
+        events.extend(source.stop())
+    finally:
+        source.close()
+        if gate.poll() is None:
+            gate.kill()
+            gate.wait()
+    assert gate.returncode == 0, gate.stderr.read().decode(errors="replace")
+    return Capture(events, gate.pid, dict(source.stats))
+
+
+def digest(pair: tuple[bytes, bytes]) -> tuple[int, str, int, str]:
+    """Lengths and hashes: comparable without printing megabytes on a failure."""
+    return (len(pair[0]), hashlib.sha256(pair[0]).hexdigest()[:16], len(pair[1]), hashlib.sha256(pair[1]).hexdigest()[:16])
+
+
+def assert_same_plaintext(cap: Capture, server: Server) -> None:
+    """Per connection, the client's captured writes/reads equal the server's reads/writes."""
+    client = sorted(cap.streams().values(), key=digest)
+    served = sorted(server.transcripts(), key=digest)
+    assert [digest(p) for p in client] == [digest(p) for p in served]
+    assert client == served
+    assert all(e.data["truncated"] == 0 and len(e.data["bytes"]) == e.data["len"] for e in cap.data)
+
+
+def assert_only_client(cap: Capture, server: Server, pids: set[int]) -> None:
+    assert cap.data, "nothing captured"
+    assert {e.pid for e in cap.data} <= pids
+    assert all(e.pid != server.pid for e in cap.events)
+
+
+def python_client(server: Server, cert: tuple[Path, Path]) -> list[str]:
+    return [SYSTEM_PYTHON, str(PEERS / "client.py"), str(server.port), str(cert[0])]
+
+
+def test_python_client_by_pid(server: Server, cert: tuple[Path, Path]) -> None:
+    cap = capture(python_client(server, cert), max_bytes=4 << 20)
+    assert_same_plaintext(cap, server)
+    assert_only_client(cap, server, {cap.root})
+    assert {e.data["func"] for e in cap.data} == {"SSL_write_ex", "SSL_read_ex"}
+    # The 2 MiB body went out in one call, captured whole across many ring records.
+    big = [e for e in cap.data if e.data["dir"] == "write" and e.data["len"] > BIG]
+    assert len(big) == 1 and big[0].data["bytes"].endswith(bytes(range(256)) * 4)
+    # Keep-alive: one connection carried four exchanges.
+    responses = sorted(reads.count(b"HTTP/1.1 200 OK") for _, reads in cap.streams().values())
+    assert responses == [2, 4]
+    e = cap.data[0]
+    assert e.comm == "python3" and e.tid and e.data["latency_ns"] > 0 and e.data["uid"] == 0
+    assert abs(e.ts_ns - time.time_ns()) < 120 * 10**9
+    assert cap.stats.get("kernel_lost", 0) == 0 and cap.stats.get("incomplete", 0) == 0
+
+
+def test_python_client_in_a_tree(server: Server, cert: tuple[Path, Path]) -> None:
+    """Tree mode probes every process; the kernel filter keeps only the gate's child."""
+    cap = capture(python_client(server, cert), tree=True, max_bytes=4 << 20)
+    assert_same_plaintext(cap, server)
+    pids = {e.pid for e in cap.data}
+    assert len(pids) == 1 and cap.root not in pids
+    assert_only_client(cap, server, pids)
+
+
+def test_curl(server: Server, cert: tuple[Path, Path], tmp_path: Path) -> None:
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    body = tmp_path / "body"
+    body.write_bytes(bytes(range(256)) * (BIG // 256))
+    url = f"https://localhost:{server.port}/size"
+    common = ["--http1.1", "-sS", "-o", "/dev/null", "--cacert", str(cert[0]), "-H", "Expect:",
+              "--resolve", f"localhost:{server.port}:127.0.0.1"]
+    cap = capture(["curl", *common, "--data-binary", "small", f"{url}/10",
+                   "--next", *common, "--data-binary", f"@{body}", f"{url}/300000",
+                   "--next", *common, f"{url}/5"], max_bytes=4 << 20)
+    assert_same_plaintext(cap, server)
+    assert_only_client(cap, server, {cap.root})
+    assert [reads.count(b"HTTP/1.1 200 OK") for _, reads in cap.streams().values()] == [3]
+    assert {e.comm for e in cap.data} == {"curl"}
+
+
+def test_node(server: Server, cert: tuple[Path, Path]) -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    cap = capture([node, str(PEERS / "client.js"), str(server.port), str(cert[0])], tree=True, max_bytes=4 << 20)
+    assert_same_plaintext(cap, server)
+    assert_only_client(cap, server, {e.pid for e in cap.data})
+    assert cap.root not in {e.pid for e in cap.data}
+    assert [reads.count(b"HTTP/1.1 200 OK") for _, reads in cap.streams().values()] == [4]
+    attached = [e.data["path"] for e in cap.events if e.topic == "ssl.attached"]
+    assert any(Path(p).name == "node" for p in attached)
+
+
+def test_comm_filter_keeps_only_that_program(server: Server, cert: tuple[Path, Path]) -> None:
+    """Every process is probed (no pid); only processes named curl get through."""
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    argv = ["curl", "--http1.1", "-sS", "-o", "/dev/null", "--cacert", str(cert[0]),
+            "--resolve", f"localhost:{server.port}:127.0.0.1", "--data-binary", "hi",
+            f"https://localhost:{server.port}/size/1000"]
+    source = SslSource("ssl", {"comm": "curl"})
+    source.open()
+    try:
+        subprocess.run(argv, check=True, timeout=60)
+        subprocess.run([*python_client(server, cert)], check=True, timeout=60)
+        events = source.poll(0) + source.stop()
+    finally:
+        source.close()
+    data = [e for e in events if e.topic == "ssl.data"]
+    assert data and {e.comm for e in data} == {"curl"}
+    assert {e.data["func"] for e in data} == {"SSL_write", "SSL_read"}
+
+
+def test_cap_truncates_and_says_how_much(server: Server, cert: tuple[Path, Path]) -> None:
+    cap = capture(python_client(server, cert), max_bytes=4096)
+    served = {digest(p)[:2]: p for p in server.transcripts()}
+    assert cap.stats["truncated"] >= 3
+    for conn in {e.data["conn"] for e in cap.data}:
+        events = [e for e in cap.data if e.data["conn"] == conn]
+        for direction in ("write", "read"):
+            # Every call starts where the previous one ended, cut or not.
+            mine = [e for e in events if e.data["dir"] == direction]
+            total = sum(e.data["len"] for e in mine)
+            matches = [p for p in served.values() if len(p[0 if direction == "write" else 1]) == total]
+            assert matches, f"no server stream of {total} bytes"
+            stream = matches[0][0 if direction == "write" else 1]
+            pos = 0
+            for e in mine:
+                got = e.data["bytes"]
+                assert len(got) == min(e.data["len"], 4096)
+                assert e.data["truncated"] == e.data["len"] - len(got)
+                assert got == stream[pos:pos + len(got)]
+                pos += e.data["len"]
+
+
+def test_handshake_events(server: Server, cert: tuple[Path, Path]) -> None:
+    cap = capture(python_client(server, cert), handshake=True, max_bytes=4 << 20)
+    shakes = [e for e in cap.events if e.topic == "ssl.handshake"]
+    assert len(shakes) == 2 and all(e.data["ok"] and e.data["latency_ns"] > 0 for e in shakes)
+    assert {e.data["conn"] for e in shakes} == {e.data["conn"] for e in cap.data}
+
+
+def test_overload_drops_are_counted(server: Server, cert: tuple[Path, Path]) -> None:
+    """A 64 KiB ring cannot hold a 2 MiB write: the loss shows in stats, byte for byte."""
+    cap = capture(python_client(server, cert), ring_kib=64, max_bytes=4 << 20)
+    assert cap.stats["kernel_lost"] > 0 and cap.stats["kernel_lost_calls"] > 0
+    moved = sum(len(a) + len(b) for a, b in server.transcripts())
+    captured = sum(len(e.data["bytes"]) for e in cap.data)
+    # Every byte the client moved was either delivered or counted as lost in the kernel.
+    assert captured + cap.stats["kernel_lost_bytes"] == moved
+    short = [e for e in cap.data if e.data["truncated"]]
+    assert all(e.data["truncated"] == e.data["len"] - len(e.data["bytes"]) for e in short)

@@ -1,0 +1,180 @@
+"""Hot reload, taps on the bus, and a remote subscriber over TCP with CURVE."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import AGENTSIGHT, read_jsonl, wait_for
+from tests.integration.test_pipeline import chain, check_order
+
+
+def test_live_option_change_applies_in_place_within_2s_and_loses_nothing(pipeline, workdir):
+    out = workdir / "out.jsonl"
+    p = pipeline(chain(out, 0, rate=4_000, workers=1)).start()
+    wait_for(lambda: out.exists() and out.stat().st_size > 50_000, 20, what="events flowing")
+    pid_before = p.instance("analyzers/tag")["pid"]
+    p.config.write_text(p.config.read_text().replace('stage = "one"', 'stage = "two"'))
+    edited = time.monotonic()
+
+    def last_stage() -> str:
+        lines = out.read_text().splitlines()
+        return json.loads(lines[-1])["data"]["stage"] if lines else ""
+
+    wait_for(lambda: last_stage() == "two", 5, what="the new option in the output")
+    assert time.monotonic() - edited < 2.0
+    assert p.instance("analyzers/tag")["pid"] == pid_before
+    assert "config reloaded: reconfigured tag" in p.stderr()
+
+    # An invalid edit is rejected with the reason; the pipeline keeps running.
+    p.config.write_text(p.config.read_text().replace('type = "annotate"', 'type = "no-such-analyzer"'))
+    wait_for(lambda: "config change rejected" in p.stderr(), 5, what="rejection message")
+    assert "[analyzers.tag] unknown analyzer type 'no-such-analyzer'" in p.stderr()
+    size = out.stat().st_size
+    wait_for(lambda: out.stat().st_size > size, 5, what="events still flowing")
+    assert p.instance("analyzers/tag")["pid"] == pid_before
+
+    assert p.stop() == 0
+    rows = read_jsonl(out)
+    for ns in check_order(rows).values():
+        assert ns == list(range(len(ns)))  # nothing lost across the change
+    assert p.lost_reported() == 0
+
+
+def test_adding_and_removing_a_component_while_running(pipeline, workdir):
+    out, extra = workdir / "out.jsonl", workdir / "extra.jsonl"
+    p = pipeline(chain(out, 0, rate=3_000, workers=1)).start()
+    wait_for(lambda: out.exists() and out.stat().st_size > 20_000, 20, what="events flowing")
+    p.config.write_text(p.config.read_text() + f'\n[sinks.extra]\ntype = "jsonl"\ninputs = ["gen"]\npath = "{extra}"\n')
+    wait_for(lambda: extra.exists() and extra.stat().st_size > 10_000, 10, what="the added sink writing")
+    assert "started extra" in p.stderr()
+    p.config.write_text(p.config.read_text().split("\n[sinks.extra]")[0])
+    wait_for(lambda: "stopped extra" in p.stderr(), 15, what="the removed sink stopped")
+    assert not any(r["id"] == "sinks/extra" for r in p.status()["instances"])
+    assert p.stop() == 0
+    assert p.lost_reported() == 0
+
+
+def tap(run_dir: Path, *args: str, stdout: int = subprocess.PIPE) -> subprocess.Popen[str]:
+    return subprocess.Popen([*AGENTSIGHT, "tap", "--runtime-dir", str(run_dir), "--json", *args],
+                            stdout=stdout, stderr=subprocess.PIPE, text=True)
+
+
+def test_two_taps_mid_run_and_a_stalled_tap_does_not_slow_the_pipeline(pipeline, workdir):
+    out = workdir / "out.jsonl"
+    p = pipeline(chain(out, 0, rate=20_000)).start()
+    wait_for(lambda: out.exists() and out.stat().st_size > 50_000, 20, what="events flowing")
+    t1, t2 = tap(p.run_dir, "gen.", "--count", "2000"), tap(p.run_dir, "--count", "2000")
+    stalled = tap(p.run_dir, "gen.", stdout=subprocess.DEVNULL)
+    time.sleep(0.5)
+    os.kill(stalled.pid, signal.SIGSTOP)
+    for t in (t1, t2):
+        lines = t.communicate(timeout=30)[0].splitlines()
+        assert len(lines) == 2000
+        assert all(json.loads(x)["topic"] == "gen.event" for x in lines)
+    # The pipeline keeps its pace while one subscriber reads nothing.
+    before = len(out.read_text().splitlines())
+    time.sleep(3)
+    rate = (len(out.read_text().splitlines()) - before) / 3
+    assert rate > 15_000, rate
+    os.kill(stalled.pid, signal.SIGCONT)
+    time.sleep(4)  # it reads its backlog first, then reaches the frames after the drop
+    stalled.send_signal(signal.SIGINT)
+    err = stalled.communicate(timeout=20)[1]
+    lost = int(err.rsplit(" lost", 1)[0].rsplit(",", 1)[1])
+    assert lost > 0, err  # the stalled tap's gaps are reported, not hidden
+    assert "events lost on the bus" in err
+    assert p.stop() == 0
+    assert p.lost_reported() == 0  # the data path lost nothing
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None, reason="needs root and iproute2")
+
+
+@needs_root
+def test_remote_subscriber_in_another_network_namespace_needs_the_right_curve_key(pipeline, workdir):
+    keys = workdir / "keys"
+    subprocess.run([*AGENTSIGHT, "keys", "--dir", str(keys), "--client", "laptop"], check=True, capture_output=True)
+    rogue = workdir / "rogue"
+    subprocess.run([*AGENTSIGHT, "keys", "--dir", str(rogue), "--client", "rogue"], check=True, capture_output=True)
+    assert oct(os.stat(keys / "server.key_secret").st_mode & 0o777) == "0o600"
+    ns = f"as{uuid.uuid4().hex[:8]}"
+    host_if, ns_if = f"{ns}h", f"{ns}n"
+    sh = lambda *a: subprocess.run(a, check=True, capture_output=True)  # noqa: E731
+    sh("ip", "netns", "add", ns)
+    try:
+        sh("ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if)
+        sh("ip", "link", "set", ns_if, "netns", ns)
+        sh("ip", "addr", "add", "10.231.7.1/24", "dev", host_if)
+        sh("ip", "link", "set", host_if, "up")
+        sh("ip", "netns", "exec", ns, "ip", "addr", "add", "10.231.7.2/24", "dev", ns_if)
+        sh("ip", "netns", "exec", ns, "ip", "link", "set", ns_if, "up")
+        sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        out = workdir / "out.jsonl"
+        p = pipeline(chain(out, 0, rate=2_000, workers=1) + f"""
+[bus]
+listen = "tcp://10.231.7.1:7396"
+secret_key = "{keys}/server.key_secret"
+authorized_keys = "{keys}/authorized"
+""").start()
+        remote = ["ip", "netns", "exec", ns, *AGENTSIGHT, "tap", "--connect", "tcp://10.231.7.1:7396",
+                  "--server-key", str(keys / "server.key"), "--json"]
+        good = subprocess.run([*remote, "--client-key", str(keys / "laptop.key_secret"), "--count", "50",
+                               "--duration", "20"], capture_output=True, text=True, timeout=60)
+        assert len(good.stdout.splitlines()) == 50, good.stderr
+        bad = subprocess.run([*remote, "--client-key", str(rogue / "rogue.key_secret"), "--duration", "3"],
+                             capture_output=True, text=True, timeout=60)
+        assert bad.stdout == ""
+        assert "0 events" in bad.stderr
+
+        # A pipeline "on the other machine" takes the remote bus as its source and runs its own sink.
+        remote_out = workdir / "remote.jsonl"
+        remote_cfg = workdir / "remote.toml"
+        remote_cfg.write_text(f"""
+name = "remote"
+[sources.upstream]
+type = "bus"
+connect = "tcp://10.231.7.1:7396"
+topics = ["gen."]
+server_key = "{keys}/server.key"
+client_key = "{keys}/laptop.key_secret"
+[sinks.copy]
+type = "jsonl"
+inputs = ["upstream"]
+path = "{remote_out}"
+[bus]
+enabled = false
+[supervisor]
+runtime_dir = "{workdir}/rrun"
+""")
+        rp = subprocess.Popen(["ip", "netns", "exec", ns, *AGENTSIGHT, "run", "--config", str(remote_cfg)],
+                              stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(lambda: remote_out.exists() and len(remote_out.read_text().splitlines()) >= 100, 30,
+                     what="events in the remote pipeline's sink")
+        finally:
+            rp.send_signal(signal.SIGTERM)
+            rp.communicate(timeout=30)
+        assert all(r["topic"] == "gen.event" for r in read_jsonl(remote_out))
+        assert p.stop() == 0
+    finally:
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def test_status_without_a_running_pipeline_is_one_clear_line(workdir):
+    r = subprocess.run([*AGENTSIGHT, "status", "--runtime-dir", str(workdir / "none")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip().startswith("agentsight: no running pipeline")
+    assert len(r.stderr.strip().splitlines()) == 1
+    _ = sys

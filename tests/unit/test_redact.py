@@ -1,0 +1,64 @@
+"""Credentials disappear from headers, text, bytes and nested values; ordinary text stays."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentsight.analysis.redact import redact_bytes, redact_headers, redact_text, redact_value
+
+KEYS = {
+    "sk-ant": "sk-ant-api03-Zr8wQk2VnT5yLm1XcB7sPd4FgH9jK0aUeIo3RtYu6WqEzA",
+    "sk": "sk-proj-Xq7fT2mLw9RkZc4VbN1aHs8DpE3uYo6Gj0iKl5MnOp",
+    "AIza": "AIzaSyD4fakeFakeFake1234567890abcdEFGH",
+    "github": "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+    "aws": "AKIAIOSFODNN7EXAMPLE",
+    "jwt": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+}
+
+
+@pytest.mark.parametrize("kind,key", KEYS.items())
+def test_key_formats_in_free_text(kind: str, key: str) -> None:
+    out = redact_text(f"the key is {key}, keep it safe")
+    assert key not in out and f"[REDACTED:{kind}]" in out and out.startswith("the key is ")
+    assert key.encode() not in redact_bytes(f"x={key}".encode())
+
+
+def test_headers() -> None:
+    h = redact_headers([["Authorization", "Bearer " + KEYS["sk"]], ["x-api-key", KEYS["sk-ant"]],
+                        ["Cookie", "session=abc"], ["X-Custom-Token", "t0k"], ["Content-Type", "application/json"]])
+    assert h == [["Authorization", "[REDACTED:sk]"], ["x-api-key", "[REDACTED:sk-ant]"],
+                 ["Cookie", "[REDACTED:cookie]"], ["X-Custom-Token", "[REDACTED:x-custom-token]"],
+                 ["Content-Type", "application/json"]]
+
+
+def test_raw_http_head_bytes() -> None:
+    raw = b"POST /v1/x?key=abc123&alt=sse HTTP/1.1\r\nAuthorization: Basic dXNlcjpwYXNz\r\nHost: h\r\n\r\n{}"
+    out = redact_bytes(raw)
+    assert b"dXNlcjpwYXNz" not in out and b"abc123" not in out and b"alt=sse" in out and b"Host: h" in out
+
+
+def test_json_fields_and_query() -> None:
+    body = '{"api_key": "plain-secret-value", "password": "hunter22", "monkey": "banana", "max_tokens": 10}'
+    out = redact_text(body)
+    assert "plain-secret-value" not in out and "hunter22" not in out
+    assert '"monkey": "banana"' in out and '"max_tokens": 10' in out
+    assert redact_text("https://x/y?access_token=abcdef&q=1") == "https://x/y?access_token=[REDACTED:secret]&q=1"
+
+
+def test_prose_is_left_alone() -> None:
+    text = "Bearer authentication uses a token; basic understanding of tasks and skills is enough."
+    assert redact_text(text) == text
+
+
+def test_nested_values() -> None:
+    v = {"headers": [["X-Api-Key", "abc"]], "api_key": "zzz", "nested": [{"text": KEYS["AIza"]}], "n": 3,
+         "raw": KEYS["sk"].encode()}
+    out = redact_value(v)
+    assert out["headers"] == [["X-Api-Key", "[REDACTED:x-api-key]"]]
+    assert out["api_key"] == "[REDACTED:api_key]" and out["n"] == 3
+    assert out["nested"][0]["text"] == "[REDACTED:AIza]" and out["raw"] == b"[REDACTED:sk]"
+
+
+def test_idempotent() -> None:
+    once = redact_text(f'Authorization: Bearer {KEYS["sk"]}\n{{"api_key": "{KEYS["sk-ant"]}"}}')
+    assert redact_text(once) == once
