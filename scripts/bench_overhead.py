@@ -137,11 +137,11 @@ def blast(rate: int, seconds: float) -> None:
     print(json.dumps({"writes": writes, "rate": writes / (time.perf_counter() - start)}), flush=True)
 
 
-def trace(pid: int) -> None:
+def trace(pid: int, fast_probes: bool) -> None:
     """Attach the ssl source to ``pid`` and consume its events until stdin closes."""
     from agentsight.actors.sources.ssl import SslSource
 
-    source = SslSource("ssl", {"pid": pid})
+    source = SslSource("ssl", {"pid": pid, "fast_probes": fast_probes})
     source.open()
     print("ready", flush=True)
     events = bytes_seen = 0
@@ -169,12 +169,13 @@ def role(*args: Any, env: dict[str, str] | None = None) -> subprocess.Popen[str]
                             stdout=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
 
 
-def run_gated(worker: subprocess.Popen[str], traced: bool) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def run_gated(worker: subprocess.Popen[str], traced: bool,
+              fast_probes: bool = True) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Release ``worker`` (with a tracer attached first if ``traced``); return both reports."""
     assert worker.stdin is not None and worker.stdout is not None
     tracer = None
     if traced:
-        tracer = role("trace", worker.pid)
+        tracer = role("trace", worker.pid, int(fast_probes))
         assert tracer.stdout is not None
         if tracer.stdout.readline().strip() != "ready":
             raise SystemExit("the tracer did not start: run as root with bcc installed")
@@ -192,7 +193,7 @@ def run_gated(worker: subprocess.Popen[str], traced: bool) -> tuple[dict[str, An
     return result, report
 
 
-def orchestrate(requests: int, rounds: int, rates: list[int], seconds: float) -> None:
+def orchestrate(requests: int, rounds: int, rates: list[int], seconds: float, fast_probes: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="as-bench-") as tmp:
         cert, key = f"{tmp}/cert.pem", f"{tmp}/key.pem"
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
@@ -206,7 +207,7 @@ def orchestrate(requests: int, rounds: int, rates: list[int], seconds: float) ->
             reports: list[dict[str, Any]] = []
             for _ in range(rounds):
                 plain.append(run_gated(role("client", port, requests), False)[0]["rps"])
-                result, report = run_gated(role("client", port, requests), True)
+                result, report = run_gated(role("client", port, requests), True, fast_probes)
                 assert report is not None
                 traced.append(result["rps"])
                 reports.append(report)
@@ -214,7 +215,8 @@ def orchestrate(requests: int, rounds: int, rates: list[int], seconds: float) ->
             server.kill()
             server.wait()
         base, with_src = statistics.median(plain), statistics.median(traced)
-        print(f"HTTPS keep-alive, {requests} requests of {BODY} B, median of {rounds}:")
+        placement = "past verified prologues" if fast_probes else "at symbols"
+        print(f"HTTPS keep-alive, {requests} requests of {BODY} B, median of {rounds}, probes {placement}:")
         print(f"  without ssl source: {base:8.0f} req/s   (runs: {', '.join(f'{x:.0f}' for x in plain)})")
         print(f"  with ssl source:    {with_src:8.0f} req/s   (runs: {', '.join(f'{x:.0f}' for x in traced)})")
         print(f"  ratio: {with_src / base:.3f}  (cost {100 * (1 - with_src / base):.1f}%)")
@@ -227,7 +229,7 @@ def orchestrate(requests: int, rounds: int, rates: list[int], seconds: float) ->
         best = 0.0
         env = {"BENCH_CERT": cert, "BENCH_KEY": key}
         for rate in rates:
-            result, report = run_gated(role("blast", rate, seconds, env=env), True)
+            result, report = run_gated(role("blast", rate, seconds, env=env), True, fast_probes)
             assert report is not None
             lost = report["stats"].get("kernel_lost", 0)
             ok = lost == 0 and report["events"] == result["writes"]
@@ -250,7 +252,7 @@ def main() -> None:
         elif name == "blast":
             blast(int(args[0]), float(args[1]))
         else:
-            trace(int(args[0]))
+            trace(int(args[0]), args[1] == "1")
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=5000, help="requests per client run")
@@ -258,10 +260,13 @@ def main() -> None:
     parser.add_argument("--rates", default="25000,50000,75000,100000,150000",
                         help="comma-separated 4 KiB event rates to try")
     parser.add_argument("--seconds", type=float, default=2.0, help="seconds per event rate")
+    parser.add_argument("--probes-at-symbol", action="store_true",
+                        help="put every probe on its symbol (fast_probes = false), to compare")
     opts = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench_overhead.py loads eBPF: run it as root")
-    orchestrate(opts.requests, opts.rounds, [int(r) for r in opts.rates.split(",")], opts.seconds)
+    orchestrate(opts.requests, opts.rounds, [int(r) for r in opts.rates.split(",")], opts.seconds,
+                not opts.probes_at_symbol)
 
 
 if __name__ == "__main__":

@@ -119,6 +119,8 @@ class SslSource(Source):
                             "reported as truncated", check=_check_max_bytes),
         "handshake": Option(bool, False, "also report SSL_do_handshake results and timing"),
         "ring_kib": Option(int, 16384, "ring buffer size in KiB", check=_check_ring_kib),
+        "fast_probes": Option(bool, True, "probe past verified prologues where that avoids a single-step "
+                              "(see agentsight.tlslibs); false puts every probe on its symbol"),
     }
 
     def __init__(self, name: str, options: dict[str, Any] | None = None) -> None:
@@ -255,6 +257,8 @@ class SslSource(Source):
         probes: list[str] = []
         try:
             for site in lib.sites:
+                if site.via_callee and not self.options["fast_probes"]:
+                    site = tlslibs.ProbeSite(site.func, site.symbol, site.symbol, site.symbol)
                 enter_fn, leave_fn = (_CALLEE_PROGRAMS if site.via_callee else _PLAIN_PROGRAMS)[site.func]
                 self._probe(lib.path, site.entry, enter_fn, pid, ret=False)
                 self._probe(lib.path, site.ret, leave_fn, pid, ret=True)
