@@ -174,8 +174,7 @@ def status(
     run = RunDir(runtime_dir or default_runtime_dir(pipeline))
     if not (run.path / "status").exists():
         fail(f"no running pipeline {pipeline!r} at {run.path}")
-    ctx = zmq.Context.instance()
-    sock = ctx.socket(zmq.REQ)
+    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
     sock.connect(run.status)
     sock.send(b"status")

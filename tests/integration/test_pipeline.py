@@ -45,7 +45,7 @@ def check_order(rows: list[dict]) -> dict[int, list[int]]:
     for r in rows:
         per_key[r["data"]["key"]].append(r["data"]["n"])
     for key, ns in per_key.items():
-        assert all(a < b for a, b in zip(ns, ns[1:])), f"order broken for key {key}"
+        assert all(a < b for a, b in zip(ns, ns[1:], strict=False)), f"order broken for key {key}"
     return per_key
 
 
