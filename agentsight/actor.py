@@ -170,6 +170,14 @@ class Analyzer(Component):
     def process(self, event: Event) -> Iterable[Event]:
         raise NotImplementedError
 
+    def process_batch(self, events: list[Event]) -> list[Event] | None:
+        """Optional fast path: the outputs of a whole batch, or None to go event by event.
+
+        The runtime falls back to ``process`` per event (isolating a bad one) when this
+        raises, so an override only needs to be right, not defensive.
+        """
+        return None
+
     def tick(self, now_ns: int) -> Iterable[Event]:
         """Called about every 100 ms: emit what timed out (idle streams...)."""
         return ()

@@ -419,7 +419,13 @@ class ActorRuntime:
                 log.exception("%s: sink write failed", self.id)
             return
         assert isinstance(self.component, Analyzer)
-        out = self._run_hook(self.component.process, events)
+        out: list[Event] | None = None
+        try:
+            out = self.component.process_batch(events)
+        except Exception:
+            out = None  # redo it event by event, so one bad event costs only itself
+        if out is None:
+            out = self._run_hook(self.component.process, events)
         # The outputs are numbered before the input is marked consumed: see linkstate.
         self.emit(out, consumed)
 

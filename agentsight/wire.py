@@ -103,16 +103,14 @@ def decode_events(body: bytes, expected: int | None = None) -> list[Event]:
         raise FrameError(f"undecodable event batch: {exc}") from None
     if not isinstance(items, list) or (expected is not None and len(items) != expected):
         raise FrameError("event batch is not a list of the announced length")
-    out = []
     try:
-        for topic, ts_ns, source, pid, tid, comm, data in items:
-            if not isinstance(topic, str) or not isinstance(data, dict) or not isinstance(ts_ns, int):
-                raise FrameError("event with wrong field types")
-            out.append(Event(topic, ts_ns, source, pid, tid, comm, data))
+        out = [Event(topic, ts_ns, source, pid, tid, comm, data)
+               for topic, ts_ns, source, pid, tid, comm, data in items]
     except (TypeError, ValueError) as exc:
-        if isinstance(exc, FrameError):
-            raise
         raise FrameError(f"malformed event: {exc}") from None
+    for e in out:
+        if type(e.data) is not dict or type(e.topic) is not str or type(e.ts_ns) is not int:
+            raise FrameError("event with wrong field types")
     return out
 
 

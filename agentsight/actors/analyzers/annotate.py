@@ -28,6 +28,17 @@ class Annotate(Analyzer):
     def apply_options(self, changed: set[str]) -> None:
         self._items = list(self.options["fields"].items())
 
+    def process_batch(self, events: list[Event]) -> list[Event]:
+        items = self._items
+        if self.options["overwrite"]:
+            for e in events:
+                e.data.update(items)
+        else:
+            for e in events:
+                for k, v in items:
+                    e.data.setdefault(k, v)
+        return events
+
     def process(self, event: Event) -> Iterable[Event]:
         data = event.data
         if self.options["overwrite"]:

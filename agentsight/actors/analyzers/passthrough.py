@@ -27,3 +27,6 @@ class Passthrough(Analyzer):
 
     def process(self, event: Event) -> Iterable[Event]:
         return (event,)
+
+    def process_batch(self, events: list[Event]) -> list[Event]:
+        return events
