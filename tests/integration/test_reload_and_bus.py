@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -177,4 +176,3 @@ def test_status_without_a_running_pipeline_is_one_clear_line(workdir):
     assert r.returncode == 2
     assert r.stderr.strip().startswith("agentsight: no running pipeline")
     assert len(r.stderr.strip().splitlines()) == 1
-    _ = sys
