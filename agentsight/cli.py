@@ -170,6 +170,7 @@ def status(
     import zmq
 
     from agentsight.endpoints import RunDir, default_runtime_dir
+    from agentsight.supervisor import actor_table
 
     run = RunDir(runtime_dir or default_runtime_dir(pipeline))
     if not (run.path / "status").exists():
@@ -186,11 +187,7 @@ def status(
         typer.echo(json.dumps(report, indent=2))
         return
     typer.echo(f"pipeline {report['pipeline']} (supervisor pid {report['pid']}, up {report['uptime_s']}s)")
-    typer.echo(f"{'actor':<28} {'state':<10} {'pid':>7} {'restarts':>8} {'received':>10} {'sent':>10} "
-               f"{'dropped':>8} {'errors':>7}")
-    for r in report["instances"]:
-        typer.echo(f"{r['id']:<28} {r['state']:<10} {r['pid'] or '-':>7} {r['restarts']:>8} {r['received']:>10} "
-                   f"{r['sent']:>10} {r['dropped']:>8} {r['errors']:>7}")
+    typer.echo(actor_table(report["instances"], pid=True))
 
 
 @app.command()

@@ -363,7 +363,7 @@ class ActorRuntime:
     # ----------------------------------------------------------------- input
     def _on_frame(self, parts: list[bytes]) -> None:
         try:
-            if len(parts) != 2 and not (len(parts) == 1):
+            if len(parts) not in (1, 2):
                 raise wire.FrameError(f"{len(parts)} parts")
             header = wire.decode_header(parts[0])
         except wire.FrameError:

@@ -47,7 +47,7 @@ from agentsight.config import ComponentSpec, ConfigError, PipelineSpec, load
 from agentsight.endpoints import RunDir, default_runtime_dir, instance_id
 from agentsight.runtime import BUS_COMPONENT, EXIT_FATAL
 
-__all__ = ["Supervisor", "Instance", "AlreadyRunning", "StartupFailed", "COUNTERS"]
+__all__ = ["Supervisor", "Instance", "AlreadyRunning", "StartupFailed", "COUNTERS", "actor_table"]
 
 log = logging.getLogger("agentsight")
 COUNTERS = ("received", "sent", "dropped", "errors")
@@ -224,7 +224,13 @@ class Supervisor:
         inst.draining = False
         inst.eos_acks = set()
 
+    def _existing_of(self, c: ComponentSpec) -> list[Instance]:
+        """The instance slots a component has now (none before it is started)."""
+        return [i for w in range(c.workers)
+                if (i := self.instances.get(instance_id(c.kind, c.name, w, c.workers))) is not None]
+
     def _instances_of(self, c: ComponentSpec) -> list[Instance]:
+        """The component's instance slots, made if it has none yet (to start it)."""
         out = []
         for w in range(c.workers):
             iid = instance_id(c.kind, c.name, w, c.workers)
@@ -385,7 +391,7 @@ class Supervisor:
         for inst in self.instances.values():
             if not inst.draining:
                 continue
-            waiting = [d.id for c in self.spec.downstream(inst.name) for d in self._instances_of(c)
+            waiting = [d.id for c in self.spec.downstream(inst.name) for d in self._existing_of(c)
                        if d.alive() and d.id not in inst.eos_acks]
             if not waiting:
                 inst.draining = False
@@ -394,7 +400,7 @@ class Supervisor:
     def _announce_gone(self, inst: Instance) -> None:
         """Tell the downstream instances not to wait for end-of-stream from a failed one."""
         for d in self.spec.downstream(inst.name):
-            for di in self._instances_of(d):
+            for di in self._existing_of(d):
                 self._send(di, {"op": "gone", "instance": inst.id})
 
     def _maybe_finish(self) -> None:
@@ -565,18 +571,21 @@ class Supervisor:
 
     # -------------------------------------------------------------- summary
     def summary(self) -> str:
-        rows = [i for i in self.instances.values()]
-        lines = [f"{'actor':<28} {'state':<10} {'restarts':>8} {'received':>10} {'sent':>10} "
-                 f"{'dropped':>8} {'errors':>7}"]
-        lost = 0
-        for i in rows:
-            t = i.totals()
-            lost += t["dropped"]
-            lines.append(f"{i.id:<28} {i.state:<10} {i.restarts:>8} {t['received']:>10} {t['sent']:>10} "
-                         f"{t['dropped']:>8} {t['errors']:>7}")
-        lines.append(f"events lost: {lost}" if lost else "no events lost")
-        return "\n".join(lines)
+        rows = [i.row() for i in self.instances.values()]
+        lost = sum(r["dropped"] for r in rows)
+        return actor_table(rows) + "\n" + (f"events lost: {lost}" if lost else "no events lost")
 
+
+def actor_table(rows: list[dict[str, Any]], pid: bool = False) -> str:
+    """The per-actor table of the exit summary and of `agentsight status` (rows from Instance.row)."""
+    pid_col = f" {'pid':>7}" if pid else ""
+    lines = [f"{'actor':<28} {'state':<10}{pid_col} {'restarts':>8} {'received':>10} {'sent':>10} "
+             f"{'dropped':>8} {'errors':>7}"]
+    for r in rows:
+        pid_val = f" {r['pid'] or '-':>7}" if pid else ""
+        lines.append(f"{r['id']:<28} {r['state']:<10}{pid_val} {r['restarts']:>8} {r['received']:>10} "
+                     f"{r['sent']:>10} {r['dropped']:>8} {r['errors']:>7}")
+    return "\n".join(lines)
 
 def _is_agentsight(pid: int) -> bool:
     try:

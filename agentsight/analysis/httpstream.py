@@ -244,10 +244,17 @@ class _Exchange:
     emitted: bool = False
 
 
-def _header(headers: list[list[str]], name: str) -> str | None:
-    for n, v in headers:
-        if n == name:
-            return v
+def header_value(headers: Any, name: str) -> str | None:
+    """The first value of header ``name`` (lower case) in a list of [name, value] pairs.
+
+    Tolerates anything as ``headers`` (records may come from a replayed file), so the
+    LLM extractor uses it on exchange dicts as well.
+    """
+    if not isinstance(headers, list | tuple):
+        return None
+    for pair in headers:
+        if isinstance(pair, list | tuple) and len(pair) == 2 and str(pair[0]).lower() == name:
+            return str(pair[1])
     return None
 
 
@@ -500,7 +507,7 @@ class HttpStreams:
                     ex = conn.h2_streams[ev.stream_id] = conn.new_exchange(ev.stream_id)
                     pseudo = dict(h for h in ev.headers if h[0].startswith(":"))
                     headers = [[n, v] for n, v in ev.headers if not n.startswith(":")]
-                    if ":authority" in pseudo and not _header(headers, "host"):
+                    if ":authority" in pseudo and not header_value(headers, "host"):
                         headers.insert(0, ["host", pseudo[":authority"]])
                     ex.request = self._request_message(
                         pseudo.get(":method", ""), pseudo.get(":path", ""), "2", headers, ts
@@ -546,20 +553,20 @@ class HttpStreams:
     def _request_message(self, method: str, target: str, version: str, headers: list[list[str]],
                          ts: int) -> _Message:
         split = urlsplit(target)
-        host = _header(headers, "host") or split.netloc or ""
+        host = header_value(headers, "host") or split.netloc or ""
         head = {"method": method, "target": target, "path": split.path or target, "query": split.query,
                 "host": host, "http_version": version}
-        return _Message(True, head, headers, ts, ContentDecoder(_header(headers, "content-encoding")),
+        return _Message(True, head, headers, ts, ContentDecoder(header_value(headers, "content-encoding")),
                         self.max_body)
 
     def _response_message(self, status: int, reason: str, version: str, headers: list[list[str]],
                           ts: int) -> _Message:
-        ctype = (_header(headers, "content-type") or "").lower()
+        ctype = (header_value(headers, "content-type") or "").lower()
         streaming = self.stream_chunks == "all" or (
             self.stream_chunks == "streaming" and ctype.startswith(STREAMING_CONTENT_TYPES)
         )
         head = {"status_code": status, "reason": reason, "http_version": version}
-        return _Message(False, head, headers, ts, ContentDecoder(_header(headers, "content-encoding")),
+        return _Message(False, head, headers, ts, ContentDecoder(header_value(headers, "content-encoding")),
                         self.max_body, stream_chunks=streaming)
 
     def _message_dict(self, msg: _Message) -> dict[str, Any]:
@@ -578,8 +585,8 @@ class HttpStreams:
         d: dict[str, Any] = {
             **head,
             "headers": headers,
-            "content_type": _header(msg.headers, "content-type"),
-            "content_encoding": _header(msg.headers, "content-encoding"),
+            "content_type": header_value(msg.headers, "content-type"),
+            "content_encoding": header_value(msg.headers, "content-encoding"),
             "body": body,
             "body_text": _text(body),
             "body_size": msg.decoded_size,
@@ -662,7 +669,7 @@ class HttpStreams:
             "path": req.head["path"] if req else None,
             **resp.head,
             "headers": headers,
-            "content_type": _header(resp.headers, "content-type"),
+            "content_type": header_value(resp.headers, "content-type"),
             "streaming": resp.stream_chunks,
             "ts_request_start_ns": req.ts_start if req else None,
             "ts_first_byte_ns": resp.ts_start,
@@ -682,7 +689,7 @@ class HttpStreams:
             "stream_id": ex.stream_id,
             "offset": offset,
             "data": redact_bytes(chunk) if self.redact else chunk,
-            "content_type": _header(resp.headers, "content-type"),
+            "content_type": header_value(resp.headers, "content-type"),
         })
 
     def _emit(self, conn: _Conn, topic: str, ts: int, out: list[Event], data: dict[str, Any]) -> None:

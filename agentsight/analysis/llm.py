@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
+from agentsight.analysis.httpstream import header_value
 from agentsight.analysis.redact import redact_value
 from agentsight.analysis.sse import SseEvent, parse_sse
 from agentsight.event import Event
@@ -236,18 +237,22 @@ def _chat_request(body: dict[str, Any], call: _Call) -> None:
                            "parameters": fn.get("parameters")})
 
 
-def _chat_usage(call: _Call, usage: Any) -> None:
+def _openai_usage(call: _Call, usage: Any, inp: str = "prompt", out: str = "completion") -> None:
+    """OpenAI usage: cached tokens inside input, reasoning inside output.
+
+    Chat Completions names the two sides prompt/completion, Responses input/output.
+    """
     u = _dict(usage)
     if not u:
         return
     call.usage_raw = u
     _finish_usage(
         call,
-        _int(u.get("prompt_tokens")),
-        _int(u.get("completion_tokens")),
-        _int(_dict(u.get("prompt_tokens_details")).get("cached_tokens")),
+        _int(u.get(f"{inp}_tokens")),
+        _int(u.get(f"{out}_tokens")),
+        _int(_dict(u.get(f"{inp}_tokens_details")).get("cached_tokens")),
         None,
-        _int(_dict(u.get("completion_tokens_details")).get("reasoning_tokens")),
+        _int(_dict(u.get(f"{out}_tokens_details")).get("reasoning_tokens")),
     )
 
 
@@ -271,7 +276,7 @@ def _chat_response(body: Any, call: _Call, ts: int | None) -> None:
             call.tool_calls.append(_tool_call(tc.get("id"), fn.get("name"), fn.get("arguments")))
         call.stop_reason = _str(c.get("finish_reason"))
         call.token(ts)
-    _chat_usage(call, b.get("usage"))
+    _openai_usage(call, b.get("usage"))
 
 
 def _chat_stream(events: list[SseEvent], call: _Call) -> None:
@@ -312,7 +317,7 @@ def _chat_stream(events: list[SseEvent], call: _Call) -> None:
             if c.get("finish_reason"):
                 call.stop_reason = _str(c.get("finish_reason"))
         if chunk.get("usage"):
-            _chat_usage(call, chunk.get("usage"))
+            _openai_usage(call, chunk.get("usage"))
     for _, slot in sorted(calls.items()):
         call.tool_calls.append(_tool_call(slot["id"], slot["name"], "".join(slot["args"])))
 
@@ -363,21 +368,6 @@ def _responses_request(body: dict[str, Any], call: _Call) -> None:
                                "parameters": None})
 
 
-def _responses_usage(call: _Call, usage: Any) -> None:
-    u = _dict(usage)
-    if not u:
-        return
-    call.usage_raw = u
-    _finish_usage(
-        call,
-        _int(u.get("input_tokens")),
-        _int(u.get("output_tokens")),
-        _int(_dict(u.get("input_tokens_details")).get("cached_tokens")),
-        None,
-        _int(_dict(u.get("output_tokens_details")).get("reasoning_tokens")),
-    )
-
-
 def _responses_output(items: list[Any], call: _Call) -> None:
     for item in items:
         it = _dict(item)
@@ -408,7 +398,7 @@ def _responses_status(call: _Call, resp: dict[str, Any]) -> None:
     if resp.get("error"):
         call.error = {"type": _str(_dict(resp["error"]).get("code")),
                       "message": _str(_dict(resp["error"]).get("message"))}
-    _responses_usage(call, resp.get("usage"))
+    _openai_usage(call, resp.get("usage"), "input", "output")
 
 
 def _responses_response(body: Any, call: _Call, ts: int | None) -> None:
@@ -799,7 +789,7 @@ def extract_call(exchange: dict[str, Any], *, prices: bool = True) -> dict[str, 
         "usage": {**usage, "raw": call.usage_raw},
         "cost": None,
         "stream_events": call.events,
-        "user_agent": _header(req.get("headers"), "user-agent"),
+        "user_agent": header_value(req.get("headers"), "user-agent"),
         "conn": exchange.get("conn"),
         "seq": exchange.get("seq"),
         "ts_request_start_ns": t_start,
@@ -813,13 +803,6 @@ def extract_call(exchange: dict[str, Any], *, prices: bool = True) -> dict[str, 
     if prices:
         record["cost"] = estimate_cost(provider, host, record["model"], usage, t_start)
     return record
-
-
-def _header(headers: Any, name: str) -> str | None:
-    for pair in _list(headers):
-        if isinstance(pair, list | tuple) and len(pair) == 2 and str(pair[0]).lower() == name:
-            return str(pair[1])
-    return None
 
 
 # --------------------------------------------------------------------------- prices

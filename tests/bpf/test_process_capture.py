@@ -54,19 +54,7 @@ def listeners() -> Iterator[tuple[int, int]]:
         v6.close()
 
 
-@pytest.fixture
-def source_factory() -> Iterator[Callable[..., ProcessSource]]:
-    opened: list[ProcessSource] = []
-
-    def make(**options: object) -> ProcessSource:
-        src = ProcessSource("process", options)
-        src.open()
-        opened.append(src)
-        return src
-
-    yield make
-    for src in opened:
-        src.close()
+SOURCE = ProcessSource  # what the source_factory fixture (conftest.py) opens
 
 
 def test_known_tree_is_reported(tmp_path: Path, listeners: tuple[int, int],

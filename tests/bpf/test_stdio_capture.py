@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -17,19 +17,7 @@ pytestmark = pytest.mark.bpf
 PYTHON = "/usr/bin/python3"
 
 
-@pytest.fixture
-def source_factory() -> Iterator[Callable[..., StdioSource]]:
-    opened: list[StdioSource] = []
-
-    def make(**options: object) -> StdioSource:
-        src = StdioSource("stdio", options)
-        src.open()
-        opened.append(src)
-        return src
-
-    yield make
-    for src in opened:
-        src.close()
+SOURCE = StdioSource  # what the source_factory fixture (conftest.py) opens
 
 
 def drain(src: StdioSource, pid: int, want: int, timeout: float = 5.0) -> list[Event]:
