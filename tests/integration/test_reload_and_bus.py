@@ -26,8 +26,8 @@ def test_live_option_change_applies_in_place_within_2s_and_loses_nothing(pipelin
     edited = time.monotonic()
 
     def last_stage() -> str:
-        lines = out.read_text().splitlines()
-        return json.loads(lines[-1])["data"]["stage"] if lines else ""
+        rows = read_jsonl(out)
+        return rows[-1]["data"]["stage"] if rows else ""
 
     wait_for(lambda: last_stage() == "two", 5, what="the new option in the output")
     assert time.monotonic() - edited < 2.0
