@@ -28,6 +28,7 @@ TYPES: dict[str, dict[str, str]] = {
     },
     "sink": {
         "jsonl": "agentsight.actors.sinks.jsonl:JsonlSink",
+        "sqlite": "agentsight.actors.sinks.sqlite:SqliteSink",
         "console": "agentsight.actors.sinks.console:ConsoleSink",
         "null": "agentsight.actors.sinks.null:NullSink",
     },
