@@ -189,7 +189,8 @@ class Store:
     @staticmethod
     def _where(topics: list[str] | None, pid: int | None, text: str | None, since_ns: int | None = None,
                until_ns: int | None = None, after_id: int = 0) -> tuple[str, list[Any]]:
-        clauses, args = ["id > ?"], [after_id]
+        clauses: list[str] = ["id > ?"]
+        args: list[Any] = [after_id]
         if topics:
             clauses.append("(" + " OR ".join("substr(topic, 1, ?) = ?" for _ in topics) + ")")
             for t in topics:
