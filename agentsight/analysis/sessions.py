@@ -130,7 +130,8 @@ class SessionTracker:
         d = event.data
         out: list[Event] = []
         if event.topic == "process.fork":
-            parent, child = _pid(d.get("pid"), event.pid), _pid(d.get("child"), 0)
+            # The process source's fork record: the event's pid is the child, data.ppid the parent.
+            parent, child = _pid(d.get("ppid"), 0), _pid(d.get("child_pid"), event.pid)
             if child:
                 out += self._fork(parent, child, event.comm, event.ts_ns, event)
         elif event.topic == "process.exec":
@@ -150,7 +151,7 @@ class SessionTracker:
         """Set ``data["session"]``/``data["agent"]`` from the event's pid (None when unattributed)."""
         s = self.session_of(event.pid) if event.pid else None
         if s is None and event.topic == "process.fork":
-            s = self.session_of(_pid(event.data.get("child"), 0))
+            s = self.session_of(_pid(event.data.get("child_pid"), 0))
         event.data["session"] = s.id if s else None
         event.data["agent"] = s.agent if s else None
         return event

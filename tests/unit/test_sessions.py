@@ -30,15 +30,15 @@ def test_agent_kind(filename: str, argv: list[str], kind: str | None) -> None:
 def test_tool_runs_sit_under_their_agent() -> None:
     t = SessionTracker()
     t.seed(100, 1, "bash", "/bin/bash", ["bash"])
-    t.feed(ev("process.fork", 1, 100, "bash", pid=100, child=200))
+    t.feed(ev("process.fork", 1, 200, "bash", ppid=100, child_pid=200))
     out = t.feed(ev("process.exec", 2, 200, "claude", pid=200, ppid=100, filename="/usr/local/bin/claude",
                     argv=["claude"]))
     (start,) = [e for e in out if e.topic == "session.start"]
     sid = start.data["session"]
     assert start.data["agent"] == "claude-code" and start.data["pid"] == 200
-    t.feed(ev("process.fork", 3, 200, "claude", pid=200, child=201))
+    t.feed(ev("process.fork", 3, 201, "claude", ppid=200, child_pid=201))
     t.feed(ev("process.exec", 4, 201, "bash", pid=201, ppid=200, filename="/bin/bash", argv=["bash", "-c", "ls"]))
-    t.feed(ev("process.fork", 5, 201, "bash", pid=201, child=202))
+    t.feed(ev("process.fork", 5, 202, "bash", ppid=201, child_pid=202))
     (ls,) = t.feed(ev("process.exec", 6, 202, "ls", pid=202, ppid=201, filename="/bin/ls", argv=["ls"]))
     assert ls.data["session"] == sid and ls.data["agent"] == "claude-code"
     (call,) = t.feed(Event("llm.call", 7, "llm", 200, 200, "claude", {"model": "m"}))
@@ -54,7 +54,7 @@ def test_tool_runs_sit_under_their_agent() -> None:
 def test_sub_agent_gets_a_nested_session() -> None:
     t = SessionTracker()
     t.feed(ev("process.exec", 1, 10, pid=10, ppid=1, filename="/usr/bin/codex", argv=["codex"]))
-    t.feed(ev("process.fork", 2, 10, pid=10, child=11))
+    t.feed(ev("process.fork", 2, 11, ppid=10, child_pid=11))
     out = t.feed(ev("process.exec", 3, 11, pid=11, ppid=10, filename="/usr/bin/gemini", argv=["gemini", "-p", "x"]))
     (start,) = [e for e in out if e.topic == "session.start"]
     assert start.data["agent"] == "gemini-cli" and start.data["parent"] == t.session_of(10).id
@@ -63,7 +63,7 @@ def test_sub_agent_gets_a_nested_session() -> None:
 def test_unknown_sdk_agent_is_found_by_its_llm_calls_and_adopts_its_children() -> None:
     t = SessionTracker()
     t.feed(ev("process.exec", 1, 50, pid=50, ppid=1, filename="/usr/bin/python3", argv=["python3", "bot.py"]))
-    t.feed(ev("process.fork", 2, 50, pid=50, child=51))
+    t.feed(ev("process.fork", 2, 51, ppid=50, child_pid=51))
     out = t.feed(Event("llm.call", 3, "llm", 50, 50, "python3", {"model": "gpt"}))
     assert [e.topic for e in out] == ["llm.call", "session.start"]
     assert out[0].data["agent"] == "llm-client" and t.session_of(51) is t.session_of(50)
@@ -73,7 +73,7 @@ def test_recorded_root_is_a_session_even_without_a_known_agent() -> None:
     t = SessionTracker(root_pids={70})
     out = t.feed(ev("process.exec", 1, 70, pid=70, ppid=2, filename="/usr/bin/make", argv=["make"]))
     assert [e.data["agent"] for e in out if e.topic == "session.start"] == ["recorded"]
-    (child,) = t.feed(ev("process.fork", 2, 70, pid=70, child=71))
+    (child,) = t.feed(ev("process.fork", 2, 71, ppid=70, child_pid=71))
     assert child.data["session"] == t.session_of(70).id
 
 
@@ -87,6 +87,6 @@ def test_exited_processes_are_forgotten_beyond_the_limit() -> None:
 
 def test_malformed_process_events_are_harmless() -> None:
     t = SessionTracker()
-    for e in (ev("process.fork", 1, 0, pid="x", child=None), ev("process.exec", 1, 0, argv=None),
+    for e in (ev("process.fork", 1, 0, ppid="x", child_pid=None), ev("process.exec", 1, 0, argv=None),
               ev("process.exit", 1, 999, pid=999)):
         assert t.feed(e)[0] is e
