@@ -25,6 +25,14 @@ TYPES: dict[str, dict[str, str]] = {
     "analyzer": {
         "passthrough": "agentsight.actors.analyzers.passthrough:Passthrough",
         "annotate": "agentsight.actors.analyzers.annotate:Annotate",
+        "http": "agentsight.actors.analyzers.http:Http",
+        "sse": "agentsight.actors.analyzers.sse:Sse",
+        "llm": "agentsight.actors.analyzers.llm:Llm",
+        "filter": "agentsight.actors.analyzers.filters:EventFilter",
+        "http_filter": "agentsight.actors.analyzers.filters:HttpFilter",
+        "ssl_filter": "agentsight.actors.analyzers.filters:SslFilter",
+        "redact": "agentsight.actors.analyzers.redact:Redact",
+        "sessions": "agentsight.actors.analyzers.sessions:Sessions",
     },
     "sink": {
         "jsonl": "agentsight.actors.sinks.jsonl:JsonlSink",

@@ -205,7 +205,8 @@ class _View:
         try:
             bytes(payload[:4096]).decode("utf-8")
         except UnicodeDecodeError as exc:
-            if exc.start < len(payload[:4096]) - 4:  # a multi-byte char cut by the sample is still text
+            cut = len(payload) > 4096 and exc.start >= 4096 - 4  # a multi-byte char cut by the sample
+            if not cut:
                 return True, "binary"
         return True, "text"
 
