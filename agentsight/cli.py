@@ -223,6 +223,26 @@ def keys(
                f"bus: secret_key = \"{directory}/server.key_secret\", authorized_keys = \"{auth}\"")
 
 
+@app.command()
+def serve(
+    db: Annotated[Path, typer.Option("--db", help="Recording to serve (read-only; rows appended later show live).")],
+    host: Annotated[str, typer.Option(help="Address to listen on; a non-loopback one needs --token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 7395,
+    token: Annotated[str, typer.Option(help="Secret the page and API require.", envvar="AGENTSIGHT_TOKEN")] = "",
+) -> None:
+    """Serve the web UI (timeline, process tree, LLM calls, log) over a recording."""
+    from agentsight.web.serve import ServeError
+    from agentsight.web.serve import serve as serve_web
+
+    try:
+        serve_web(db, host, port, token)
+    except ServeError as exc:
+        fail(str(exc))
+
+
+from agentsight import cli_capture as _cli_capture  # noqa: E402,F401  (registers debug, record)
+
+
 def main() -> None:
     try:
         app()

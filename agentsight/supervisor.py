@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -118,6 +118,10 @@ class Supervisor:
         self.exit_code = 0
         self.pending_replace: set[str] = set()
         self.events: list[str] = []   # what happened, for status and the summary
+        # Hooks for commands that drive a pipeline (record): called once every actor is
+        # ready, and on every tick (return True to stop the pipeline gracefully).
+        self.on_running: Callable[[], None] | None = None
+        self.should_stop: Callable[[], bool] | None = None
 
     # ------------------------------------------------------------- lifecycle
     def say(self, msg: str) -> None:
@@ -167,8 +171,12 @@ class Supervisor:
             if self.config_path is not None and self.spec.supervisor.watch and not self.stop_requested:
                 watcher = threading.Thread(target=self._watch, name="config-watch", daemon=True)
                 watcher.start()
+            if self.on_running is not None and not self.stop_requested:
+                self.on_running()
             while not self.stop_requested:
                 self._tick(0.1)
+                if self.should_stop is not None and self.should_stop():
+                    self.stop_requested = True
             self._stop_all()
         finally:
             self._watch_stop.set()

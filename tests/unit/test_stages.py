@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -74,3 +75,19 @@ def test_sessions_stage_seeds_the_root_tree_from_proc():
     assert out[0].data["agent"] == "recorded" and out[0].data["pid"] == os.getpid()
     (ev,) = s.process(Event("file.open", 1, "process", os.getpid(), os.getpid(), "python3", {"path": "/x"}))
     assert ev.data["session"] == out[0].data["session"]
+
+
+def test_http_stage_closes_an_exited_process_connections_after_the_grace_period():
+    h = Http("h", {"exit_grace_ms": 50})
+    h.process(ssl(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"))
+    exit_ev = Event("process.exit", 2, "process", 9, 9, "node", {"exit_code": 0})
+    assert list(h.process(exit_ev)) == [exit_ev]
+    # The response overtaken by the exit still pairs with its request.
+    out = list(h.process(ssl(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", direction="read")))
+    exchange = next(e for e in out if e.topic == "http.exchange")
+    assert exchange.data["request"]["path"] == "/" and exchange.data["response"]["body"] == b"ok"
+    h.process(ssl(b"GET /again HTTP/1.1\r\nHost: a\r\n\r\n"))
+    assert list(h.tick(0)) == []
+    time.sleep(0.06)
+    (abandoned,) = [e for e in h.tick(0) if e.topic == "http.exchange"]
+    assert abandoned.data["request"]["path"] == "/again" and abandoned.data["response"] is None

@@ -2,13 +2,15 @@
 
 Wraps :class:`agentsight.analysis.httpstream.HttpStreams` (records in
 docs/analyzers.md). Other topics pass through unchanged; a ``process.exit``
-also closes that process's connections, so a body delimited by connection close
-completes. Workers partition by pid, which keeps every connection (its key is
+also closes that process's connections (so a body delimited by connection close
+completes) after ``exit_grace_ms``: the exit comes from another source and can
+overtake the process's last TLS records on their way here. Workers partition by pid, which keeps every connection (its key is
 ``"<pid>:<SSL*>"``) and its process's exit on one worker.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,6 +32,8 @@ class Http(Analyzer):
                                 choices=("none", "streaming", "all")),
         "messages": Option(bool, True, "emit http.request and http.response as well as http.exchange"),
         "raw": Option(bool, False, "pass the ssl.data records on too (debug --http-raw-data)", live=True),
+        "exit_grace_ms": Option(int, 1000, "wait this long after a process exits before closing its connections",
+                                live=True),
     }
 
     def __init__(self, name: str, options: dict[str, Any] | None = None) -> None:
@@ -37,6 +41,7 @@ class Http(Analyzer):
         o = self.options
         self.streams = HttpStreams(source=name, redact=o["redact"], max_body=o["max_body"],
                                    stream_chunks=o["stream_chunks"], emit_messages=o["messages"])
+        self._closing: dict[int, tuple[float, int]] = {}  # pid -> (monotonic deadline, exit ts_ns)
 
     def apply_options(self, changed: set[str]) -> None:
         self.streams.redact = self.options["redact"]
@@ -46,14 +51,22 @@ class Http(Analyzer):
             out = self.streams.feed(event)
             return [event, *out] if self.options["raw"] else out
         if event.topic == "process.exit":
-            return [event, *self.streams.close_pid(event.pid, event.ts_ns)]
+            self._closing[event.pid] = (time.monotonic() + self.options["exit_grace_ms"] / 1000, event.ts_ns)
         return (event,)
 
     def tick(self, now_ns: int) -> Iterable[Event]:
         self.stats.update(self.streams.stats.as_dict())
-        return ()
+        if not self._closing:
+            return ()
+        now = time.monotonic()
+        due = [pid for pid, (deadline, _) in self._closing.items() if deadline <= now]
+        out: list[Event] = []
+        for pid in due:
+            out += self.streams.close_pid(pid, self._closing.pop(pid)[1])
+        return out
 
     def flush(self) -> Iterable[Event]:
+        self._closing.clear()
         out = self.streams.flush()
         self.stats.update(self.streams.stats.as_dict())
         return out

@@ -143,7 +143,7 @@ class SslSource(Source):
 
     # -- program -----------------------------------------------------------
 
-    def bpf_defines(self) -> dict[str, Any]:
+    def defines(self) -> dict[str, Any]:
         """The #defines that specialise bpf/ssl.bpf.c for these options."""
         o = self.options
         defines: dict[str, Any] = {
@@ -164,7 +164,7 @@ class SslSource(Source):
 
     def program_text(self) -> str:
         """The final C this source loads (no root needed)."""
-        return bpfprog.program_text("ssl", self.bpf_defines())
+        return bpfprog.program_text("ssl", self.defines())
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -172,7 +172,7 @@ class SslSource(Source):
         for path in self.options["binary_path"]:
             if not os.path.isfile(path):
                 raise OptionError(f"binary_path {path!r} is not a file: give the path of an ELF binary or library")
-        self._bpf = bpfprog.load("ssl", self.bpf_defines())
+        self._bpf = bpfprog.load("ssl", self.defines())
         self._verify_programs()
         if self.options["tree"]:
             self._seed_tree(self.options["pid"])

@@ -1,0 +1,103 @@
+"""Sink ``web``: record events and serve the web UI over them, live.
+
+Each batch goes into a recording (:class:`~agentsight.store.Store`: the ``db`` file,
+or a private temporary one removed at close), then wakes the open pages, which
+show the new events within a second. The HTTP server (:mod:`agentsight.web`) runs
+in a background thread of this actor's process, on ``host:port``
+(127.0.0.1:7395 by default). A non-loopback ``host`` needs a ``token``; the
+config is refused otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+from agentsight.actor import Option, OptionError, Sink
+from agentsight.event import Event
+from agentsight.web import DEFAULT_HOST, DEFAULT_PORT
+
+__all__ = ["WebSink"]
+
+
+def _port(value: int) -> str | None:
+    return None if 0 <= value <= 65535 else f"{value} is not a TCP port (0-65535)"
+
+
+class WebSink(Sink):
+    TYPE = "web"
+    OPTIONS = {
+        "host": Option(str, DEFAULT_HOST, "address to listen on; a non-loopback one needs a token"),
+        "port": Option(int, DEFAULT_PORT, "TCP port to listen on", check=_port),
+        "token": Option(str, "", "secret the page and API require (Authorization: Bearer, or ?token= once)"),
+        "db": Option(str, "", "recording file to write and serve (empty: a private temporary file, "
+                              "removed at stop)"),
+    }
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> list[str]:
+        from agentsight.web.guard import check_binding
+
+        problem = check_binding(str(options.get("host", DEFAULT_HOST)), str(options.get("token", "")))
+        return [problem] if problem else []
+
+    @classmethod
+    def claims(cls, options: dict[str, Any]) -> list[str]:
+        host, port = options.get("host", DEFAULT_HOST), options.get("port", DEFAULT_PORT)
+        out = [f"tcp://{host}:{port}"] if port else []
+        if isinstance(options.get("db"), str) and options["db"]:
+            out.append(f"file:{os.path.abspath(options['db'])}")
+        return out
+
+    def __init__(self, name: str, options: dict[str, Any] | None = None) -> None:
+        super().__init__(name, options)
+        problems = self.check_options(self.options)
+        if problems:
+            raise OptionError(problems[0])
+        self._store: Any = None
+        self._thread: Any = None
+        self._private: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return self._thread.server.url if self._thread is not None else ""
+
+    def open(self) -> None:
+        from agentsight.store import Store
+        from agentsight.web.serve import ServeError, ServerThread
+        from agentsight.web.server import WebServer, private_db_path
+
+        o = self.options
+        if o["db"]:
+            path = Path(o["db"])
+        else:
+            path = self._private = private_db_path()
+        self._store = Store(path)
+        server = WebServer(path, host=o["host"], port=o["port"], token=o["token"])
+        self._thread = ServerThread(server)
+        try:
+            self._thread.start()
+        except ServeError as exc:
+            self.close()
+            # A ValueError is a fatal start failure for the runtime: retrying cannot free the port.
+            raise OptionError(str(exc)) from None
+
+    def write(self, events: list[Event]) -> None:
+        self._store.add(events)
+        self.count("events", len(events))
+        self._thread.notify()
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.stop()
+            self._thread = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        if self._private is not None:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{self._private}{suffix}")
+            self._private = None

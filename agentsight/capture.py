@@ -1,0 +1,239 @@
+"""Pipelines built from command-line flags (`debug`, `record`, `top`).
+
+A command describes what it wants in a :class:`Capture`; :meth:`Capture.pipeline`
+turns that into the same document a pipeline.toml holds, so flags and files go
+through one validator and one supervisor. The graph is always::
+
+    ssl -> [ssl_filter] -> [http <- process] -> [http_filter] -> [sse] -> [llm]
+                                                                   \\
+    process, stdio, system ------------------------------> [sessions] -> [redact] -> sinks
+
+Sources publish nothing to the bus themselves: only the last stage does, after
+redaction, so a tap never sees a credential the redactor would have removed.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentsight.config import ConfigError, PipelineSpec, parse, validate
+from agentsight.registry import component_class
+
+__all__ = ["Capture", "CaptureError", "parse_extra", "build_spec"]
+
+
+class CaptureError(ValueError):
+    """A flag combination that cannot make a pipeline (one line for the user)."""
+
+
+@dataclass
+class Capture:
+    name: str = "debug"
+    ssl: bool = False
+    process: bool = False
+    stdio: bool = False
+    system: bool = False
+    # Target: a process tree (pid + tree), a pid alone, a command name, or everything.
+    pid: int = 0
+    tree: bool = False
+    comm: str = ""
+    # ssl
+    ssl_uid: int = -1
+    ssl_handshake: bool = False
+    binary_path: list[str] = field(default_factory=list)
+    # process
+    duration_ms: int = 0
+    mode: int = 0
+    # stdio
+    stdio_uid: int = -1
+    stdio_all_fds: bool = False
+    stdio_max_bytes: int = 8192
+    # system
+    interval: float = 1.0
+    cpu_threshold: float = 0.0
+    rss_threshold_mb: float = 0.0
+    # analysis
+    http: bool = False
+    http_raw: bool = False
+    sse_live: bool = False
+    llm: bool = False
+    sessions: bool = False
+    root_pids: list[int] = field(default_factory=list)
+    http_filter: list[str] = field(default_factory=list)
+    ssl_filter: list[str] = field(default_factory=list)
+    redact: bool = True
+    # extra options for one source, from the arguments after `--`
+    extra: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # sinks
+    console: bool = True
+    console_format: str = "auto"
+    console_topics: list[str] = field(default_factory=list)
+    log_file: str = ""
+    db: str = ""
+    db_meta: dict[str, str] = field(default_factory=dict)
+    server: bool = False
+    server_host: str = "127.0.0.1"
+    server_port: int = 7395
+    server_token: str = ""
+    bus: bool = True
+    runtime_dir: str = ""
+
+    def sources(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        target = {"pid": self.pid, "tree": self.tree} if self.pid else {}
+        if self.ssl:
+            o: dict[str, Any] = {**target, "uid": self.ssl_uid, "handshake": self.ssl_handshake,
+                                 "binary_path": list(self.binary_path)}
+            if self.comm:
+                o["comm"] = self.comm
+            out["ssl"] = o
+        if self.process:
+            o = {**target, "duration": self.duration_ms, "mode": self.mode}
+            if self.comm:
+                o["comm"] = self.comm
+            out["process"] = o
+        if self.stdio:
+            if not self.pid and not self.comm:
+                raise CaptureError("stdio capture needs a target: -p PID or -c COMM")
+            o = {**target, "uid": self.stdio_uid, "all_fds": self.stdio_all_fds, "max_bytes": self.stdio_max_bytes}
+            if self.comm:
+                o["comm"] = self.comm
+            out["stdio"] = o
+        if self.system:
+            out["system"] = {"pid": self.pid, "tree": True, "interval": self.interval,
+                             "cpu_threshold": self.cpu_threshold, "rss_threshold_mb": self.rss_threshold_mb}
+        if not out:
+            raise CaptureError("nothing to capture: every source is off")
+        for src, opts in self.extra.items():
+            if src not in out:
+                raise CaptureError(f"options after -- are for the {src} source, which is off")
+            out[src].update(opts)
+        return out
+
+    def pipeline(self) -> dict[str, Any]:
+        """The pipeline document (what a pipeline.toml would hold)."""
+        sources = self.sources()
+        doc: dict[str, Any] = {"name": self.name, "sources": {}, "analyzers": {}, "sinks": {}}
+        for name, opts in sources.items():
+            doc["sources"][name] = {"type": name, "publish": False, **opts}
+        stages = doc["analyzers"]
+        others = [s for s in sources if s != "ssl"]
+        tail: list[str] = []  # the inputs of the next stage
+        if "ssl" in sources:
+            tail = ["ssl"]
+            if self.ssl_filter:
+                stages["ssl_filter"] = {"type": "ssl_filter", "inputs": tail, "exclude": list(self.ssl_filter)}
+                tail = ["ssl_filter"]
+            if self.http:
+                http_inputs = tail + (["process"] if "process" in sources else [])
+                others = [s for s in others if s != "process"]
+                stages["http"] = {"type": "http", "inputs": http_inputs, "raw": self.http_raw,
+                                  "redact": self.redact}
+                tail = ["http"]
+                if self.http_filter:
+                    stages["http_filter"] = {"type": "http_filter", "inputs": tail, "exclude": list(self.http_filter)}
+                    tail = ["http_filter"]
+                stages["sse"] = {"type": "sse", "inputs": tail, "live": self.sse_live}
+                tail = ["sse"]
+                if self.llm:
+                    stages["llm"] = {"type": "llm", "inputs": tail, "redact": self.redact}
+                    tail = ["llm"]
+            elif self.http_filter:
+                raise CaptureError("--http-filter needs the HTTP parser (--http-parser)")
+        tail = tail + others
+        if self.sessions:
+            stages["sessions"] = {"type": "sessions", "inputs": tail, "root_pids": list(self.root_pids)}
+            tail = ["sessions"]
+        stages["redact"] = {"type": "redact", "inputs": tail, "enabled": self.redact, "publish": self.bus}
+        for name in stages:
+            stages[name].setdefault("publish", False)
+        tail = ["redact"]
+        sinks = doc["sinks"]
+        if self.console:
+            sinks["console"] = {"type": "console", "inputs": tail, "format": self.console_format,
+                                "topics": list(self.console_topics)}
+        if self.log_file:
+            sinks["log"] = {"type": "jsonl", "inputs": tail, "path": os.path.abspath(self.log_file)}
+        if self.db:
+            sinks["db"] = {"type": "sqlite", "inputs": tail, "path": os.path.abspath(self.db),
+                           "meta": dict(self.db_meta)}
+        if self.server:
+            sinks["web"] = {"type": "web", "inputs": tail, "host": self.server_host, "port": self.server_port,
+                            "token": self.server_token}
+        if not sinks:
+            sinks["discard"] = {"type": "null", "inputs": tail}
+        doc["bus"] = {"enabled": self.bus}
+        if self.runtime_dir:
+            doc["supervisor"] = {"runtime_dir": self.runtime_dir}
+        return doc
+
+
+def build_spec(doc: dict[str, Any]) -> PipelineSpec:
+    """Validate a pipeline document; CaptureError with every problem on one line each."""
+    spec, problems = parse(doc)
+    problems += validate(spec)
+    if problems:
+        raise CaptureError("; ".join(str(p) for p in problems))
+    return spec
+
+
+def _literal(text: str) -> Any:
+    """A value as TOML would read it (numbers, booleans, lists), else the text itself."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_extra(args: list[str], source: str) -> dict[str, dict[str, Any]]:
+    """``--name value`` / ``--flag`` pairs after `--` become options of ``source``.
+
+    Names are the source's option names with ``-`` for ``_`` (``--max-bytes 4096``);
+    an unknown name is a CaptureError that lists the known ones.
+    """
+    cls = component_class("source", source)
+    opts: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or len(arg) == 2:
+            raise CaptureError(f"after --, expected --OPTION [VALUE] for the {source} source, got {arg!r}")
+        name, eq, value = arg[2:].partition("=")
+        key = name.replace("-", "_")
+        if key not in cls.OPTIONS:
+            known = ", ".join("--" + k.replace("_", "-") for k in cls.OPTIONS)
+            raise CaptureError(f"the {source} source has no option --{name} (it has: {known})")
+        option = cls.OPTIONS[key]
+        types = option.type if isinstance(option.type, tuple) else (option.type,)
+        if eq:
+            raw = value
+        elif bool in types and (i + 1 >= len(args) or args[i + 1].startswith("--")):
+            raw = "true"
+        else:
+            if i + 1 >= len(args):
+                raise CaptureError(f"--{name} needs a value")
+            i += 1
+            raw = args[i]
+        parsed = _literal(raw)
+        if list in types and not isinstance(parsed, list):
+            parsed = [parsed]
+        opts[key] = parsed
+        i += 1
+    return {source: opts} if opts else {}
+
+
+def needs_bpf(spec: PipelineSpec) -> bool:
+    return any(getattr(component_class(c.kind, c.type), "NEEDS_BPF", False) for c in spec.components.values())
+
+
+def load_config_or_raise(path: Path) -> PipelineSpec:
+    from agentsight.config import load
+
+    try:
+        return load(path)
+    except ConfigError as exc:
+        raise CaptureError("; ".join(str(p) for p in exc.problems)) from None
