@@ -326,7 +326,7 @@ TRACEFS = ("/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events")
 def _format_file(category: str, event: str) -> Path | None:
     for root in TRACEFS:
         path = Path(root) / category / event / "format"
-        if path.exists():
+        if os.path.exists(path):  # False, not PermissionError, when tracefs is closed to this user
             return path
     return None
 

@@ -1,0 +1,53 @@
+"""What a user without root, or with a bad flag, sees: one clear line and a non-zero exit."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from tests.conftest import AGENTSIGHT, ROOT
+
+NOBODY = 65534
+
+
+def as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*AGENTSIGHT, *args], capture_output=True, text=True, timeout=60, user=NOBODY,
+                          group=NOBODY, extra_groups=[], cwd="/tmp", env={**os.environ, "HOME": "/tmp",
+                                                                          "PYTHONPATH": str(ROOT)})
+
+
+@pytest.fixture(scope="module")
+def nobody_can_run() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch to an unprivileged user")
+    probe = as_nobody("--version")
+    if probe.returncode != 0:
+        pytest.skip(f"user nobody cannot run this checkout's interpreter: {probe.stderr.strip()[:200]}")
+
+
+@pytest.mark.parametrize("cmd", [["debug", "ssl"], ["debug", "process"], ["debug", "trace"],
+                                 ["debug", "stdio", "-p", "1"]])
+def test_capture_without_root_is_one_line(nobody_can_run, cmd):
+    r = as_nobody(*cmd)
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert "needs root" in lines[0] and "sudo" in lines[0]
+
+
+def test_dump_bpf_needs_no_root(nobody_can_run):
+    r = as_nobody("debug", "dump-bpf", "process", "--", "--comm", "python", "--mode", "1")
+    assert r.returncode == 0, r.stderr
+    assert "TRACE_FILES 0" in r.stdout and '"python"' in r.stdout and "SEC(" not in r.stderr
+
+
+def test_flag_problems_are_one_line():
+    for args, text in [(["debug", "stdio"], "needs a target"),
+                       (["debug", "ssl", "--no-ssl"], "every source is off"),
+                       (["debug", "ssl", "--", "--max-bytes", "x"], "max_bytes"),
+                       (["debug", "dump-bpf", "system"], "no eBPF program")]:
+        r = subprocess.run([*AGENTSIGHT, *args], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1 and text in r.stderr, (args, r.stderr)
