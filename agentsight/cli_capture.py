@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,8 +26,9 @@ EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 PRIMARY = {"ssl": "ssl", "process": "process", "stdio": "stdio", "system": "system", "trace": "ssl"}
 
 
-def run_capture(cap: Capture, *, on_running: Any = None, should_stop: Any = None, summary: bool = True) -> int:
-    """Validate and run a capture pipeline under the supervisor; returns its exit code."""
+def run_capture(cap: Capture, *, on_running: Any = None, should_stop: Any = None,
+                summary: bool = True) -> tuple[int, Any]:
+    """Validate and run a capture pipeline under the supervisor; returns its exit code and the supervisor."""
     from agentsight.bpfprog import BpfUnavailable, require_bpf
     from agentsight.supervisor import AlreadyRunning, Supervisor
 
@@ -50,8 +52,7 @@ def run_capture(cap: Capture, *, on_running: Any = None, should_stop: Any = None
         raise
     if summary:
         typer.echo(sup.summary(), err=True)
-    run_capture.last_supervisor = sup  # type: ignore[attr-defined]
-    return code
+    return code, sup
 
 
 _AFTER = " Options after `--` set options of the {} source (`-- --NAME VALUE`, names in docs/pipeline.md)."
@@ -148,7 +149,7 @@ def debug(
         cap.extra = parse_extra(list(ctx.args), PRIMARY[kind])
     except CaptureError as exc:
         fail(str(exc))
-    raise typer.Exit(run_capture(cap))
+    raise typer.Exit(run_capture(cap)[0])
 
 
 @debug_app.command("dump-bpf")
@@ -173,3 +174,156 @@ def dump_bpf(
     sys.stdout.write(bpfprog.program_text(source, src.defines()))  # type: ignore[attr-defined]
 
 
+
+
+# The held start of `record`: the command's process exists (so the sources can filter on
+# its pid) but runs nothing until the capture is attached; if agentsight dies first, it exits.
+_HOLD = ("import os, sys\n"
+         "fd = int(sys.argv[1])\n"
+         "go = os.read(fd, 1)\n"
+         "os.close(fd)\n"
+         "if not go:\n"
+         "    sys.exit(125)\n"
+         "try:\n"
+         "    os.execvp(sys.argv[2], sys.argv[2:])\n"
+         "except OSError as exc:\n"
+         "    sys.stderr.write(f'agentsight: cannot run {sys.argv[2]}: {exc.strerror}\\n')\n"
+         "    sys.exit(126)\n")
+
+
+def _invoking_user() -> dict[str, Any]:
+    """Popen arguments that run the command as the user who ran sudo (nothing when not under sudo)."""
+    import pwd
+
+    uid, gid = os.environ.get("SUDO_UID"), os.environ.get("SUDO_GID")
+    if os.geteuid() != 0 or not uid or not gid or int(uid) == 0:
+        return {}
+    try:
+        pw = pwd.getpwuid(int(uid))
+    except KeyError:
+        return {"user": int(uid), "group": int(gid)}
+    env = dict(os.environ)
+    env.update(HOME=pw.pw_dir, USER=pw.pw_name, LOGNAME=pw.pw_name)
+    return {"user": int(uid), "group": int(gid), "extra_groups": os.getgrouplist(pw.pw_name, int(gid)), "env": env}
+
+
+@app.command(context_settings={"allow_interspersed_args": False})
+def record(
+    command: Annotated[list[str] | None, typer.Argument(help="The command to run and record (after --).")] = None,
+    db: Annotated[Path | None, typer.Option("--db", help="Recording file (default: "
+                                            "./agentsight-<date>-<time>.db).")] = None,
+    server: Annotated[bool, typer.Option("--server/--no-server", help="Serve the web UI while recording.")] = False,
+    server_host: Annotated[str, typer.Option("--server-host", help="Web UI address.")] = "127.0.0.1",
+    server_port: Annotated[int, typer.Option("--server-port", help="Web UI port.")] = 7395,
+    server_token: Annotated[str, typer.Option("--server-token", help="Token the web UI requires.")] = "",
+    binary_path: Annotated[list[str] | None, typer.Option("--binary-path", help="Another binary or library with "
+                                                          "TLS linked in to probe (repeatable).")] = None,
+    comm: Annotated[str, typer.Option("--comm", "-c", help="Record running processes with this name instead "
+                                      "of starting a command.")] = "",
+    pid: Annotated[int, typer.Option("--pid", "-p", help="Record this running process and its descendants.")] = 0,
+    stdio: Annotated[bool, typer.Option("--stdio/--no-stdio", help="Capture the stdio of the command's "
+                                        "processes.")] = True,
+    system: Annotated[bool, typer.Option("--system/--no-system", help="Sample CPU and memory.")] = True,
+    disable_auth_removal: Annotated[bool, typer.Option("--disable-auth-removal", help="Keep credentials in the "
+                                                       "recording.")] = False,
+    events: Annotated[bool, typer.Option("--events", help="Also print events live on stderr.")] = False,
+    name: Annotated[str, typer.Option("--name", help="Pipeline name (tap/status/top find it by this).")] = "record",
+    runtime_dir: Annotated[str, typer.Option("--runtime-dir", help="Where the run keeps its sockets.")] = "",
+) -> None:
+    """Run a command (an agent) and record everything it and its children do; print a summary.
+
+    agentsight record -- claude -p "fix the tests"      (as root: sudo agentsight record -- ...)
+    """
+    import shlex
+    import shutil
+    import subprocess
+    import time
+
+    from agentsight.bpfprog import BpfUnavailable, require_bpf
+    from agentsight.report import format_summary, summary
+    from agentsight.store import Store
+
+    cmd = list(command or [])
+    if not cmd and not comm and not pid:
+        fail("nothing to record: give a command after --, or -c COMM / -p PID")
+    if cmd and (comm or pid):
+        fail("give either a command or -c/-p, not both")
+    if cmd and shutil.which(cmd[0]) is None:
+        fail(f"command not found: {cmd[0]}", 127)
+    if pid and not os.path.exists(f"/proc/{pid}"):
+        fail(f"no process {pid}")
+    try:
+        require_bpf()
+    except BpfUnavailable as exc:
+        fail(str(exc))
+    path = db or Path(time.strftime("agentsight-%Y%m%d-%H%M%S.db"))
+
+    child: subprocess.Popen[bytes] | None = None
+    go_w = -1
+    if cmd:
+        go_r, go_w = os.pipe()
+        child = subprocess.Popen([sys.executable, "-c", _HOLD, str(go_r), *cmd], pass_fds=(go_r,),
+                                 **_invoking_user())
+        os.close(go_r)
+        target = child.pid
+    else:
+        target = pid
+    described = shlex.join(cmd) if cmd else (f"-p {pid}" if pid else f"-c {comm}")
+    started = time.time_ns()
+    cap = Capture(
+        name=name, ssl=True, process=True, stdio=stdio and bool(target), system=system and bool(target),
+        pid=target, tree=bool(target), comm="" if target else comm, binary_path=list(binary_path or []),
+        http=True, llm=True, sessions=True, root_pids=[target] if target else [],
+        redact=not disable_auth_removal, console=events, console_format="auto",
+        db=str(path), db_meta={"command": described, "started_ns": str(started), "recorder": "agentsight record"},
+        server=server, server_host=server_host, server_port=server_port, server_token=server_token,
+        runtime_dir=runtime_dir,
+    )
+
+    def release() -> None:
+        nonlocal go_w
+        if go_w >= 0:
+            os.write(go_w, b"g")
+            os.close(go_w)
+            go_w = -1
+        with Store(path) as store:  # the clock starts when the command does, not when bcc started compiling
+            store.set_meta("started_ns", str(time.time_ns()))
+        where = f"; web UI on http://{server_host}:{server_port}" if server else ""
+        typer.echo(f"agentsight: recording {described} into {path}{where}", err=True)
+
+    def finished() -> bool:
+        if child is not None:
+            return child.poll() is not None
+        return bool(pid) and not os.path.exists(f"/proc/{pid}")
+
+    try:
+        code, sup = run_capture(cap, on_running=release, should_stop=finished, summary=False)
+    finally:
+        if go_w >= 0:  # the capture never started: the held command exits without running
+            os.close(go_w)
+    exit_code = 0
+    if child is not None:
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.terminate()
+            child.wait()
+        exit_code = child.returncode if child.returncode >= 0 else 128 - child.returncode
+    if code == 2:
+        typer.echo("agentsight: the capture could not start (see above)", err=True)
+        raise typer.Exit(2)
+    lost = sum(i.row()["dropped"] for i in sup.instances.values())
+    with Store(path) as store:
+        store.set_meta("ended_ns", str(time.time_ns()))
+        store.set_meta("exit_code", str(exit_code))
+        store.set_meta("events_lost", str(lost))
+        text = format_summary(summary(store))
+    owner = _invoking_user()
+    if owner:
+        for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            if p.exists():
+                os.chown(p, owner["user"], owner["group"])
+    typer.echo(text, err=True)
+    if code != 0:
+        typer.echo("agentsight: an actor failed during the recording; see the messages above", err=True)
+    raise typer.Exit(exit_code)

@@ -7,7 +7,7 @@ from typing import Any
 
 from agentsight.event import Event
 
-__all__ = ["pretty", "summarize_value"]
+__all__ = ["pretty", "summarize_value", "table"]
 
 _COLORS = {"ssl": "36", "http": "34", "llm": "35", "process": "32", "file": "33", "net": "33",
            "stdio": "37", "system": "90", "gen": "37"}
@@ -32,3 +32,16 @@ def pretty(event: Event, color: bool = False, width: int = 160) -> str:
     fields = " ".join(f"{k}={summarize_value(v, 80)}" for k, v in event.data.items())
     line = f"{ts} {topic} {who} {fields}"
     return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def table(headers: list[str], rows: list[list[str]], indent: int = 0) -> str:
+    """Columns padded to their widest cell; the first column left-aligned, the others right-aligned."""
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
+    pad = " " * indent
+
+    def line(cells: list[str]) -> str:
+        parts = [str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths,
+                                                                                              strict=False))]
+        return pad + "  ".join(parts).rstrip()
+
+    return "\n".join([line(headers), *(line(r) for r in rows)])

@@ -75,6 +75,7 @@ class HttpStats:
     malformed: int = 0
     skipped_bytes: int = 0
     connections: int = 0
+    capture_gap_bytes: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
@@ -339,6 +340,12 @@ class HttpStreams:
         if event.topic != "ssl.data" or not isinstance(payload, bytes | bytearray | memoryview) or key is None:
             return []
         payload = bytes(payload)
+        gap = data.get("truncated")
+        if isinstance(gap, int) and gap > 0:
+            # The capture cut this call short: stand NUL bytes in for the missing ones so the
+            # message framing (Content-Length) still lines up with what follows on the connection.
+            self.stats.capture_gap_bytes += gap
+            payload += bytes(gap)
         self.stats.records += 1
         self.stats.bytes += len(payload)
         conn = self._conns.get(str(key))

@@ -160,3 +160,20 @@ def test_connections_are_independent() -> None:
     out += feed(http, [("write", REQ[10:])], conn="1:a")
     assert sorted(r["conn"] for r in only(out, "http.request")) == ["1:a", "1:b"]
     assert http.stats.connections == 2
+
+
+def test_bytes_the_capture_cut_keep_the_framing_of_what_follows() -> None:
+    http = HttpStreams()
+    body = b"x" * 5000
+    head = b"POST /big HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n"
+    cut = Event("ssl.data", 1, "ssl", 1, 1, "node", {"conn": "1:ab", "dir": "write", "bytes": head + body[:1000],
+                                                      "len": len(head) + 5000, "truncated": 4000})
+    out = http.feed(cut)
+    out += feed(http, [("read", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+                       ("write", b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n"),
+                       ("read", b"HTTP/1.1 204 No Content\r\n\r\n")])
+    exchanges = [e.data for e in out if e.topic == "http.exchange"]
+    assert [(x["request"]["path"], x["response"]["status_code"]) for x in exchanges] == [("/big", 200),
+                                                                                         ("/next", 204)]
+    assert exchanges[0]["request"]["body_size"] == 5000
+    assert http.stats.capture_gap_bytes == 4000 and http.stats.malformed == 0

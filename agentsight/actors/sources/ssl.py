@@ -115,7 +115,7 @@ class SslSource(Source):
         "comm": Option(str, "", "trace only processes with this name (as in /proc/PID/comm)", check=_check_comm),
         "binary_path": Option(list, [], "more ELF files to probe (binaries with a TLS library linked in)"),
         "system_libs": Option(bool, True, "probe the system libssl and the node on PATH"),
-        "max_bytes": Option(int, 1 << 20, "capture at most this many bytes per call; the rest is "
+        "max_bytes": Option(int, 4 << 20, "capture at most this many bytes per call; the rest is "
                             "reported as truncated", check=_check_max_bytes),
         "handshake": Option(bool, False, "also report SSL_do_handshake results and timing"),
         "ring_kib": Option(int, 16384, "ring buffer size in KiB", check=_check_ring_kib),

@@ -1,0 +1,232 @@
+"""Answers from a recording: the summary `record` prints, tokens, prompts, a JSON export.
+
+Everything here reads a :class:`agentsight.store.Store` and returns plain data;
+the ``format_*`` functions turn it into text for the terminal. The `record`
+summary and `agentsight report summary` are the same function, so what `record`
+prints always matches the recording.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from collections import defaultdict
+from typing import Any
+
+from agentsight.render import table
+from agentsight.store import USAGE_KEYS, Store
+
+__all__ = ["summary", "format_summary", "tokens", "format_tokens", "prompts", "format_prompts", "export",
+           "GROUPS", "WRITE_FLAGS"]
+
+# open(2) flags that mean "this process may change the file".
+O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_APPEND = 0o1, 0o2, 0o100, 0o1000, 0o2000
+WRITE_FLAGS = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND
+GROUPS = ("model", "provider", "process", "session")
+
+
+def _sum(values: list[int | None]) -> int | None:
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
+
+
+def _usage_totals(calls: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"calls": len(calls)}
+    for k in USAGE_KEYS:
+        out[k] = _sum([c[k] for c in calls])
+    costs = [c["cost_usd"] for c in calls if c["cost_usd"] is not None]
+    out["cost_usd"] = round(sum(costs), 6) if costs else None
+    out["unpriced_calls"] = len(calls) - len(costs)
+    return out
+
+
+def summary(store: Store) -> dict[str, Any]:
+    meta = store.meta()
+    first, last = store.time_range()
+    start = int(meta.get("started_ns") or first or 0)
+    end = int(meta.get("ended_ns") or last or start)
+    calls = store.llm_calls(limit=1 << 30)
+    by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for c in calls:
+        by_model[c["model"] or "(unknown)"].append(c)
+    procs = store.processes()
+    files = store.files()
+    written = sorted({f["path"] for f in files if (f["flags"] or 0) & WRITE_FLAGS})
+    endpoints: dict[str, int] = defaultdict(int)
+    for c in store.connections():
+        if c["family"] in ("ipv4", "ipv6") and c["port"]:
+            host = f"[{c['address']}]" if c["family"] == "ipv6" else c["address"]
+            endpoints[f"{host}:{c['port']}"] += 1
+    hosts = sorted({c["host"] for c in calls if c["host"]})
+    failed = [p for p in procs if (p["exit_code"] not in (None, 0)) or p["signal"]]
+    return {
+        "recording": str(store.path),
+        "command": meta.get("command"),
+        "exit_code": int(meta["exit_code"]) if meta.get("exit_code") not in (None, "") else None,
+        "started_ns": start,
+        "duration_s": round((end - start) / 1e9, 3) if end >= start else 0.0,
+        "events": store.count_events(),
+        "topics": store.topic_counts(),
+        "llm": {"total": _usage_totals(calls),
+                "by_model": {m: _usage_totals(cs) for m, cs in sorted(by_model.items())},
+                "hosts": hosts,
+                "price_source": _price_source(store, calls)},
+        "processes": len(procs),
+        "failed_processes": [{"pid": p["pid"], "comm": p["comm"], "exit_code": p["exit_code"],
+                              "signal": p["signal_name"] or p["signal"]} for p in failed],
+        "files_opened": len({f["path"] for f in files}),
+        "files_written": written,
+        "endpoints": dict(sorted(endpoints.items())),
+        "sessions": store.sessions(),
+        "events_lost": int(meta.get("events_lost") or 0),
+    }
+
+
+def _price_source(store: Store, calls: list[dict[str, Any]]) -> str | None:
+    """Which price table the estimates came from (recorded in each priced call's cost)."""
+    for c in calls:
+        if c["cost_usd"] is not None:
+            cost = ((store.llm_call(c["id"]) or {}).get("data") or {}).get("cost")
+            return cost.get("price_source") if isinstance(cost, dict) else None
+    return None
+
+
+def _n(v: int | None) -> str:
+    return "?" if v is None else f"{v:,}"
+
+
+def _usd(v: float | None) -> str:
+    return "?" if v is None else f"${v:.4f}"
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    lines = []
+    head = f"recorded {s['command']}" if s.get("command") else "recording"
+    exit_part = f", exit code {s['exit_code']}" if s.get("exit_code") is not None else ""
+    lines.append(f"{head}: {s['duration_s']:.1f} s{exit_part}, {s['events']:,} events")
+    llm = s["llm"]
+    total = llm["total"]
+    if total["calls"]:
+        lines.append(f"LLM calls: {total['calls']} to {', '.join(llm['hosts']) or '?'}; tokens in "
+                     f"{_n(total['input_tokens'])} (cache read {_n(total['cache_read_tokens'])}, write "
+                     f"{_n(total['cache_write_tokens'])}), out {_n(total['output_tokens'])}; "
+                     f"estimated cost {_usd(total['cost_usd'])}")
+        rows = [[m, str(u["calls"]), _n(u["input_tokens"]), _n(u["output_tokens"]), _n(u["cache_read_tokens"]),
+                 _usd(u["cost_usd"])] for m, u in llm["by_model"].items()]
+        lines.append(table(["model", "calls", "input", "output", "cache read", "cost"], rows, indent=2))
+        if total["unpriced_calls"]:
+            lines.append(f"  ({total['unpriced_calls']} call(s) without a price: model or tokens unknown)")
+        if llm.get("price_source"):
+            lines.append(f"  prices: {llm['price_source']}")
+    else:
+        lines.append("LLM calls: none seen")
+    failed = s["failed_processes"]
+    lines.append(f"processes: {s['processes']}" + (f", {len(failed)} failed: " + ", ".join(
+        f"{p['comm']}[{p['pid']}] {'signal ' + str(p['signal']) if p['signal'] else 'exit ' + str(p['exit_code'])}"
+        for p in failed[:8]) if failed else ""))
+    written = s["files_written"]
+    lines.append(f"files: {s['files_opened']} opened, {len(written)} written"
+                 + (": " + ", ".join(written[:10]) + (" ..." if len(written) > 10 else "") if written else ""))
+    eps = s["endpoints"]
+    lines.append("endpoints: " + (", ".join(f"{k} ({v}x)" if v > 1 else k for k, v in list(eps.items())[:12])
+                                  if eps else "none"))
+    lines.append(f"events lost: {s['events_lost']}" if s["events_lost"] else "no events lost")
+    lines.append(f"recording: {s['recording']}")
+    return "\n".join(lines)
+
+
+def tokens(store: Store, by: str = "model") -> list[dict[str, Any]]:
+    """Usage totals grouped by model, provider, process (pid + comm) or session."""
+    if by not in GROUPS:
+        raise ValueError(f"group by one of {', '.join(GROUPS)}, not {by!r}")
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for c in store.llm_calls(limit=1 << 30):
+        if by == "process":
+            key = f"{c['comm']}[{c['pid']}]"
+        else:
+            key = c[by] or "(unknown)"
+        groups[key].append(c)
+    return [{by: k, **_usage_totals(cs)} for k, cs in sorted(groups.items())]
+
+
+def format_tokens(rows: list[dict[str, Any]], by: str) -> str:
+    if not rows:
+        return "no LLM calls in this recording"
+    body = [[r[by], str(r["calls"]), _n(r["input_tokens"]), _n(r["output_tokens"]), _n(r["cache_read_tokens"]),
+             _n(r["cache_write_tokens"]), _n(r["reasoning_tokens"]), _usd(r["cost_usd"])] for r in rows]
+    return table([by, "calls", "input", "output", "cache read", "cache write", "reasoning", "cost"], body)
+
+
+def prompts(store: Store, limit: int = 0) -> list[dict[str, Any]]:
+    """Every LLM call with what was sent and what came back, oldest first."""
+    out = []
+    for row in store.llm_calls(limit=limit or 1 << 30):
+        full = store.llm_call(row["id"]) or {}
+        d = full.get("data") or {}
+        out.append({
+            "id": row["id"], "ts_ns": row["ts_ns"], "pid": row["pid"], "comm": row["comm"],
+            "provider": row["provider"], "model": row["model"], "endpoint": d.get("endpoint"),
+            "system": d.get("system"), "messages": d.get("messages") or [], "tools": [t.get("name") for t in
+                                                                                      d.get("tools") or []],
+            "output_text": d.get("output_text"), "reasoning": d.get("reasoning"), "tool_calls": d.get("tool_calls")
+            or [], "stop_reason": d.get("stop_reason"), "error": d.get("error"),
+            "usage": {k: row[k] for k in USAGE_KEYS}, "cost_usd": row["cost_usd"],
+            "ttft_ms": row["ttft_ms"], "duration_ms": row["duration_ms"],
+        })
+    return out
+
+
+def _clip(text: Any, width: int) -> str:
+    s = str(text or "").strip()
+    return s if width <= 0 or len(s) <= width else s[: width - 1] + "…"
+
+
+def format_prompts(calls: list[dict[str, Any]], full: bool = False) -> str:
+    if not calls:
+        return "no LLM calls in this recording"
+    width = 0 if full else 400
+    blocks = []
+    for c in calls:
+        when = _dt.datetime.fromtimestamp(c["ts_ns"] / 1e9).strftime("%H:%M:%S")
+        u = c["usage"]
+        lines = [f"#{c['id']} {when} {c['comm']}[{c['pid']}] {c['provider']} {c['model']} {c['endpoint'] or ''} "
+                 f"in {_n(u['input_tokens'])} out {_n(u['output_tokens'])} {_usd(c['cost_usd'])}"]
+        if c["system"]:
+            lines.append(f"  system: {_clip(c['system'], width)}")
+        messages = c["messages"] if full else c["messages"][-2:]
+        if not full and len(c["messages"]) > 2:
+            lines.append(f"  ... {len(c['messages']) - 2} earlier message(s)")
+        for m in messages:
+            lines.append(f"  {m.get('role')}: {_clip(m.get('content'), width)}")
+        if c["tools"]:
+            lines.append(f"  tools offered: {', '.join(map(str, c['tools']))}")
+        if c["reasoning"]:
+            lines.append(f"  reasoning: {_clip(c['reasoning'], width)}")
+        lines.append(f"  answer: {_clip(c['output_text'], width)}")
+        for t in c["tool_calls"]:
+            lines.append(f"  tool call: {t.get('name')}({_clip(t.get('arguments'), width)})")
+        if c["error"]:
+            lines.append(f"  error: {_clip(json.dumps(c['error']), width)}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def export(store: Store, events: bool = False) -> dict[str, Any]:
+    """The recording as one JSON document (events too with ``events=True``)."""
+    doc: dict[str, Any] = {
+        "meta": store.meta(), "summary": summary(store), "sessions": store.sessions(),
+        "processes": store.processes(), "llm_calls": prompts(store), "files": store.files(),
+        "connections": store.connections(), "samples": store.samples(),
+    }
+    if events:
+        doc["events"] = store.events(limit=1 << 30)
+    return doc
+
+
+def write_private(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` readable by the owner only (exports hold captured data)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)

@@ -1,0 +1,76 @@
+"""`agentsight record -- CMD`: the command's whole tree captured from its first instruction,
+its exit code returned, and a summary that matches the recording."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from agentsight.report import summary
+from agentsight.store import Store
+from tests.bpf.test_ssl_capture import Server, cert, server  # noqa: F401  (fixtures)
+from tests.conftest import AGENTSIGHT
+
+pytestmark = pytest.mark.bpf
+
+AGENT = Path(__file__).parent / "agents" / "tool_agent.py"
+KEY = "sk-proj-Xq7fT2mLw9RkZc4VbN1aHs8DpE3uYo6Gj0iKl5MnOp"
+
+
+def test_record_a_tool_running_agent_with_a_node_child(workdir, server, cert):  # noqa: F811
+    db = workdir / "rec.db"
+    r = subprocess.run([*AGENTSIGHT, "record", "--db", str(db), "--runtime-dir", str(workdir / "run"), "--",
+                        "/usr/bin/python3", str(AGENT), str(server.port), str(cert[0]), str(workdir), "7"],
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 7, r.stderr
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    with Store(db, readonly=True) as s:
+        procs = s.processes()
+        root = next(p for p in procs if p["argv"][:1] == ["/usr/bin/python3"])
+        assert root["exit_code"] == 7 and root["agent"] == "recorded"
+        children = {p["comm"]: p for p in procs if p["ppid"] == root["pid"]}
+        assert children["sh"]["exit_code"] == 3 and children["ls"]["exit_code"] == 0
+        assert "node" in children and all(p["session"] == root["session"] for p in procs)
+        exchanges = s.events(topics=["http.exchange"])
+        by_comm: dict[str, list[str]] = {}
+        for x in exchanges:
+            by_comm.setdefault(x["comm"], []).append(x["data"]["request"]["path"])
+        assert by_comm["python3"] == ["/size/100", "/size/101", "/size/102"]
+        assert by_comm["node"] == ["/size/10", "/size/300000", "/size/50", "/size/5"]  # no flag needed
+        assert all(x["data"]["response"]["status_code"] == 200 for x in exchanges)
+        assert any(f["path"] == f"{workdir}/notes.txt" for f in s.files(children["sh"]["pid"]))
+        assert s.samples(), "resource samples of the tree"
+        expect = summary(s)
+    text = db.read_bytes() + b"".join(Path(f"{db}{x}").read_bytes() for x in ("-wal",) if Path(f"{db}{x}").exists())
+    assert KEY.encode() not in text
+    # The printed summary is the recording's.
+    assert f"exit code 7, {expect['events']:,} events" in r.stderr
+    assert f"processes: {expect['processes']}, " in r.stderr and f"{workdir}/notes.txt" in r.stderr
+    assert f"127.0.0.1:{server.port}" in r.stderr and "no events lost" in r.stderr
+    assert f"recording: {db}" in r.stderr
+
+
+def test_record_command_not_found_and_nothing_to_record(workdir):
+    r = subprocess.run([*AGENTSIGHT, "record", "--db", str(workdir / "x.db"), "--", "no-such-agent-xyz"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 127 and r.stderr.strip() == "agentsight: command not found: no-such-agent-xyz"
+    r = subprocess.run([*AGENTSIGHT, "record"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "nothing to record" in r.stderr
+
+
+def test_record_runs_the_command_as_the_sudo_user(workdir):
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    out = workdir / "id.txt"
+    os.chmod(workdir, 0o777)
+    env = {**os.environ, "SUDO_UID": "65534", "SUDO_GID": "65534", "SUDO_USER": "nobody"}
+    r = subprocess.run([*AGENTSIGHT, "record", "--db", str(workdir / "u.db"), "--no-stdio", "--no-system",
+                        "--runtime-dir", str(workdir / "run"), "--", "sh", "-c", f"id -u > {out}; exit 0"],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    assert out.read_text().strip() == "65534"
+    assert (workdir / "u.db").stat().st_uid == 65534  # the recording belongs to the user too
