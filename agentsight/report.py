@@ -88,7 +88,8 @@ def _price_source(store: Store, calls: list[dict[str, Any]]) -> str | None:
     for c in calls:
         if c["cost_usd"] is not None:
             cost = ((store.llm_call(c["id"]) or {}).get("data") or {}).get("cost")
-            return cost.get("price_source") if isinstance(cost, dict) else None
+            if isinstance(cost, dict) and cost.get("price_source"):
+                return str(cost["price_source"])
     return None
 
 
