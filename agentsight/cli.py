@@ -242,6 +242,7 @@ def serve(
 
 from agentsight import cli_capture as _cli_capture  # noqa: E402,F401  (registers debug, record)
 from agentsight import cli_report as _cli_report  # noqa: E402,F401  (registers report)
+from agentsight import cli_top as _cli_top  # noqa: E402,F401  (registers top)
 
 
 def main() -> None:

@@ -34,14 +34,15 @@ def pretty(event: Event, color: bool = False, width: int = 160) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
-def table(headers: list[str], rows: list[list[str]], indent: int = 0) -> str:
-    """Columns padded to their widest cell; the first column left-aligned, the others right-aligned."""
+def table(headers: list[str], rows: list[list[str]], indent: int = 0, left: set[int] | None = None) -> str:
+    """Columns padded to their widest cell; column 0 and ``left`` ones left-aligned, the rest right-aligned."""
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
+    lefts = {0} | (left or set())
     pad = " " * indent
 
     def line(cells: list[str]) -> str:
-        parts = [str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths,
-                                                                                              strict=False))]
+        parts = [str(c).ljust(w) if i in lefts else str(c).rjust(w)
+                 for i, (c, w) in enumerate(zip(cells, widths, strict=False))]
         return pad + "  ".join(parts).rstrip()
 
     return "\n".join([line(headers), *(line(r) for r in rows)])

@@ -1,0 +1,49 @@
+"""`agentsight top --pipeline NAME`: a table of sessions from a running pipeline's bus."""
+
+from __future__ import annotations
+
+import subprocess
+
+from agentsight.event import Event
+from agentsight.jsonform import event_to_json
+from tests.conftest import AGENTSIGHT
+
+T = 1_764_435_000_000_000_000
+SEC = 1_000_000_000
+
+
+def test_top_once_attached_to_a_pipeline(pipeline, workdir):
+    sid = "4242@1"
+    events = [Event("gen.tick", T, "t", 1, 1, "x", {})]  # the first event; the session starts 3 s later
+    events.append(Event("session.start", T + 3 * SEC, "sessions", 4242, 4242, "claude",
+                        {"session": sid, "agent": "claude-code", "pid": 4242, "start_ns": T + 3 * SEC,
+                         "comm": "claude"}))
+    for i in range(3):
+        events.append(Event("llm.call", T + 3 * SEC + (i + 1) * 100_000_000, "llm", 4242, 4242, "claude",
+                            {"session": sid, "agent": "claude-code", "model": "claude-sonnet-x", "status_code": 200,
+                             "usage": {"input_tokens": 1000 * (i + 1), "output_tokens": 10},
+                             "cost": {"total": 0.25}}))
+    events.append(Event("process.exec", T + 3 * SEC + 500_000_000, "process", 4243, 4243, "bash",
+                        {"session": sid, "agent": "claude-code", "argv": ["bash", "-c", "pytest"]}))
+    cap = workdir / "cap.jsonl"
+    cap.write_text("".join(event_to_json(e) + "\n" for e in events))
+    p = pipeline(f"""
+[sources.cap]
+type = "replay"
+path = "{cap}"
+pace = "original"
+
+[sinks.discard]
+type = "null"
+inputs = ["cap"]
+""", name="toptest").start()
+    r = subprocess.run([*AGENTSIGHT, "top", "--pipeline", "toptest", "--runtime-dir", str(p.run_dir), "--once",
+                        "--interval", "5", "--plain", "--sort", "calls"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    row = next(line for line in lines if line.startswith("claude-code"))
+    cols = row.split()
+    assert cols[1] == "4242" and "claude-sonnet-x" in cols and "6,000" in cols and "$0.7500" in cols
+    assert cols[cols.index("6,000") - 1] == "3"  # calls
+    assert "exec bash -c pytest" in row
+    p.wait(30)

@@ -1,0 +1,61 @@
+"""The model behind `agentsight top`: one row per agent session, from annotated events."""
+
+from __future__ import annotations
+
+import os
+
+from agentsight.event import Event
+from agentsight.top import TopModel, format_plain
+
+T = 1_764_435_000_000_000_000
+S1, S2 = "100@1", "200@2"
+
+
+def ev(topic: str, ev_pid: int, ev_comm: str, **data) -> Event:
+    return Event(topic, T + len(data) * 1000, "t", ev_pid, ev_pid, ev_comm, data)
+
+
+def llm(pid: int, sid: str, model: str, inp: int, out: int, cost: float | None) -> Event:
+    return ev("llm.call", pid, "claude", session=sid, agent="claude-code", model=model, status_code=200,
+              usage={"input_tokens": inp, "output_tokens": out}, cost=None if cost is None else {"total": cost})
+
+
+def test_sessions_accumulate_and_sort():
+    m = TopModel()
+    m.feed(ev("session.start", 100, "claude", session=S1, agent="claude-code", pid=100, start_ns=T, comm="claude"))
+    m.feed(ev("session.start", 200, "codex", session=S2, agent="codex", pid=200, start_ns=T, comm="codex"))
+    m.feed(llm(100, S1, "claude-x", 1000, 20, 0.01))
+    m.feed(llm(100, S1, "claude-x", 3000, 40, None))
+    m.feed(llm(200, S2, "gpt-y", 10, 5, 0.5))
+    m.feed(ev("process.exec", 101, "bash", session=S1, agent="claude-code", argv=["bash", "-c", "ls"]))
+    m.feed(ev("file.open", 101, "bash", session=S1, agent="claude-code", path="/repo/a.py"))
+    m.feed(ev("net.connect", 100, "claude", session=S1, agent="claude-code", address="1.2.3.4", port=443))
+    m.feed(ev("session.end", 200, "codex", session=S2, agent="codex", pid=200, exit_code=0))
+    a, b = m.rows[S1], m.rows[S2]
+    assert (a.calls, a.tokens_in, a.tokens_out, a.cost, a.unpriced) == (2, 4000, 60, 0.01, 1)
+    assert (a.processes, a.files, a.network, a.pids) == (1, 1, 1, {100, 101})
+    assert a.last.startswith("connect 1.2.3.4:443") and b.state == "exited 0"
+    assert [r.key for r in m.visible("cost")] == [S2, S1]
+    assert [r.key for r in m.visible("tokens")] == [S1, S2]
+    m.filter_comm = "codex"
+    assert [r.key for r in m.visible()] == [S2]
+    m.filter_comm, m.filter_pid = "", 101
+    assert [r.key for r in m.visible()] == [S1]
+    text = format_plain(m.visible(), T + 5_000_000_000)
+    assert "claude-code" in text and "$0.0100+?" in text and "4,000" in text
+
+
+def test_llm_calls_without_a_sessions_stage_get_a_row_per_process():
+    m = TopModel()
+    m.feed(Event("llm.call", T, "llm", 300, 300, "python3", {"model": "m", "usage": {"input_tokens": 5}}))
+    (row,) = m.rows.values()
+    assert (row.agent, row.pid, row.calls, row.tokens_in, row.tokens_out) == ("llm-client", 300, 1, 5, 0)
+
+
+def test_resources_of_a_live_session_tree():
+    m = TopModel()
+    m.feed(ev("session.start", os.getpid(), "python3", session="me", agent="recorded", pid=os.getpid(),
+              start_ns=T))
+    m.sample()
+    m.sample()
+    assert m.rows["me"].rss > 10 << 20 and m.rows["me"].state == "running"
