@@ -81,6 +81,14 @@ def run(
 
     spec = _load_config(config)
     spec.supervisor.watch = watch and spec.supervisor.watch
+    from agentsight.bpfprog import BpfUnavailable, require_bpf
+    from agentsight.capture import needs_bpf
+
+    if needs_bpf(spec):
+        try:
+            require_bpf()
+        except BpfUnavailable as exc:
+            fail(f"{config}: {exc}")
     sup = Supervisor(spec, config, runtime_dir)
     try:
         code = sup.run_forever()

@@ -51,3 +51,12 @@ def test_flag_problems_are_one_line():
         r = subprocess.run([*AGENTSIGHT, *args], capture_output=True, text=True, timeout=60)
         assert r.returncode == 2, (args, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1 and text in r.stderr, (args, r.stderr)
+
+
+def test_run_of_a_bpf_pipeline_without_root_is_one_line(nobody_can_run, workdir):
+    cfg = workdir / "p.toml"
+    cfg.write_text('[sources.tls]\ntype = "ssl"\n[sinks.out]\ntype = "null"\ninputs = ["tls"]\n')
+    os.chmod(workdir, 0o755)
+    os.chmod(cfg, 0o644)
+    r = as_nobody("run", "--config", str(cfg))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "needs root" in r.stderr
