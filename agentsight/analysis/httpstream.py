@@ -60,6 +60,11 @@ STREAMING_CONTENT_TYPES = ("text/event-stream", "application/x-ndjson", "applica
 _REQUEST_START = re.compile(rb"(?:GET|POST|PUT|DELETE|PATCH|HEAD|OPTIONS|CONNECT|TRACE) ")
 _RESPONSE_START = re.compile(rb"HTTP/1\.[01] ")
 _HOLD = 8  # bytes kept while scanning: a start token cut at a record boundary is not missed
+# The last event of an LLM event stream (OpenAI chat, OpenAI Responses, Anthropic). Clients stop
+# reading there, so the chunked body's terminator may never be read (or captured) until the
+# connection closes: the response is complete once such an event has ended.
+_SSE_END = re.compile(rb"(?:^|\n)(?:data: ?\[DONE\]|event: ?(?:message_stop|response\.(?:completed|incomplete|failed)))"
+                      rb"\r?\n(?:[^\r\n][^\n]*\n)*\r?\n$")
 _MAX_HEAD = 256 * 1024
 
 
@@ -216,6 +221,7 @@ class _Message:
     chunk_offset: int = 0
     decoded_size: int = 0
     out: dict[str, Any] | None = None
+    event_stream: bool = False
 
     def add(self, data: bytes, ts: int) -> None:
         self.wire_size += len(data)
@@ -285,6 +291,7 @@ class _Conn:
         self.h2_streams: dict[int, _Exchange] = {}
         self.malformed = 0
         self.skipped = 0
+        self.ended_early = False  # the response being read was finished at its stream's end event
         self.pid = self.tid = 0
         self.comm = ""
         self.last_ts = 0
@@ -479,12 +486,22 @@ class HttpStreams:
             )
             self._emit_head(conn, ex, out)
         elif op == "data" and ex is not None and ex.response is not None:
-            ex.response.add(arg, ts)
+            resp = ex.response
+            if resp.out is not None:
+                return  # already finished at the stream's end event: the rest is framing
+            resp.add(arg, ts)
+            if resp.event_stream and _SSE_END.search(resp.body, max(0, len(resp.body) - 4096)):
+                self._finish_response(conn, ex, ts, out, error=None)
+                conn.ended_early = True
         elif op in ("end", "abort") and ex is not None:
             self._finish_response(conn, ex, ts, out, error=arg if op == "abort" else None)
             conn.resp_ex = None
+        elif op == "error" and conn.ended_early:
+            conn.ended_early = False  # the connection closed before the terminator we no longer need
         else:
             self._error_op(conn, "read", op, arg, ts, out)
+        if op == "head":
+            conn.ended_early = False
 
     def _error_op(self, conn: _Conn, direction: str, op: str, arg: Any, ts: int, out: list[Event]) -> None:
         if op == "skip":
@@ -574,7 +591,7 @@ class HttpStreams:
         )
         head = {"status_code": status, "reason": reason, "http_version": version}
         return _Message(False, head, headers, ts, ContentDecoder(header_value(headers, "content-encoding")),
-                        self.max_body, stream_chunks=streaming)
+                        self.max_body, stream_chunks=streaming, event_stream=ctype.startswith("text/event-stream"))
 
     def _message_dict(self, msg: _Message) -> dict[str, Any]:
         """The record of a finished message (computed once, redacted if asked)."""

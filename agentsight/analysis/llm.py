@@ -113,6 +113,7 @@ class _Call:
     error: dict[str, Any] | None = None
     first_token_ts: int | None = None
     events: int = 0
+    ended: bool = False  # the stream reached its API's end marker ([DONE], message_stop...)
     notes: list[str] = field(default_factory=list)
 
     def token(self, ts: int | None) -> None:
@@ -283,6 +284,7 @@ def _chat_stream(events: list[SseEvent], call: _Call) -> None:
     calls: dict[int, dict[str, Any]] = {}
     for ev in events:
         if ev.done:
+            call.ended = True
             continue
         chunk = _dict(_json(ev.data))
         if not chunk:
@@ -438,6 +440,7 @@ def _responses_stream(events: list[SseEvent], call: _Call) -> None:
             items[idx] = _dict(d.get("item"))  # the finished item is authoritative
         elif kind in ("response.completed", "response.incomplete", "response.failed"):
             final = _dict(d.get("response"))
+            call.ended = True
         elif kind == "error":
             call.error = {"type": _str(d.get("code")), "message": _str(d.get("message"))}
     # Items never finished (stream cut short) are rebuilt from their deltas.
@@ -568,6 +571,8 @@ def _anthropic_stream(events: list[SseEvent], call: _Call) -> None:
             call.stop_reason = _str(delta.get("stop_reason")) or call.stop_reason
             # Counts in message_delta are cumulative and win over message_start's.
             usage.update({k: v for k, v in _dict(d.get("usage")).items() if v is not None})
+        elif kind == "message_stop":
+            call.ended = True
         elif kind == "error":
             call.error = _error_from(d)
     for _, b in sorted(blocks.items()):
@@ -639,6 +644,7 @@ def _gemini_chunk(chunk: dict[str, Any], call: _Call, ts: int | None) -> None:
                 call.tool_calls.append({k: v for k, v in p.items() if k != "type"})
             call.token(ts)
         call.stop_reason = _str(c.get("finishReason")) or call.stop_reason
+        call.ended = call.ended or bool(c.get("finishReason"))
     u = _dict(chunk.get("usageMetadata"))
     if u:
         call.usage_raw = u
@@ -752,7 +758,9 @@ def extract_call(exchange: dict[str, Any], *, prices: bool = True) -> dict[str, 
         if status is not None and status >= 400 and call.error is not None:
             text = _str(resp.get("body_text"))
             call.error["body"] = text[:_ERROR_BODY_MAX] if text else None
-        if not resp.get("complete", True):
+        # An SDK that saw the stream's end marker may close the connection before the
+        # chunked body's terminator (openai-python does): the answer is whole all the same.
+        if not resp.get("complete", True) and not call.ended:
             call.notes.append(f"response incomplete: {resp.get('error')}")
     else:
         call.notes.append("no response captured")

@@ -177,3 +177,33 @@ def test_bytes_the_capture_cut_keep_the_framing_of_what_follows() -> None:
                                                                                          ("/next", 204)]
     assert exchanges[0]["request"]["body_size"] == 5000
     assert http.stats.capture_gap_bytes == 4000 and http.stats.malformed == 0
+
+
+@pytest.mark.parametrize("last_event", [b"data: [DONE]\n\n", b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+                                        b"event: response.completed\r\ndata: {}\r\n\r\n"])
+def test_an_event_stream_is_complete_at_its_end_event_without_the_chunked_terminator(last_event: bytes) -> None:
+    """SDKs stop reading at the end event: the 0-size chunk may only come (or never) at close."""
+    http = HttpStreams()
+    body = b"data: {\"x\": 1}\n\n" + last_event
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    out = feed(http, [("write", b"POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}"),
+                      ("read", head + b"%x\r\n" % len(body) + body + b"\r\n")])
+    (exchange,) = [e.data for e in out if e.topic == "http.exchange"]
+    assert exchange["response"]["complete"] and exchange["response"]["body"] == body
+    # The terminator arriving later, or the connection closing without it, adds nothing.
+    later = feed(http, [("read", b"0\r\n\r\n")]) + http.close_connection("1:ab")
+    assert [e.topic for e in later] == [] and http.stats.malformed == 0
+    closed = HttpStreams()
+    feed(closed, [("write", b"POST /v1/messages HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}"),
+                  ("read", head + b"%x\r\n" % len(body) + body + b"\r\n")])
+    assert [e.topic for e in closed.close_connection("1:ab")] == [] and closed.stats.malformed == 0
+
+
+def test_an_event_stream_without_its_end_event_waits_for_the_terminator() -> None:
+    http = HttpStreams()
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    body = b"data: {\"x\": 1}\n\n"
+    out = feed(http, [("write", b"GET /events HTTP/1.1\r\nHost: a\r\n\r\n"),
+                      ("read", head + b"%x\r\n" % len(body) + body + b"\r\n")])
+    assert "http.exchange" not in [e.topic for e in out]
+    assert "http.exchange" in [e.topic for e in feed(http, [("read", b"0\r\n\r\n")])]
