@@ -98,7 +98,9 @@ def _n(v: int | None) -> str:
 
 
 def _usd(v: float | None) -> str:
-    return "?" if v is None else f"${v:.4f}"
+    if v is None:
+        return "?"
+    return f"${v:.4f}" if v >= 0.01 or v == 0 else f"${v:.6f}"
 
 
 def format_summary(s: dict[str, Any]) -> str:
@@ -179,8 +181,29 @@ def prompts(store: Store, limit: int = 0) -> list[dict[str, Any]]:
 
 
 def _clip(text: Any, width: int) -> str:
+    """One line of at most ``width`` characters (0: everything, continuation lines indented)."""
     s = str(text or "").strip()
-    return s if width <= 0 or len(s) <= width else s[: width - 1] + "…"
+    if width <= 0:
+        return s.replace("\n", "\n    ")
+    s = " ⏎ ".join(line.strip() for line in s.splitlines() if line.strip())
+    return s if len(s) <= width else s[: width - 1] + "…"
+
+
+def _message_text(m: dict[str, Any]) -> str:
+    """A message's text, or what its parts are when it has none (tool calls, tool results, images)."""
+    if m.get("content"):
+        return str(m["content"])
+    parts = []
+    for p in m.get("parts") or []:
+        kind = p.get("type")
+        if kind == "tool_call":
+            parts.append(f"[tool call {p.get('name')}({p.get('arguments') or ''})]")
+        elif kind == "tool_result":
+            content = p.get("content")
+            parts.append(f"[tool result: {content if isinstance(content, str) else json.dumps(content)}]")
+        elif kind:
+            parts.append(f"[{kind}]")
+    return " ".join(parts)
 
 
 def format_prompts(calls: list[dict[str, Any]], full: bool = False) -> str:
@@ -199,7 +222,7 @@ def format_prompts(calls: list[dict[str, Any]], full: bool = False) -> str:
         if not full and len(c["messages"]) > 2:
             lines.append(f"  ... {len(c['messages']) - 2} earlier message(s)")
         for m in messages:
-            lines.append(f"  {m.get('role')}: {_clip(m.get('content'), width)}")
+            lines.append(f"  {m.get('role')}: {_clip(_message_text(m), width)}")
         if c["tools"]:
             lines.append(f"  tools offered: {', '.join(map(str, c['tools']))}")
         if c["reasoning"]:
