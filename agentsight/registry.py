@@ -39,6 +39,7 @@ TYPES: dict[str, dict[str, str]] = {
         "sqlite": "agentsight.actors.sinks.sqlite:SqliteSink",
         "console": "agentsight.actors.sinks.console:ConsoleSink",
         "null": "agentsight.actors.sinks.null:NullSink",
+        "web": "agentsight.actors.sinks.web:WebSink",
     },
 }
 

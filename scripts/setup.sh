@@ -25,7 +25,7 @@ apt_install() {
   apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-apt_install python3-bpfcc python3-venv python3-pip curl openssl iproute2 tmux
+apt_install python3-bpfcc python3-venv python3-pip curl openssl iproute2 tmux chromium
 
 # Kernel headers: the running kernel's package first, else the nearest installed headers.
 K=$(uname -r)

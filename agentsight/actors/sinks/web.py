@@ -4,14 +4,16 @@ Each batch goes into a recording (:class:`~agentsight.store.Store`: the ``db`` f
 or a private temporary one removed at close), then wakes the open pages, which
 show the new events within a second. The HTTP server (:mod:`agentsight.web`) runs
 in a background thread of this actor's process, on ``host:port``
-(127.0.0.1:7395 by default). A non-loopback ``host`` needs a ``token``; the
-config is refused otherwise.
+(127.0.0.1:7395 by default; port 0 picks a free one, written to the recording's
+meta as ``web_url``). A non-loopback ``host`` needs a ``token``; the config is
+refused otherwise.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +85,9 @@ class WebSink(Sink):
             self.close()
             # A ValueError is a fatal start failure for the runtime: retrying cannot free the port.
             raise OptionError(str(exc)) from None
+        # Where the page is (port 0 picks a free port): in the recording, and said once.
+        self._store.set_meta("web_url", self.url)
+        print(f"agentsight[sinks/{self.name}]: web UI on {self.url}timeline", file=sys.stderr, flush=True)
 
     def write(self, events: list[Event]) -> None:
         self._store.add(events)

@@ -1,0 +1,214 @@
+// Small shared helpers: API calls, DOM building, formatting, JSON highlighting.
+
+export const KINDS = [
+  ["process", "process."], ["file", "file."], ["net", "net."], ["llm", "llm."], ["http", "http."],
+  ["http", "sse."], ["tls", "ssl."], ["stdio", "stdio."], ["system", "system."], ["session", "session."],
+];
+export const KIND_NAMES = ["process", "file", "net", "llm", "http", "tls", "stdio", "system", "session", "other"];
+export const KIND_PREFIXES = {
+  process: ["process."], file: ["file."], net: ["net."], llm: ["llm."], http: ["http.", "sse."], tls: ["ssl."],
+  stdio: ["stdio."], system: ["system."], session: ["session."],
+};
+export const KIND_COLORS = {
+  process: "#7aa2f7", file: "#9ece6a", net: "#e0af68", llm: "#bb9af7", http: "#7dcfff", tls: "#2ac3de",
+  stdio: "#ff9e64", system: "#a9b1d6", session: "#f7768e", other: "#7c85a3",
+};
+
+export function kindOf(topic) {
+  for (const [name, prefix] of KINDS) if (topic.startsWith(prefix)) return name;
+  return "other";
+}
+
+export class ApiError extends Error {}
+
+export async function api(path, params = {}) {
+  const url = new URL(path, location.origin);
+  for (const [k, v] of Object.entries(params)) {
+    if (v === null || v === undefined || v === "" || (Array.isArray(v) && !v.length)) continue;
+    url.searchParams.set(k, Array.isArray(v) ? v.join(",") : String(v));
+  }
+  const resp = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+  if (!resp.ok) {
+    let msg = `${resp.status} ${resp.statusText}`;
+    try { msg = (await resp.json()).error || msg; } catch { /* not JSON */ }
+    throw new ApiError(msg);
+  }
+  return resp.json();
+}
+
+// h("div.a.b", {title: "x", onclick: f, dataset: {k: 1}}, child, "text", [more])
+export function h(sel, attrs, ...children) {
+  const [tag, ...classes] = sel.split(".");
+  const el = document.createElement(tag || "div");
+  if (classes.length) el.className = classes.join(" ");
+  if (attrs) {
+    for (const [k, v] of Object.entries(attrs)) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "dataset") Object.assign(el.dataset, v);
+      else if (k === "style" && typeof v === "object") {
+        for (const [prop, val] of Object.entries(v)) {
+          if (prop.startsWith("--")) el.style.setProperty(prop, val); else el.style[prop] = val;
+        }
+      }
+      else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+      else if (k === "class") el.className += (el.className ? " " : "") + v;
+      else if (k === "text") el.textContent = v;
+      else el.setAttribute(k, v === true ? "" : v);
+    }
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el, children) {
+  for (const c of children) {
+    if (c === null || c === undefined || c === false) continue;
+    if (Array.isArray(c)) append(el, c);
+    else el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+}
+
+// An axis label for a time in seconds: HH:MM, with seconds (or ms) when the span is short.
+export function clock(sec, span) {
+  const d = new Date(sec * 1000);
+  const hm = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  if (span > 1800) return hm;
+  if (span > 20) return `${hm}:${pad(d.getSeconds())}`;
+  return `${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3).slice(0, span > 2 ? 1 : 3)}`;
+}
+
+export function clear(el) { while (el.firstChild) el.removeChild(el.firstChild); return el; }
+
+export function debounce(fn, ms) {
+  let t = null;
+  return (...args) => { clearTimeout(t); t = setTimeout(() => fn(...args), ms); };
+}
+
+const pad = (n, w = 2) => String(n).padStart(w, "0");
+
+export const fmt = {
+  time(ns) {
+    if (ns === null || ns === undefined) return "—";
+    const d = new Date(Number(ns) / 1e6);
+    return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
+  },
+  datetime(ns) {
+    if (ns === null || ns === undefined) return "—";
+    const d = new Date(Number(ns) / 1e6);
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${fmt.time(ns)}`;
+  },
+  dur(ms) {
+    if (ms === null || ms === undefined || Number.isNaN(ms)) return "—";
+    if (ms < 1) return `${(ms * 1000).toFixed(0)} µs`;
+    if (ms < 1000) return `${ms.toFixed(ms < 10 ? 1 : 0)} ms`;
+    if (ms < 60_000) return `${(ms / 1000).toFixed(2)} s`;
+    const m = Math.floor(ms / 60_000);
+    return `${m}m ${Math.round((ms % 60_000) / 1000)}s`;
+  },
+  num(n) { return n === null || n === undefined ? "—" : Number(n).toLocaleString("en-US"); },
+  compact(n) {
+    if (n === null || n === undefined) return "—";
+    if (Math.abs(n) >= 1e6) return `${(n / 1e6).toFixed(n >= 1e7 ? 0 : 1)}M`;
+    if (Math.abs(n) >= 1e4) return `${(n / 1e3).toFixed(n >= 1e5 ? 0 : 1)}k`;
+    return Number(n).toLocaleString("en-US");
+  },
+  usd(v) {
+    if (v === null || v === undefined) return "—";
+    if (v === 0) return "$0";
+    return v < 0.01 ? `$${v.toFixed(4)}` : `$${v.toFixed(v < 10 ? 3 : 2)}`;
+  },
+  bytes(n) {
+    if (n === null || n === undefined) return "—";
+    const units = ["B", "KB", "MB", "GB"];
+    let i = 0;
+    while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+    return `${i ? n.toFixed(1) : n} ${units[i]}`;
+  },
+};
+
+// Text with every occurrence of needle (case-insensitive) wrapped in <mark>.
+export function marked(text, needle) {
+  const frag = document.createDocumentFragment();
+  text = String(text ?? "");
+  if (!needle) { frag.append(text); return frag; }
+  const lower = text.toLowerCase(), n = needle.toLowerCase();
+  let i = 0;
+  for (;;) {
+    const j = lower.indexOf(n, i);
+    if (j < 0) break;
+    frag.append(text.slice(i, j), h("mark", null, text.slice(j, j + n.length)));
+    i = j + n.length;
+  }
+  frag.append(text.slice(i));
+  return frag;
+}
+
+const esc = (s) => s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
+
+// Pretty JSON with token colours; matches of needle marked. Returns a <pre>.
+export function jsonView(value, needle = "") {
+  const text = JSON.stringify(value, null, 2) ?? "null";
+  const re = /("(?:\\.|[^"\\])*")(\s*:)?|\b(true|false)\b|\bnull\b|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g;
+  let out = "", last = 0, m;
+  while ((m = re.exec(text))) {
+    out += esc(text.slice(last, m.index));
+    const [tok] = m;
+    let cls = "n";
+    if (m[1]) cls = m[2] ? "k" : "s";
+    else if (m[3]) cls = "b";
+    else if (tok === "null") cls = "z";
+    out += `<span class="${cls}">${esc(m[1] && m[2] ? m[1] : tok)}</span>${m[1] && m[2] ? esc(m[2]) : ""}`;
+    last = m.index + tok.length;
+  }
+  out += esc(text.slice(last));
+  if (needle) {
+    // Mark matches inside text nodes only (never inside tags).
+    const n = esc(needle).replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    out = out.replace(/(^|>)([^<]+)/g, (all, gt, body) => gt + body.replace(new RegExp(n, "gi"), (x) => `<mark>${x}</mark>`));
+  }
+  const pre = h("pre.json");
+  pre.innerHTML = out;
+  return pre;
+}
+
+// {"$bytes": "..."} -> the text, for display.
+export function textOf(v) {
+  if (v && typeof v === "object" && !Array.isArray(v)) {
+    if ("$bytes" in v) return v.$bytes;
+    if ("$base64" in v) return `<binary ${v.$base64.length} b64 chars>`;
+  }
+  if (v === null || v === undefined) return "";
+  return typeof v === "string" ? v : JSON.stringify(v, null, 2);
+}
+
+export function toast(message, isError = false) {
+  const el = document.getElementById("toast");
+  el.textContent = message;
+  el.className = "toast" + (isError ? " err" : "");
+  el.hidden = false;
+  clearTimeout(toast._t);
+  toast._t = setTimeout(() => { el.hidden = true; }, 4000);
+}
+
+export function kindChips(counts, selected, onToggle) {
+  const wrap = h("div.chips");
+  for (const k of KIND_NAMES) {
+    if (!counts[k]) continue;
+    const on = !selected.size || selected.has(k);
+    const chip = h(`button.chip.k-${k}${on ? ".on" : ".off"}`, { title: `Show ${k} events`, dataset: { kind: k } },
+      h("span.sw"), k, h("span.n", null, fmt.compact(counts[k])));
+    chip.addEventListener("click", () => onToggle(k));
+    wrap.append(chip);
+  }
+  return wrap;
+}
+
+export function kindCounts(topics) {
+  const out = {};
+  for (const [t, n] of Object.entries(topics || {})) { const k = kindOf(t); out[k] = (out[k] || 0) + n; }
+  return out;
+}
+
+export function topicsFor(kinds) {
+  return [...kinds].flatMap((k) => KIND_PREFIXES[k] || []);
+}
