@@ -75,11 +75,33 @@ def run(
     config: ConfigOpt,
     watch: Annotated[bool, typer.Option(help="Reload the config when the file changes.")] = True,
     runtime_dir: Annotated[Path | None, typer.Option(help="Where the run keeps its sockets.")] = None,
+    server: Annotated[bool, typer.Option("--server", help="Also serve the web UI of what the sinks get.")] = False,
+    server_host: Annotated[str, typer.Option("--server-host", help="Web UI address.")] = "127.0.0.1",
+    server_port: Annotated[int, typer.Option("--server-port", help="Web UI port.")] = 7395,
+    server_token: Annotated[str, typer.Option("--server-token", help="Token the web UI requires (needed off "
+                                              "loopback).")] = "",
 ) -> None:
     """Run the pipeline in pipeline.toml until Ctrl-C (or until its sources finish)."""
+    from agentsight.config import validate as validate_spec
     from agentsight.supervisor import AlreadyRunning, Supervisor
 
+    def with_server(spec: Any) -> Any:
+        """The spec plus a web sink fed what the file's sinks are fed."""
+        from agentsight.config import ComponentSpec
+
+        inputs = sorted({i for c in spec.of_kind("sink") for i in c.inputs})
+        name = next(n for n in ("web_ui", "web_ui_2", "web_ui_3") if n not in spec.components)
+        spec.components[name] = ComponentSpec(
+            kind="sink", name=name, type="web", inputs=inputs,
+            options={"host": server_host, "port": server_port, "token": server_token})
+        return spec
+
     spec = _load_config(config)
+    if server:
+        spec = with_server(spec)
+        problems = validate_spec(spec)
+        if problems:
+            fail("; ".join(str(p) for p in problems))
     spec.supervisor.watch = watch and spec.supervisor.watch
     from agentsight.bpfprog import BpfUnavailable, require_bpf
     from agentsight.capture import needs_bpf
@@ -90,6 +112,8 @@ def run(
         except BpfUnavailable as exc:
             fail(f"{config}: {exc}")
     sup = Supervisor(spec, config, runtime_dir)
+    if server:
+        sup.amend = with_server
     try:
         code = sup.run_forever()
     except AlreadyRunning as exc:

@@ -122,6 +122,8 @@ class Supervisor:
         # ready, and on every tick (return True to stop the pipeline gracefully).
         self.on_running: Callable[[], None] | None = None
         self.should_stop: Callable[[], bool] | None = None
+        # Applied to every spec loaded from the config file on reload (run --server adds its sink).
+        self.amend: Callable[[PipelineSpec], PipelineSpec] | None = None
 
     # ------------------------------------------------------------- lifecycle
     def say(self, msg: str) -> None:
@@ -513,6 +515,8 @@ class Supervisor:
             self.say("config change rejected: name and [bus] cannot change while running (restart to apply)")
             return
         new.supervisor = replace(new.supervisor, runtime_dir=self.spec.supervisor.runtime_dir)
+        if self.amend is not None:
+            new = self.amend(new)
         self.apply(new)
 
     def apply(self, new: PipelineSpec) -> None:
