@@ -204,7 +204,7 @@ class ActorRuntime:
             for start in range(0, len(batch), MAX_BATCH):
                 chunk = batch[start:start + MAX_BATCH]
                 seq = self.state.get(link)
-                self.state.set(link, seq + len(chunk))
+                self.state.stage(link, seq + len(chunk))
                 body = None
                 if encoded is not None and len(batch) <= MAX_BATCH:
                     body = encoded.get(id(batch))
@@ -223,13 +223,16 @@ class ActorRuntime:
                 self.counters["sent"] += count
 
     def _flush_output(self, out: Output) -> None:
-        self._send_all(self._number(out))
+        frames = self._number(out)
+        self.state.commit()
+        self._send_all(frames)
 
     def emit(self, events: list[Event], consumed: Callable[[], None] | None = None) -> None:
         """Route events to every downstream and the bus, and send them.
 
-        ``consumed`` marks the input that produced them as processed; it runs after
-        the outputs are numbered and before they are sent (see linkstate).
+        ``consumed`` marks the input that produced them as processed (staged): the new
+        output numbers and the consumed input are committed as one step before anything
+        is sent (see linkstate).
         """
         if events and self.publisher is not None:
             self.publisher.publish(events)
@@ -249,6 +252,7 @@ class ActorRuntime:
                 frames.extend(self._number(out, encoded))
         if consumed is not None:
             consumed()
+        self.state.commit()
         self._send_all(frames)
 
     def forward_raw(self, header: wire.Header, body: bytes, consumed: Callable[[], None]) -> None:
@@ -257,10 +261,11 @@ class ActorRuntime:
         for out in self.outputs:
             link = out.links[0]
             seq = self.state.get(link)
-            self.state.set(link, seq + header.count)
+            self.state.stage(link, seq + header.count)
             frames.append((out.sockets[0], [wire.encode_header(wire.DATA, self.id, seq, header.count), body],
                            header.count))
         consumed()
+        self.state.commit()
         self._send_all(frames)
 
     def send_eos(self) -> None:
@@ -391,15 +396,19 @@ class ActorRuntime:
             self._stat("bad_frames")
             return
         self.counters["received"] += header.count
-        def consumed() -> None:
+
+        def consumed() -> None:  # written now: a sink's step, a skipped frame
             self.state.set(link, header.seq + header.count)
+
+        def consumed_with_outputs() -> None:  # committed with the outputs' numbers (see emit)
+            self.state.stage(link, header.seq + header.count)
 
         if self.raw:
             if isinstance(self.component, Sink):
                 consumed()
                 self.component.write_raw(header.count)  # type: ignore[attr-defined]
             else:
-                self.forward_raw(header, parts[1], consumed)
+                self.forward_raw(header, parts[1], consumed_with_outputs)
             return
         try:
             events = wire.decode_events(parts[1], header.count)
@@ -426,8 +435,8 @@ class ActorRuntime:
             out = None  # redo it event by event, so one bad event costs only itself
         if out is None:
             out = self._run_hook(self.component.process, events)
-        # The outputs are numbered before the input is marked consumed: see linkstate.
-        self.emit(out, consumed)
+        # The outputs' numbers and the consumed input are committed as one step: see linkstate.
+        self.emit(out, consumed_with_outputs)
 
     def _run_hook(self, hook: Callable[[Event], Iterable[Event]], events: list[Event]) -> list[Event]:
         out: list[Event] = []
