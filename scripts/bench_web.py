@@ -27,21 +27,11 @@ sys.path.insert(0, str(ROOT))
 
 from agentsight.web.serve import ServerThread  # noqa: E402
 from agentsight.web.server import WebServer  # noqa: E402
+from tests.web.conftest import wait_js  # noqa: E402
 from tests.web.recording import big_session, write  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 VIEWS = ("timeline", "processes", "llm", "log")
-
-
-def wait_js(page: Any, expr: str, timeout: float = 30.0) -> Any:
-    end = time.monotonic() + timeout
-    while True:
-        value = page.evaluate(expr)
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise TimeoutError(f"timed out waiting for {expr}")
-        time.sleep(0.01)
 
 
 def first_render_ms(browser: Any, url: str, view: str) -> float:
@@ -49,7 +39,7 @@ def first_render_ms(browser: Any, url: str, view: str) -> float:
     page = ctx.new_page()
     try:
         page.goto(f"{url}{view}")
-        return float(wait_js(page, f"window.agentsight && window.agentsight.ready[{view!r}]"))
+        return float(wait_js(page, f"window.agentsight && window.agentsight.ready[{view!r}]", timeout=30))
     finally:
         ctx.close()
 
@@ -60,7 +50,7 @@ def zoom_ms(browser: Any, url: str) -> float:
     page = ctx.new_page()
     try:
         page.goto(f"{url}timeline")
-        wait_js(page, "window.agentsight && window.agentsight.ready.timeline")
+        wait_js(page, "window.agentsight && window.agentsight.ready.timeline", timeout=30)
         time.sleep(0.5)
         return float(page.evaluate("""new Promise((done) => {
             const v = window.agentsight.state.views.timeline;

@@ -90,7 +90,8 @@ def wait_js(page: Any, expr: str, timeout: float = 10.0, interval: float = 0.02)
         if value:
             return value
         if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout}s waiting for {expr}; page errors: {page.errors}")
+            raise AssertionError(f"timed out after {timeout}s waiting for {expr}; "
+                                 f"page errors: {getattr(page, 'errors', [])}")
         time.sleep(interval)
 
 
