@@ -89,3 +89,9 @@ def test_system_wide_sample() -> None:
     d = sample.data
     assert d["scope"] == "system" and d["cpu_count"] == psutil.cpu_count()
     assert 0 < d["mem_used_bytes"] < d["mem_total_bytes"] and d["processes"] > 1
+
+
+def test_tree_samples_name_their_root_process():
+    src = SystemSource("s", {"pid": os.getpid(), "interval": 0.1})
+    (sample,) = [e for e in src.sample() if e.topic == "system.sample"]
+    assert (sample.pid, sample.comm) == (os.getpid(), psutil.Process().name())

@@ -138,17 +138,22 @@ class SystemSource(Source):
                 self.finished = True
                 return []
             pid = self._roots[0]
+            root = self._procs.get(pid)
+            try:
+                comm = root.name() if root is not None else ""
+            except psutil.Error:
+                comm = ""
         else:
             data = self._system_sample()
-            pid = 0
+            pid, comm = 0, ""
         metrics = {k: float(v) for k, v in data.items() if k in self._thresholds.limits}
         alerts = self._thresholds.check(metrics)
         data["alerts"] = sorted(self._thresholds.firing)
         self.count("samples")
-        out = [Event("system.sample", ts, self.name, pid, 0, "", data)]
+        out = [Event("system.sample", ts, self.name, pid, pid, comm, data)]
         for alert in alerts:
             self.count("alerts")
-            out.append(Event("system.alert", ts, self.name, pid, 0, "", alert))
+            out.append(Event("system.alert", ts, self.name, pid, pid, comm, alert))
         return out
 
     def _tree_sample(self) -> dict[str, Any] | None:
