@@ -17,13 +17,12 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from agentsight.config import ConfigError, PipelineSpec, parse, validate
+from agentsight.config import PipelineSpec, parse, validate
 from agentsight.registry import component_class
 
-__all__ = ["Capture", "CaptureError", "parse_extra", "build_spec"]
+__all__ = ["Capture", "CaptureError", "parse_extra", "build_spec", "port_problem", "needs_bpf"]
 
 
 class CaptureError(ValueError):
@@ -226,14 +225,26 @@ def parse_extra(args: list[str], source: str) -> dict[str, dict[str, Any]]:
     return {source: opts} if opts else {}
 
 
+def port_problem(host: str, port: int) -> str | None:
+    """Why the web UI could not listen on host:port (checked before anything starts), or None."""
+    import socket
+
+    if port == 0:
+        return None
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        return f"cannot use {host!r} for the web UI: {exc.strerror or exc}"
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(addr)
+        except OSError as exc:
+            return (f"the web UI cannot listen on {host}:{port}: {exc.strerror or exc} "
+                    "(pass --server-port to choose another)")
+    return None
+
+
 def needs_bpf(spec: PipelineSpec) -> bool:
     return any(getattr(component_class(c.kind, c.type), "NEEDS_BPF", False) for c in spec.components.values())
-
-
-def load_config_or_raise(path: Path) -> PipelineSpec:
-    from agentsight.config import load
-
-    try:
-        return load(path)
-    except ConfigError as exc:
-        raise CaptureError("; ".join(str(p) for p in exc.problems)) from None

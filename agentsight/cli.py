@@ -12,7 +12,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -27,7 +27,7 @@ app = typer.Typer(
 )
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2) -> NoReturn:
     """One line on stderr, no traceback, non-zero exit."""
     typer.echo(f"agentsight: {message}", err=True)
     raise typer.Exit(code)
@@ -98,10 +98,15 @@ def run(
 
     spec = _load_config(config)
     if server:
+        from agentsight.capture import port_problem
+
         spec = with_server(spec)
         problems = validate_spec(spec)
         if problems:
             fail("; ".join(str(p) for p in problems))
+        problem = port_problem(server_host, server_port)
+        if problem:
+            fail(problem)
     spec.supervisor.watch = watch and spec.supervisor.watch
     from agentsight.bpfprog import BpfUnavailable, require_bpf
     from agentsight.capture import needs_bpf
@@ -118,7 +123,6 @@ def run(
         code = sup.run_forever()
     except AlreadyRunning as exc:
         fail(str(exc))
-        return
     typer.echo(sup.summary(), err=True)
     raise typer.Exit(code)
 

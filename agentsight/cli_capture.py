@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from agentsight.capture import Capture, CaptureError, build_spec, needs_bpf, parse_extra
+from agentsight.capture import Capture, CaptureError, build_spec, needs_bpf, parse_extra, port_problem
 from agentsight.cli import app, fail
 
 __all__ = ["debug_app", "run_capture"]
@@ -36,12 +36,14 @@ def run_capture(cap: Capture, *, on_running: Any = None, should_stop: Any = None
         spec = build_spec(cap.pipeline())
     except CaptureError as exc:
         fail(str(exc))
-        raise  # unreachable: fail() exits
     if needs_bpf(spec):
         try:
             require_bpf()
         except BpfUnavailable as exc:
             fail(str(exc))
+    problem = port_problem(cap.server_host, cap.server_port) if cap.server else None
+    if problem:
+        fail(problem)
     sup = Supervisor(spec, None, Path(cap.runtime_dir) if cap.runtime_dir else None)
     sup.on_running = on_running
     sup.should_stop = should_stop
@@ -49,7 +51,6 @@ def run_capture(cap: Capture, *, on_running: Any = None, should_stop: Any = None
         code = sup.run_forever()
     except AlreadyRunning as exc:
         fail(f"{exc} (pass --name to run another capture beside it)")
-        raise
     if summary:
         typer.echo(sup.summary(), err=True)
     return code, sup
@@ -168,7 +169,6 @@ def dump_bpf(
         src = cls(source, opts)
     except (CaptureError, UnknownType, ValueError) as exc:
         fail(str(exc))
-        return
     from agentsight import bpfprog
 
     sys.stdout.write(bpfprog.program_text(source, src.defines()))  # type: ignore[attr-defined]
@@ -256,6 +256,9 @@ def record(
         require_bpf()
     except BpfUnavailable as exc:
         fail(str(exc))
+    problem = port_problem(server_host, server_port) if server else None
+    if problem:
+        fail(problem)
     path = db or Path(time.strftime("agentsight-%Y%m%d-%H%M%S.db"))
 
     child: subprocess.Popen[bytes] | None = None

@@ -28,7 +28,6 @@ def _open(db: Path) -> Iterator[Store]:
         store = Store(db, readonly=True)
     except StoreError as exc:
         fail(str(exc))
-        raise
     try:
         yield store
     finally:

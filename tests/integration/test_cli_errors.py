@@ -60,3 +60,21 @@ def test_run_of_a_bpf_pipeline_without_root_is_one_line(nobody_can_run, workdir)
     os.chmod(cfg, 0o644)
     r = as_nobody("run", "--config", str(cfg))
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "needs root" in r.stderr
+
+
+def test_a_taken_web_ui_port_is_one_line_before_anything_starts(workdir):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = workdir / "p.toml"
+        cfg.write_text('[sources.gen]\ntype = "generator"\n[sinks.out]\ntype = "null"\ninputs = ["gen"]\n')
+        for args in (["run", "--config", str(cfg), "--server", "--server-port", str(port)],
+                     ["debug", "system", "--server", "--server-port", str(port)]):
+            r = subprocess.run([*AGENTSIGHT, *args], capture_output=True, text=True, timeout=60)
+            assert r.returncode == 2, r.stderr
+            assert r.stderr.strip().splitlines() == [
+                f"agentsight: the web UI cannot listen on 127.0.0.1:{port}: Address already in use "
+                "(pass --server-port to choose another)"]
