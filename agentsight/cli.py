@@ -164,7 +164,6 @@ def tap(
                          client_keys=load_secret_key(client_key) if client_key else None)
     except (ValueError, OSError) as exc:
         fail(str(exc))
-        return
     stop = {"flag": False}
     signal.signal(signal.SIGINT, lambda *_: stop.update(flag=True))
     signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
