@@ -207,6 +207,25 @@ def _invoking_user() -> dict[str, Any]:
     return {"user": int(uid), "group": int(gid), "extra_groups": os.getgrouplist(pw.pw_name, int(gid)), "env": env}
 
 
+def _process(pid: int) -> Any:
+    import psutil
+
+    try:
+        return psutil.Process(pid)
+    except psutil.Error:
+        return None
+
+
+def _gone(proc: Any) -> bool:
+    """The attached process exited (a zombie its parent has not reaped counts as exited)."""
+    import psutil
+
+    try:
+        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
 @app.command(context_settings={"allow_interspersed_args": False})
 def record(
     command: Annotated[list[str] | None, typer.Argument(help="The command to run and record (after --).")] = None,
@@ -294,10 +313,12 @@ def record(
         where = f"; web UI on http://{server_host}:{server_port}" if server else ""
         typer.echo(f"agentsight: recording {described} into {path}{where}", err=True)
 
+    attached = _process(pid) if pid else None
+
     def finished() -> bool:
         if child is not None:
             return child.poll() is not None
-        return bool(pid) and not os.path.exists(f"/proc/{pid}")
+        return attached is not None and _gone(attached)
 
     try:
         code, sup = run_capture(cap, on_running=release, should_stop=finished, summary=False)

@@ -74,3 +74,27 @@ def test_record_runs_the_command_as_the_sudo_user(workdir):
     assert r.returncode == 0, r.stderr
     assert out.read_text().strip() == "65534"
     assert (workdir / "u.db").stat().st_uid == 65534  # the recording belongs to the user too
+
+
+def test_record_attaches_to_a_running_process_by_pid(workdir, server, cert):  # noqa: F811
+    script = ("import http.client, ssl, subprocess, sys, time\n"
+              "time.sleep(float(sys.argv[3]))\n"
+              "ctx = ssl.create_default_context(cafile=sys.argv[2])\n"
+              "c = http.client.HTTPSConnection('127.0.0.1', int(sys.argv[1]), context=ctx)\n"
+              "c.request('GET', '/size/33'); c.getresponse().read()\n"
+              "subprocess.run(['ls', '/'], stdout=subprocess.DEVNULL)\n")
+    running = subprocess.Popen(["/usr/bin/python3", "-c", script, str(server.port), str(cert[0]), "12"])
+    db = workdir / "attached.db"
+    try:
+        r = subprocess.run([*AGENTSIGHT, "record", "--db", str(db), "--runtime-dir", str(workdir / "run"),
+                            "-p", str(running.pid)], capture_output=True, text=True, timeout=120)
+    finally:
+        running.kill()
+        running.wait()
+    assert r.returncode == 0, r.stderr  # ended by itself when the process exited
+    with Store(db, readonly=True) as s:
+        (x,) = s.events(topics=["http.exchange"])
+        assert x["pid"] == running.pid and x["data"]["response"]["body_size"] == 33
+        procs = s.processes()
+        assert any(p["ppid"] == running.pid and p["comm"] == "ls" for p in procs)
+        assert s.sessions()[0]["pid"] == running.pid
