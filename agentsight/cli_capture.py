@@ -245,7 +245,10 @@ def record(
     system: Annotated[bool, typer.Option("--system/--no-system", help="Sample CPU and memory.")] = True,
     disable_auth_removal: Annotated[bool, typer.Option("--disable-auth-removal", help="Keep credentials in the "
                                                        "recording.")] = False,
-    events: Annotated[bool, typer.Option("--events", help="Also print events live on stderr.")] = False,
+    events: Annotated[bool, typer.Option("--events", help="Also print events live (mixed with the "
+                                         "command's own output).")] = False,
+    raw: Annotated[bool, typer.Option("--raw", help="Also keep every TLS record (ssl.data, redacted) in the "
+                                      "recording, not only the parsed HTTP exchanges.")] = False,
     name: Annotated[str, typer.Option("--name", help="Pipeline name (tap/status/top find it by this).")] = "record",
     runtime_dir: Annotated[str, typer.Option("--runtime-dir", help="Where the run keeps its sockets.")] = "",
 ) -> None:
@@ -295,7 +298,7 @@ def record(
     cap = Capture(
         name=name, ssl=True, process=True, stdio=stdio and bool(target), system=system and bool(target),
         pid=target, tree=bool(target), comm="" if target else comm, binary_path=list(binary_path or []),
-        http=True, llm=True, sessions=True, root_pids=[target] if target else [],
+        http=True, http_raw=raw, llm=True, sessions=True, root_pids=[target] if target else [],
         redact=not disable_auth_removal, console=events, console_format="auto",
         db=str(path), db_meta={"command": described, "started_ns": str(started), "recorder": "agentsight record"},
         server=server, server_host=server_host, server_port=server_port, server_token=server_token,

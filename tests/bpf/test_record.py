@@ -87,7 +87,7 @@ def test_record_attaches_to_a_running_process_by_pid(workdir, server, cert):  # 
     db = workdir / "attached.db"
     try:
         r = subprocess.run([*AGENTSIGHT, "record", "--db", str(db), "--runtime-dir", str(workdir / "run"),
-                            "-p", str(running.pid)], capture_output=True, text=True, timeout=120)
+                            "--raw", "-p", str(running.pid)], capture_output=True, text=True, timeout=120)
     finally:
         running.kill()
         running.wait()
@@ -98,3 +98,5 @@ def test_record_attaches_to_a_running_process_by_pid(workdir, server, cert):  # 
         procs = s.processes()
         assert any(p["ppid"] == running.pid and p["comm"] == "ls" for p in procs)
         assert s.sessions()[0]["pid"] == running.pid
+        raw = s.events(topics=["ssl.data"], raw=True)  # --raw keeps the TLS records too
+        assert b"GET /size/33 HTTP/1.1" in b"".join(e["data"]["bytes"] for e in raw)
