@@ -47,3 +47,64 @@ inputs = ["cap"]
     assert cols[cols.index("6,000") - 1] == "3"  # calls
     assert "exec bash -c pytest" in row
     p.wait(30)
+
+
+def test_top_interactive_on_a_terminal_sorts_on_s_and_quits_on_q(pipeline, workdir):
+    import os
+    import pty
+    import select
+    import time
+
+    sid = "77@1"
+    events = [Event("session.start", T, "sessions", 77, 77, "codex",
+                    {"session": sid, "agent": "codex", "pid": 77, "start_ns": T, "comm": "codex"}),
+              Event("llm.call", T + SEC, "llm", 77, 77, "codex",
+                    {"session": sid, "agent": "codex", "model": "gpt-x", "status_code": 200,
+                     "usage": {"input_tokens": 1234, "output_tokens": 5}, "cost": {"total": 0.5}})]
+    cap = workdir / "cap.jsonl"
+    cap.write_text("".join(event_to_json(e) + "\n" for e in events))
+    p = pipeline(f"""
+[sources.cap]
+type = "replay"
+path = "{cap}"
+pace = "original"
+speed = 0.25
+
+[sinks.discard]
+type = "null"
+inputs = ["cap"]
+""", name="toptty").start()
+    master, slave = pty.openpty()
+    env = {**os.environ, "COLUMNS": "200", "LINES": "30", "TERM": "xterm-256color"}
+    top = subprocess.Popen([*AGENTSIGHT, "top", "--pipeline", "toptty", "--runtime-dir", str(p.run_dir),
+                            "--interval", "0.5"], stdin=slave, stdout=slave, stderr=slave, env=env,
+                           close_fds=True)
+    os.close(slave)
+    screen = b""
+
+    def read_until(text: bytes, timeout: float) -> bool:
+        nonlocal screen
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if select.select([master], [], [], 0.1)[0]:
+                try:
+                    screen += os.read(master, 65536)
+                except OSError:
+                    return text in screen
+            if text in screen:
+                return True
+        return False
+
+    try:
+        assert read_until(b"sorted by cost", 30), screen[-2000:]
+        assert read_until(b"1,234", 30), screen[-2000:]  # the call replayed 4 s in
+        os.write(master, b"s")
+        assert read_until(b"sorted by tokens", 10), screen[-2000:]
+        os.write(master, b"q")
+        assert top.wait(15) == 0
+    finally:
+        if top.poll() is None:
+            top.kill()
+            top.wait()
+        os.close(master)
+    p.wait(30)
