@@ -22,14 +22,80 @@ def summarize_value(value: Any, limit: int = 120) -> str:
     return text[:limit] + "…" if len(text) > limit else text
 
 
-def pretty(event: Event, color: bool = False, width: int = 160) -> str:
+def _tokens(n: Any) -> str:
+    return "?" if n is None else f"{n:,}"
+
+
+def _llm(d: dict[str, Any]) -> str:
+    u = d.get("usage") or {}
+    cost = (d.get("cost") or {}).get("total")
+    tools = ", ".join(f"{t.get('name')}({summarize_value(t.get('arguments'), 40)})" for t in d.get("tool_calls") or [])
+    parts = [f"{d.get('provider')} {d.get('model') or d.get('model_requested')} {d.get('status_code')}",
+             f"in={_tokens(u.get('input_tokens'))} out={_tokens(u.get('output_tokens'))}",
+             f"cost=${cost:.6f}" if isinstance(cost, int | float) else "cost=?",
+             f"ttft={d.get('ttft_ms'):.0f}ms" if isinstance(d.get("ttft_ms"), int | float) else "",
+             f"tools: {tools}" if tools else "",
+             f"answer={summarize_value(d.get('output_text') or '', 80)!r}" if d.get("output_text") else ""]
+    return " ".join(p for p in parts if p)
+
+
+def _exchange(d: dict[str, Any]) -> str:
+    req, resp = d.get("request") or {}, d.get("response") or {}
+    ms = (d.get("duration_ns") or 0) / 1e6
+    return (f"{req.get('method', '?')} {d.get('host') or ''}{req.get('target', '')} -> {resp.get('status_code', '-')} "
+            f"{resp.get('content_type') or ''} {resp.get('body_size', 0)}B {ms:.0f}ms")
+
+
+def _data(d: dict[str, Any]) -> str:
+    payload = d.get("bytes")
+    cut = f" (+{d['truncated']}B cut)" if d.get("truncated") else ""
+    return f"{d.get('dir')} {d.get('len')}B{cut} {summarize_value(payload, 100) if payload is not None else ''}"
+
+
+# One readable summary per common topic; other topics print their fields.
+_SUMMARIES: dict[str, Any] = {
+    "llm.call": _llm,
+    "http.exchange": _exchange,
+    "http.request": lambda d: f"{d.get('method')} {d.get('host') or ''}{d.get('target')} {d.get('body_size', 0)}B",
+    "http.response": lambda d: f"{d.get('status_code')} {d.get('content_type') or ''} {d.get('body_size', 0)}B",
+    "ssl.data": _data,
+    "stdio.data": lambda d: f"fd{d.get('fd')} {_data(d)}",
+    "process.exec": lambda d: f"{d.get('filename')} {summarize_value(' '.join(map(str, d.get('argv') or [])), 100)}",
+    "process.exit": lambda d: (f"signal {d.get('signal_name') or d.get('signal')}" if d.get("signal")
+                               else f"exit {d.get('exit_code')}") + f" after {d.get('duration_ms') or 0:.0f}ms",
+    "process.fork": lambda d: f"from {d.get('ppid')}",
+    "file.open": lambda d: f"{d.get('path')} {'|'.join(d.get('flag_names') or [])}"
+                           + (f" x{d.get('count')}" if (d.get("count") or 1) > 1 else ""),
+    "net.connect": lambda d: f"{d.get('family')} {d.get('address')}:{d.get('port')}",
+    "session.start": lambda d: f"{d.get('agent')} session {d.get('session')} {summarize_value(' '.join(map(str, d.get('argv') or [])), 80)}",
+    "session.end": lambda d: f"{d.get('agent')} session {d.get('session')} ended, exit {d.get('exit_code')}, "
+                             f"{len(d.get('pids') or [])} processes",
+    "http.stream.head": lambda d: f"{d.get('method') or '?'} {d.get('path') or ''} -> {d.get('status_code')} "
+                                  f"{d.get('content_type') or ''}" + (" (streaming)" if d.get("streaming") else ""),
+    "http.stream.chunk": lambda d: f"+{len(d.get('data') or b'')}B at {d.get('offset')}",
+    "sse.event": lambda d: f"{d.get('event')} {summarize_value(d.get('data') or '', 100)}",
+    "ssl.attached": lambda d: f"{d.get('path')} ({len(d.get('probes') or [])} probes)",
+    "system.sample": lambda d: f"cpu={d.get('cpu_percent', 0):.0f}% rss={(d.get('rss_bytes') or 0) / 2**20:.0f}MiB "
+                               f"processes={d.get('processes')}",
+}
+
+
+def pretty(event: Event, color: bool = False, width: int = 200) -> str:
     ts = _dt.datetime.fromtimestamp(event.ts_ns / 1e9).strftime("%H:%M:%S.%f")[:-3]
     topic = event.topic
     if color:
         code = _COLORS.get(topic.split(".", 1)[0], "0")
         topic = f"\x1b[{code}m{topic}\x1b[0m"
     who = f"{event.comm}[{event.pid}]" if event.pid else event.source
-    fields = " ".join(f"{k}={summarize_value(v, 80)}" for k, v in event.data.items())
+    summary = _SUMMARIES.get(event.topic)
+    fields = None
+    if summary is not None:
+        try:
+            fields = summary(event.data)
+        except (TypeError, ValueError, AttributeError):
+            fields = None  # an unexpected shape: fall back to the plain fields
+    if fields is None:
+        fields = " ".join(f"{k}={summarize_value(v, 80)}" for k, v in event.data.items())
     line = f"{ts} {topic} {who} {fields}"
     return line if len(line) <= width else line[: width - 1] + "…"
 
