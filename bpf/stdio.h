@@ -1,7 +1,7 @@
 // The record stdio.bpf.c sends to user space through the `events` ring buffer.
 // Mirrored once in agentsight/actors/sources/stdio.py: keep the two in step.
 #ifndef MAX_BYTES
-#define MAX_BYTES 8192      // payload bytes kept per read/write
+#define MAX_BYTES 8192      // payload bytes kept per call
 #endif
 
 #define DIR_READ 0
@@ -14,8 +14,8 @@ struct stdio_event {
     u32 fd;
     u64 ts_ns;      // bpf_ktime_get_boot_ns()
     char comm[COMM_LEN];
-    u64 len;        // bytes the write asked for / the read returned
+    u64 len;        // bytes write(2) asked for / read, readv, writev returned
     u32 dir;        // DIR_READ or DIR_WRITE
-    u32 captured;   // bytes of data that follow (< len: cut at MAX_BYTES)
+    u32 captured;   // bytes of data that follow (< len: cut at MAX_BYTES or VEC_MAX iovecs)
     char data[MAX_BYTES];   // only `captured` bytes are sent
 };                  // header: 56 bytes

@@ -1,4 +1,4 @@
-"""The stdio source against real children: JSON-RPC-like lines, cuts, fd and uid filters, drops."""
+"""The stdio source against real children: JSON-RPC-like lines, readv/writev, cuts, filters, drops."""
 
 from __future__ import annotations
 
@@ -56,6 +56,53 @@ def test_child_stdio_is_captured(source_factory: Callable[..., StdioSource]) -> 
     assert out == seen[0][2] + seen[2][2] and err == seen[3][2]
     assert all(e.data["len"] == len(e.data["bytes"]) and not e.data["truncated"] for e in events)
     assert src.stats["kernel_lost"] == 0
+
+
+VECTORED = """
+import os
+os.writev(1, [b"a" * 10, b"b" * 20, b"c"])
+bufs = [bytearray(5), bytearray(100)]
+n = os.readv(0, bufs)
+os.writev(2, [bytes(bufs[0]), bytes(bufs[1][:n - 5])])
+os.writev(1, [b"x" * 600, b"", b"y" * 600, b"z" * 10])
+os.writev(1, [str(i).encode() for i in range(10)])
+"""
+
+
+def test_readv_writev_are_captured(source_factory: Callable[..., StdioSource]) -> None:
+    src = source_factory(pids=[os.getpid()], max_bytes=1000)
+    proc = subprocess.Popen([PYTHON, "-c", VECTORED], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    out, err = proc.communicate(b"hello world\n")
+    assert proc.returncode == 0, err
+    events = drain(src, proc.pid, 5)
+    seen = [tuple(e.data[k] for k in ("fd", "dir", "bytes", "len", "truncated")) for e in events]
+    assert seen == [
+        (1, "write", b"a" * 10 + b"b" * 20 + b"c", 31, False),
+        # 12 bytes read across the two buffers: 5 in the first, 7 in the second.
+        (0, "read", b"hello world\n", 12, False),
+        (2, "write", b"hello world\n", 12, False),
+        # Over max_bytes: the second 600 are cut at 400, the empty iovec is skipped.
+        (1, "write", b"x" * 600 + b"y" * 400, 1210, True),
+        # Ten iovecs: the first eight are captured, len counts all ten.
+        (1, "write", b"01234567", 10, True),
+    ]
+    assert out == b"a" * 10 + b"b" * 20 + b"c" + b"x" * 600 + b"y" * 600 + b"z" * 10 + b"0123456789"
+    assert err == b"hello world\n"
+    assert src.stats["truncated"] == 2 and src.stats["kernel_lost"] == 0
+
+
+@pytest.mark.parametrize("max_bytes", [1, 16384])
+def test_writev_at_the_max_bytes_bounds(source_factory: Callable[..., StdioSource], max_bytes: int) -> None:
+    # The verifier's bounds and the scratch size depend on max_bytes: load both ends.
+    src = source_factory(pids=[os.getpid()], max_bytes=max_bytes)
+    code = "import os; os.writev(1, [b'', b'q' * 20000, b'r'])"
+    proc = subprocess.Popen([PYTHON, "-c", code], stdout=subprocess.PIPE)
+    out, _ = proc.communicate()
+    events = drain(src, proc.pid, 1)
+    assert out == b"q" * 20000 + b"r"
+    assert [(e.data["bytes"], e.data["len"], e.data["truncated"]) for e in events] == [
+        (b"q" * max_bytes, 20001, True)]
 
 
 def test_pid_filter_cut_and_all_fds(source_factory: Callable[..., StdioSource]) -> None:

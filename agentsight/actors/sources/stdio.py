@@ -7,8 +7,12 @@ JSON-RPC over stdio. The kernel side is ``bpf/stdio.bpf.c``; its one record
 (``bpf/stdio.h``) is mirrored here as ``RECORD``. Ring-buffer reserve failures
 are counted in ``stats["kernel_lost"]``.
 
-Only read(2) and write(2) are traced: payloads moved with readv/writev,
-pread/pwrite, splice or sendfile are not seen.
+read(2), write(2), readv(2) and writev(2) are traced, with the same event for
+both kinds: a vectored call's payload is its iovecs' bytes joined, taken from its
+first 8 iovecs (``len`` still counts them all). A write(2) is reported as asked
+(``len`` = count, even if it then fails); read, readv and writev as done (``len``
+= bytes moved, nothing on error). Payloads moved with pread/pwrite,
+preadv/pwritev, splice or sendfile are not seen.
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ __all__ = ["StdioSource", "decode_stdio", "stdio_defines", "RECORD", "MAX_BYTES_
 # pid, tid, uid, fd, ts_ns, comm, len, dir, captured
 RECORD = struct.Struct("<IIIIQ16sQII")
 DIRECTIONS = ("read", "write")
-# The per-cpu scratch record must stay under the kernel's 32 KiB per-cpu value limit.
+# The per-cpu scratch (a record plus max_bytes/2 of slack for vectored copies, see
+# bpf/stdio.bpf.c) must stay under the kernel's 32 KiB per-cpu value limit.
 MAX_BYTES_LIMIT = 16384
 
 
@@ -79,7 +84,7 @@ def _check_max_bytes(value: int) -> str | None:
 
 
 class StdioSource(Source):
-    """read/write payloads on fds 0-2 (or all fds) of a pid, a process tree, a uid or a comm."""
+    """read/write/readv/writev payloads on fds 0-2 (or all fds) of a pid, a process tree, a uid or a comm."""
 
     TYPE = "stdio"
     NEEDS_BPF = True
