@@ -36,7 +36,8 @@ __all__ = [
     "TlsLibrary",
     "inspect_elf",
     "system_library_paths",
-    "mapped_files",
+    "exec_mappings",
+    "parse_maps",
     "LibraryFinder",
 ]
 
@@ -176,40 +177,55 @@ def node_path() -> str | None:
     return shutil.which("node")
 
 
-def mapped_files(pid: int) -> list[str]:
-    """Regular files mapped executable by ``pid``, as paths this process can open.
+def exec_mappings(pid: int) -> list[tuple[tuple[bytes, bytes], str]] | None:
+    """Files ``pid`` maps executable: ((device, inode) as its maps spell them, path).
 
-    A path that names another file here (another mount namespace, a replaced file) is
-    reached through ``/proc/PID/root`` instead.
+    None when the process is gone. Read straight from /proc/PID/maps without a stat, so
+    a caller can skip files it already knows for the cost of a set lookup.
     """
-    paths: list[str] = []
     try:
-        with open(f"/proc/{pid}/maps") as maps:
-            lines = maps.readlines()
+        with open(f"/proc/{pid}/maps", "rb", buffering=0) as maps:
+            return parse_maps(maps.readall())
     except OSError:
-        return paths
-    seen: set[str] = set()
-    for line in lines:
+        return None
+
+
+def parse_maps(text: bytes) -> list[tuple[tuple[bytes, bytes], str]]:
+    """The executable file mappings of a /proc/PID/maps text, once per file (see exec_mappings)."""
+    found: dict[tuple[bytes, bytes], str] = {}
+    for line in text.splitlines():
+        # "start-end perms offset dev inode   path": the execute bit is perms[2].
+        perms = line.find(b" ") + 1
+        if line[perms + 2:perms + 3] != b"x":
+            continue
         parts = line.split(None, 5)
-        if len(parts) < 6 or "x" not in parts[1] or parts[4] == "0":
+        if len(parts) < 6 or parts[4] == b"0" or not parts[5].startswith(b"/") or parts[5].endswith(b" (deleted)"):
             continue
-        path = parts[5].rstrip("\n")
-        if not path.startswith("/") or path.endswith(" (deleted)") or path in seen:
-            continue
-        seen.add(path)
-        try:
-            same = os.stat(path).st_ino == int(parts[4])
-        except OSError:
-            same = False
-        paths.append(path if same else f"/proc/{pid}/root{path}")
-    return paths
+        found.setdefault((parts[3], parts[4]), os.fsdecode(parts[5]))
+    return list(found.items())
+
+
+def _reachable_path(pid: int, path: str, inode: int) -> str:
+    """``path`` if it names the mapped file here, else the same path under /proc/PID/root
+    (the process is in another mount namespace, or the file was replaced)."""
+    try:
+        same = os.stat(path).st_ino == inode
+    except OSError:
+        same = False
+    return path if same else f"/proc/{pid}/root{path}"
 
 
 class LibraryFinder:
-    """Remembers every file looked at by (device, inode), so each is read once."""
+    """Remembers every file looked at by (device, inode), so each is read once.
+
+    Two caches: files by stat (device, inode), and mappings by the (device, inode) text
+    of /proc/PID/maps (which may differ from stat's on overlayfs or btrfs), so that
+    looking at a process again costs one read of its maps and no stat per file.
+    """
 
     def __init__(self) -> None:
         self._seen: set[tuple[int, int]] = set()
+        self._mapped: set[tuple[bytes, bytes]] = set()
 
     def check(self, path: str) -> TlsLibrary | None:
         """The library at ``path`` if it is new and exports the TLS functions."""
@@ -226,6 +242,17 @@ class LibraryFinder:
     def check_all(self, paths: Iterable[str]) -> list[TlsLibrary]:
         return [lib for lib in map(self.check, paths) if lib is not None]
 
-    def scan_pid(self, pid: int) -> list[TlsLibrary]:
-        """New TLS libraries among the files ``pid`` maps."""
-        return self.check_all(mapped_files(pid))
+    def scan_pid(self, pid: int) -> list[TlsLibrary] | None:
+        """New TLS libraries among the files ``pid`` maps; None when the process is gone."""
+        mappings = exec_mappings(pid)
+        if mappings is None:
+            return None
+        found = []
+        for key, path in mappings:
+            if key in self._mapped:
+                continue
+            self._mapped.add(key)
+            lib = self.check(_reachable_path(pid, path, int(key[1])))
+            if lib is not None:
+                found.append(lib)
+        return found

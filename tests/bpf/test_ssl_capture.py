@@ -9,6 +9,8 @@ to the client.
 from __future__ import annotations
 
 import hashlib
+import os
+import select
 import shutil
 import subprocess
 import time
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from agentsight import tlslibs
 from agentsight.actors.sources.ssl import SslSource
 from agentsight.event import Event
 
@@ -262,3 +265,96 @@ def test_overload_drops_are_counted(server: Server, cert: tuple[Path, Path]) -> 
     assert captured + cap.stats["kernel_lost_bytes"] == moved
     short = [e for e in cap.data if e.data["truncated"]]
     assert all(e.data["truncated"] == e.data["len"] - len(e.data["bytes"]) for e in short)
+
+
+# A client that loads its own copy of libssl with ctypes long after it started (past the
+# source's last look after exec), says so, waits to be told to go on, then makes one
+# HTTPS request through that copy. Usage: LIBSSL PORT.
+LATE_CLIENT = """
+import ctypes, os, socket, sys, time
+time.sleep(4)
+lib = ctypes.CDLL(sys.argv[1], mode=ctypes.RTLD_GLOBAL)
+print("loaded", os.getpid(), flush=True)
+sys.stdin.readline()
+P = ctypes.c_void_p
+for name, res, args in [("TLS_client_method", P, []), ("SSL_CTX_new", P, [P]), ("SSL_new", P, [P]),
+                        ("SSL_set_fd", ctypes.c_int, [P, ctypes.c_int]), ("SSL_connect", ctypes.c_int, [P]),
+                        ("SSL_write", ctypes.c_int, [P, ctypes.c_char_p, ctypes.c_int]),
+                        ("SSL_read", ctypes.c_int, [P, P, ctypes.c_int]), ("SSL_shutdown", ctypes.c_int, [P])]:
+    getattr(lib, name).restype, getattr(lib, name).argtypes = res, args
+ctx = lib.SSL_CTX_new(lib.TLS_client_method())  # verifies nothing: the default
+sock = socket.create_connection(("127.0.0.1", int(sys.argv[2])))
+conn = lib.SSL_new(ctx)
+lib.SSL_set_fd(conn, sock.fileno())
+assert lib.SSL_connect(conn) == 1
+request = b"POST /size/5000 HTTP/1.1\\r\\nHost: localhost\\r\\nContent-Length: 5\\r\\n\\r\\nhello"
+assert lib.SSL_write(conn, request, len(request)) == len(request)
+buf = ctypes.create_string_buffer(65536)
+got = b""
+while not (b"\\r\\n\\r\\n" in got and len(got.partition(b"\\r\\n\\r\\n")[2]) >= 5000):
+    n = lib.SSL_read(conn, buf, len(buf))
+    assert n > 0, n
+    got += buf.raw[:n]
+lib.SSL_shutdown(conn)
+sock.close()
+"""
+
+
+@pytest.mark.parametrize("mode", ["pid", "tree", "unfiltered"])
+def test_a_library_loaded_late_is_found_by_the_periodic_rescan(server: Server, cert: tuple[Path, Path],
+                                                               tmp_path: Path, mode: str) -> None:
+    """A libssl dlopen'ed 4 s after exec (another file than the system one) is probed within
+    rescan_s + 1 s, and the plaintext that goes through it is captured whole."""
+    system = [p for p in tlslibs.system_library_paths() if Path(p).name == "libssl.so.3"]
+    if not system:
+        pytest.skip("no OpenSSL 3 libssl.so.3 in the standard library directories")
+    lib = tmp_path / "libssl.so.3"
+    shutil.copyfile(system[0], lib)
+    script = tmp_path / "late_client.py"
+    script.write_text(LATE_CLIENT)
+    argv = [SYSTEM_PYTHON, str(script), str(lib), str(server.port)]
+    gate = subprocess.Popen(["/bin/sh", "-c", 'read go && "$@"' if mode == "tree" else 'read go && exec "$@"',
+                             "sh", *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert gate.stdin is not None and gate.stdout is not None and gate.stderr is not None
+    rescan_s = 2.0
+    options: dict[str, object] = {"rescan_s": rescan_s}
+    if mode != "unfiltered":
+        options.update(pid=gate.pid, tree=mode == "tree")
+    source = SslSource("ssl", options)
+    events: list[Event] = []
+    loaded_at = attached_at = None
+    child = 0
+    try:
+        source.open()
+        gate.stdin.write(b"go\n")
+        gate.stdin.flush()
+        deadline = time.monotonic() + 60
+        while gate.poll() is None:
+            assert time.monotonic() < deadline, "the late client did not finish in 60s"
+            new = source.poll(0.05)
+            events.extend(new)
+            if loaded_at is None and select.select([gate.stdout], [], [], 0)[0]:
+                loaded_at = time.monotonic()
+                word, pid = os.read(gate.stdout.fileno(), 64).split()
+                assert word == b"loaded"
+                child = int(pid)
+            if attached_at is None and any(e.topic == "ssl.attached" and e.data["path"] == str(lib) for e in new):
+                assert loaded_at is not None, "attached to the copy before the client loaded it"
+                attached_at = time.monotonic()
+                gate.stdin.write(b"send\n")
+                gate.stdin.close()
+            assert loaded_at is None or attached_at is not None or time.monotonic() - loaded_at < rescan_s + 1, \
+                f"no ssl.attached for {lib} within {rescan_s + 1}s of the client loading it"
+        events.extend(source.poll(0))
+        events.extend(source.stop())
+    finally:
+        source.close()
+        if gate.poll() is None:
+            gate.kill()
+            gate.wait()
+    assert gate.returncode == 0, gate.stderr.read().decode(errors="replace")
+    assert source.stats["rescan_passes"] >= 1
+    # Without a filter other processes' TLS shows too: keep the client's.
+    cap = Capture([e for e in events if e.pid == child], gate.pid, dict(source.stats))
+    assert cap.data and {e.data["func"] for e in cap.data} == {"SSL_write", "SSL_read"}
+    assert_same_plaintext(cap, server)

@@ -1,15 +1,20 @@
-"""The ssl source without the kernel: its C text, record layout, options, probe placement, reassembly."""
+"""The ssl source without the kernel: its C text, record layout, options, probe placement, reassembly,
+which processes the periodic library rescan looks at."""
 
 from __future__ import annotations
 
+import ctypes
+import os
 import re
 import struct
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from agentsight import bpfprog, tlslibs
 from agentsight.actor import OptionError
+from agentsight.actors.sources import ssl as ssl_source
 from agentsight.actors.sources.ssl import RECORD, RECORD_FIELDS, SslSource
 
 HEADER = Path(bpfprog.bpf_dir()) / "ssl.h"
@@ -145,3 +150,114 @@ def test_cap_and_read_failures_are_reported_as_truncated() -> None:
     assert capped.data["truncated"] == 4900 and src.stats["truncated"] == 1
     assert failed.data["bytes"] == b"r" * 16384 and failed.data["truncated"] == 116
     assert src.stats["read_errors"] == 1
+
+
+MAPS = b"""\
+55d0c0a00000-55d0c0a28000 r--p 00000000 fd:01 1311                       /usr/bin/python3.12
+55d0c0a28000-55d0c0d1c000 r-xp 00028000 fd:01 1311                       /usr/bin/python3.12
+55d0c2e7d000-55d0c2f9e000 rw-p 00000000 00:00 0                          [heap]
+7f1c2a200000-7f1c2a2a0000 r-xp 00022000 fd:01 2048                       /usr/lib/x86_64-linux-gnu/libssl.so.3
+7f1c2a300000-7f1c2a320000 r-xp 00000000 00:2a 77                         /tmp/my lib/libssl.so.3
+7f1c2a400000-7f1c2a420000 r-xp 00000000 fd:01 99                         /tmp/gone.so (deleted)
+7f1c2a500000-7f1c2a501000 rw-p 00000000 fd:01 2048                       /usr/lib/x86_64-linux-gnu/libssl.so.3
+7f1c2a600000-7f1c2a610000 r-xp 00000000 00:00 0
+7ffd1c5f2000-7ffd1c5f4000 r-xp 00000000 00:00 0                          [vdso]
+"""
+
+
+def test_parse_maps_keeps_executable_files_once_with_their_maps_keys() -> None:
+    assert tlslibs.parse_maps(MAPS) == [
+        ((b"fd:01", b"1311"), "/usr/bin/python3.12"),
+        ((b"fd:01", b"2048"), "/usr/lib/x86_64-linux-gnu/libssl.so.3"),
+        ((b"00:2a", b"77"), "/tmp/my lib/libssl.so.3"),
+    ]
+
+
+def test_looking_at_a_process_again_stats_nothing_it_already_saw(monkeypatch: pytest.MonkeyPatch) -> None:
+    finder = tlslibs.LibraryFinder()
+    assert finder.scan_pid(os.getpid()) is not None
+    stats: list[str] = []
+    real_stat = os.stat
+    monkeypatch.setattr(os, "stat", lambda path, *a, **k: stats.append(path) or real_stat(path, *a, **k))
+    assert finder.scan_pid(os.getpid()) == [] and stats == []
+    assert finder.scan_pid(_dead_pid()) is None
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+class FakeFinder:
+    """scan_pid answers from a table: libraries per pid, None for a process that is gone."""
+
+    def __init__(self, answers: dict[int, list[str] | None]) -> None:
+        self.answers = answers
+        self.scanned: list[int] = []
+
+    def scan_pid(self, pid: int) -> list[str] | None:
+        self.scanned.append(pid)
+        return self.answers.get(pid, [])
+
+
+def rescanning_source(answers: dict[int, list[str] | None], **options: object) -> tuple[SslSource, FakeFinder, list[str]]:
+    src = SslSource("ssl", options)
+    finder = FakeFinder(answers)
+    attached: list[str] = []
+    src._finder = finder  # type: ignore[assignment]
+    src._attach = attached.append  # type: ignore[assignment, method-assign]
+    return src, finder, attached
+
+
+def exec_record(pid: int) -> ctypes.Array[ctypes.c_char]:
+    return ctypes.create_string_buffer(RECORD.pack(0, 0, 0, 0, 0, pid, pid, 0, 0, 0, 0, 3, 0, 0, b"sh", 0))
+
+
+def test_unfiltered_rescan_follows_processes_that_exec_or_call_and_forgets_dead_ones() -> None:
+    src, finder, attached = rescanning_source({11: ["/opt/agent/libssl.so.3"], 12: None})
+    buf = exec_record(11)
+    src._on_record(None, ctypes.addressof(buf), len(buf))
+    src._emit(*record(12, 5, 0, 3, b"abc"))
+    src._emit(*record(12, 6, 0, 3, b"def"))
+    assert src._traced_now() == [11, 10]  # record() says pid 10
+    src._rescan_traced()
+    assert sorted(finder.scanned) == [10, 11] and attached == ["/opt/agent/libssl.so.3"]
+    finder.answers[10] = None
+    src._rescan_traced()
+    assert src._traced_now() == [11]
+    assert src.stats["rescan_passes"] == 2 and src.stats["rescan_pids"] == 4 and "rescan_us" in src.stats
+
+
+def test_rescan_with_a_pid_filter_looks_at_that_pid_only() -> None:
+    src, finder, _ = rescanning_source({}, pid=77)
+    src._emit(*record(1, 5, 0, 3, b"abc"))
+    src._rescan_traced()
+    assert finder.scanned == [77]
+
+
+def test_rescan_takes_a_bounded_batch_per_pass_and_goes_round(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ssl_source, "_RESCAN_MAX_PIDS", 2)
+    src, finder, _ = rescanning_source({})
+    for pid in range(1, 6):
+        src._watch(pid)
+    for _ in range(3):
+        src._rescan_traced()
+    assert finder.scanned[:2] == [1, 2] and finder.scanned[2:4] == [3, 4] and set(finder.scanned) == {1, 2, 3, 4, 5}
+
+
+def test_watched_processes_are_bounded_oldest_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ssl_source, "_WATCH_MAX", 3)
+    src = SslSource("ssl")
+    for pid in (1, 2, 3, 2, 4):
+        src._watch(pid)
+    assert src._traced_now() == [2, 3, 4]
+
+
+def test_rescan_period_is_live_and_zero_turns_it_off() -> None:
+    src = SslSource("ssl")
+    assert src.options["rescan_s"] == 5.0
+    assert src.reconfigure({"rescan_s": 1}) and src._next_rescan != float("inf")
+    assert src.reconfigure({"rescan_s": 0}) and src._next_rescan == float("inf")
+    with pytest.raises(OptionError):
+        SslSource("ssl", {"rescan_s": -1})

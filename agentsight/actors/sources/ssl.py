@@ -13,12 +13,20 @@ moved bytes::
 "uid"}, latency from the first attempt). Every file it probes is announced once as
 ``ssl.attached`` ({"path", "dev", "inode", "probes"}) and logged.
 
+Libraries are found at start (the system libssl, node, ``binary_path``, what running
+processes map), after a traced process execs, and every ``rescan_s`` in the processes
+being traced: the pid (or its tree's live processes), or without a pid filter the ones
+that exec'd or made TLS calls since start. That last pass catches a library dlopen'ed
+late (a Python agent importing its own libssl, a plugin); it reads each such process's
+/proc/PID/maps and looks at a file only the first time it shows up.
+
 Large calls reach user space as several ring-buffer records (bpf/ssl.h) that are
 reassembled here. Losses are counted in ``stats``: ``kernel_lost`` records (and
 ``kernel_lost_bytes`` / ``kernel_lost_calls``) that found the ring full,
 ``kernel_untracked`` calls not followed because the in-flight map was full,
 ``incomplete`` reassemblies emitted short, ``read_errors`` chunks the kernel could not
-read, ``truncated`` calls cut by ``max_bytes``.
+read, ``truncated`` calls cut by ``max_bytes``. The periodic rescan counts its
+``rescan_passes``, the ``rescan_pids`` whose maps it read and the ``rescan_us`` it took.
 """
 
 from __future__ import annotations
@@ -70,6 +78,10 @@ _PARTIAL_TIMEOUT_S = 1.0
 # When a traced process execs, look at its mappings again after these delays:
 # the dynamic loader (and dlopen) map libraries after the exec event.
 _RESCAN_DELAYS_S = (0.0, 0.3, 2.0)
+# Without a pid filter, the processes the periodic rescan follows (exec'd or made TLS
+# calls since start), oldest forgotten first; and at most this many maps read per pass.
+_WATCH_MAX = 4096
+_RESCAN_MAX_PIDS = 256
 _STATS_EVERY_S = 0.5
 
 
@@ -83,6 +95,12 @@ def _check_ring_kib(value: int) -> str | None:
     pages = value * 1024 // PAGE_SIZE
     if value * 1024 % PAGE_SIZE or pages < 1 or pages & (pages - 1):
         return f"must be a power of two number of {PAGE_SIZE // 1024} KiB pages, like 16384"
+    return None
+
+
+def _check_rescan(value: float) -> str | None:
+    if not 0 <= value <= 3600:
+        return "must be between 0 (no periodic rescan) and 3600 seconds"
     return None
 
 
@@ -121,6 +139,8 @@ class SslSource(Source):
         "ring_kib": Option(int, 16384, "ring buffer size in KiB", check=_check_ring_kib),
         "fast_probes": Option(bool, True, "probe past verified prologues where that avoids a single-step "
                               "(see agentsight.tlslibs); false puts every probe on its symbol"),
+        "rescan_s": Option(float, 5.0, "look for newly loaded TLS libraries in the traced processes this "
+                           "often (0: only at start and after exec)", live=True, check=_check_rescan),
     }
 
     def __init__(self, name: str, options: dict[str, Any] | None = None) -> None:
@@ -136,6 +156,9 @@ class SslSource(Source):
         self._out: list[Event] = []
         self._partials: dict[int, tuple[int, _Partial]] = {}  # tid -> (call_id, chunks)
         self._rescans: list[tuple[float, int]] = []
+        self._watched: dict[int, None] = {}  # unfiltered: processes seen exec or call, oldest first
+        self._next_rescan = float("inf")
+        self._rescan_cursor = 0
         self._clock = bpfprog.BootClock()
         self._next_stats = 0.0
         self._callback: Any = None
@@ -188,8 +211,9 @@ class SslSource(Source):
             for lib in self._finder.check_all(tlslibs.system_library_paths() + ([node] if node else [])):
                 self._attach(lib)
         for pid in self._initial_pids():
-            for lib in self._finder.scan_pid(pid):
+            for lib in self._finder.scan_pid(pid) or ():
                 self._attach(lib)
+        self._schedule_rescan()
         if not self._attached:
             log.warning("ssl: no TLS library found to probe yet; give binary_path for binaries "
                         "with OpenSSL/BoringSSL linked in")
@@ -203,6 +227,9 @@ class SslSource(Source):
         now = time.monotonic()
         if self._rescans:
             self._run_rescans(now)
+        if now >= self._next_rescan:
+            self._rescan_traced()
+            self._next_rescan = now + self.options["rescan_s"]
         if self._partials:
             self._flush_partials(now - _PARTIAL_TIMEOUT_S)
         if now >= self._next_stats:
@@ -210,6 +237,14 @@ class SslSource(Source):
             self._next_stats = now + _STATS_EVERY_S
         out, self._out = self._out, []
         return out
+
+    def apply_options(self, changed: set[str]) -> None:
+        if "rescan_s" in changed:
+            self._schedule_rescan()
+
+    def _schedule_rescan(self) -> None:
+        every = self.options["rescan_s"]
+        self._next_rescan = time.monotonic() + every if every else float("inf")
 
     def stop(self) -> list[Event]:
         if self._bpf is None:
@@ -294,8 +329,47 @@ class SslSource(Source):
         due = [pid for when, pid in self._rescans if when <= now]
         self._rescans = [(when, pid) for when, pid in self._rescans if when > now]
         for pid in dict.fromkeys(due):
-            for lib in self._finder.scan_pid(pid):
+            for lib in self._finder.scan_pid(pid) or ():
                 self._attach(lib)
+
+    def _watch(self, pid: int) -> None:
+        """Remember a process the periodic rescan should follow (without a pid filter)."""
+        if pid in self._watched:
+            return
+        self._watched[pid] = None
+        if len(self._watched) > _WATCH_MAX:
+            del self._watched[next(iter(self._watched))]
+
+    def _traced_now(self) -> list[int]:
+        """The processes the periodic rescan looks at."""
+        pid = self.options["pid"]
+        if not pid:
+            return list(self._watched)
+        if self.options["tree"]:
+            return sorted(k.value for k in self._bpf[b"traced_pids"].keys())
+        return [pid]
+
+    def _rescan_traced(self) -> None:
+        """Attach to TLS libraries the traced processes mapped since they were last looked at.
+
+        Takes at most _RESCAN_MAX_PIDS per pass, going round when there are more.
+        """
+        started = time.perf_counter_ns()
+        pids = self._traced_now()
+        if len(pids) > _RESCAN_MAX_PIDS:
+            start = self._rescan_cursor % len(pids)
+            pids = (pids[start:] + pids[:start])[:_RESCAN_MAX_PIDS]
+            self._rescan_cursor = start + _RESCAN_MAX_PIDS
+        for pid in pids:
+            libs = self._finder.scan_pid(pid)
+            if libs is None:
+                self._watched.pop(pid, None)
+                continue
+            for lib in libs:
+                self._attach(lib)
+        self.count("rescan_passes")
+        self.count("rescan_pids", len(pids))
+        self.count("rescan_us", (time.perf_counter_ns() - started) // 1000)
 
     # -- records -----------------------------------------------------------
 
@@ -314,6 +388,7 @@ class SslSource(Source):
         elif kind == REC_EXEC:
             now = time.monotonic()
             self._rescans.extend((now + delay, head[5]) for delay in _RESCAN_DELAYS_S)
+            self._watch(head[5])
         return 0
 
     def _on_chunk(self, head: tuple[Any, ...], payload: bytes) -> None:
@@ -364,6 +439,8 @@ class SslSource(Source):
     def _emit(self, head: tuple[Any, ...], payload: bytes) -> None:
         ts, latency, ssl, _, moved, pid, tid, uid = head[:8]
         func = head[12]
+        if pid not in self._watched:
+            self._watch(pid)
         if head[9] < moved:
             self.count("truncated")
         comm = self._comms.get(head[14])
