@@ -351,6 +351,9 @@ def record(
             if p.exists():
                 os.chown(p, owner["user"], owner["group"])
     typer.echo(text, err=True)
+    if server:
+        typer.echo(f"agentsight: the web UI stopped with the recording; browse it again with: "
+                   f"agentsight serve --db {path}", err=True)
     if code != 0:
         typer.echo("agentsight: an actor failed during the recording; see the messages above", err=True)
     raise typer.Exit(exit_code)
