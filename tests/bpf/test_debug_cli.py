@@ -183,3 +183,26 @@ def test_options_after_dashdash_are_checked_against_the_source(workdir):
                        timeout=60)
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1 and "has no option --port" in r.stderr
+
+
+def test_debug_with_server_serves_the_web_ui_live(debug):
+    import json
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    d = debug("process", "-c", "sh", "--quiet", "--server", "--server-port", str(port))
+
+    def served_execs() -> int:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/events?topics=process.exec", timeout=5) as r:
+                return len(json.loads(r.read())["events"])
+        except OSError:
+            return 0
+
+    subprocess.run(["sh", "-c", "exit 0"], timeout=10)
+    wait_for(lambda: served_execs() >= 1, 15, what="the exec in the web UI")
+    code, rows = d.stop()
+    assert code == 0 and rows == []  # --quiet: nothing on the console
