@@ -44,13 +44,22 @@ def run_capture(cap: Capture, *, on_running: Any = None, should_stop: Any = None
     problem = port_problem(cap.server_host, cap.server_port) if cap.server else None
     if problem:
         fail(problem)
-    sup = Supervisor(spec, None, Path(cap.runtime_dir) if cap.runtime_dir else None)
-    sup.on_running = on_running
-    sup.should_stop = should_stop
-    try:
-        code = sup.run_forever()
-    except AlreadyRunning as exc:
-        fail(f"{exc} (pass --name to run another capture beside it)")
+    # Another capture of the same name running (a second `debug` in another terminal) gets
+    # this one the next free name, said on stderr, unless a runtime dir was given.
+    names = [cap.name] if cap.runtime_dir else [cap.name, *(f"{cap.name}-{i}" for i in range(2, 10))]
+    for i, name in enumerate(names):
+        spec.name = name
+        sup = Supervisor(spec, None, Path(cap.runtime_dir) if cap.runtime_dir else None)
+        sup.on_running = on_running
+        sup.should_stop = should_stop
+        try:
+            code = sup.run_forever()
+            break
+        except AlreadyRunning as exc:
+            if i == len(names) - 1:
+                fail(f"{exc} (pass --name to run another capture beside it)")
+            typer.echo(f"agentsight: a pipeline named {name!r} is already running; this one is "
+                       f"{names[i + 1]!r}", err=True)
     if summary:
         typer.echo(sup.summary(), err=True)
     return code, sup

@@ -444,14 +444,29 @@ class Supervisor:
     def _stop_all(self) -> None:
         timeout = self.spec.supervisor.graceful_timeout
         deadline = time.monotonic() + timeout
-        gone = [i.id for i in self.instances.values() if i.state == "failed"]
         comps = [i for i in self.instances.values() if i.kind != "bus"]
+        for inst in comps:
+            if inst.alive() and inst.state == "starting" and inst.proc is not None:
+                # Not ready yet (a source compiling its eBPF): it has produced nothing, and
+                # waiting for it would hold the stop for seconds.
+                try:
+                    os.killpg(inst.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                inst.proc.wait()
+            if not inst.alive() and inst.state in ("restarting", "starting", "new"):
+                inst.state = "stopped"
+        # Upstreams that will never send an end of stream: failed, never started (a stop
+        # during startup, when only the downstream levels are up), or not alive any more.
+        alive = {i.id for i in comps if i.alive()}
+        gone = [instance_id(c.kind, c.name, w, c.workers) for c in self.spec.components.values()
+                for w in range(c.workers)]
+        gone = [g for g in gone if g not in alive and not (g in self.instances
+                                                            and self.instances[g].state == "finished")]
         for inst in comps:
             if inst.alive():
                 inst.state = "stopping"
                 self._send(inst, {"op": "stop", "timeout": max(0.5, timeout - 1.0), "gone": gone})
-            elif inst.state in ("restarting", "starting", "new"):
-                inst.state = "stopped"
         while any(i.alive() for i in comps) and time.monotonic() < deadline and not self.kill_requested:
             self._tick(0.05, restart=False)
         late = [i for i in comps if i.alive()]

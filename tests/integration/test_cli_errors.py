@@ -78,3 +78,43 @@ def test_a_taken_web_ui_port_is_one_line_before_anything_starts(workdir):
             assert r.stderr.strip().splitlines() == [
                 f"agentsight: the web UI cannot listen on 127.0.0.1:{port}: Address already in use "
                 "(pass --server-port to choose another)"]
+
+
+def test_a_second_capture_of_the_same_name_takes_the_next_free_name(workdir):
+    import signal
+
+    from tests.conftest import wait_for
+
+    name = f"dup{os.getpid()}"
+    errs = [workdir / "first.err", workdir / "second.err"]
+    procs = []
+    try:
+        for err in errs:
+            procs.append(subprocess.Popen([*AGENTSIGHT, "debug", "system", "--quiet", "--name", name],
+                                          stdout=subprocess.DEVNULL, stderr=open(err, "w")))
+            wait_for(lambda e=err: "running:" in e.read_text(), 30, what=f"{err.stem} capture running")
+        assert f"a pipeline named {name!r} is already running; this one is '{name}-2'" in errs[1].read_text()
+        assert f"/run/agentsight/{name}-2" in errs[1].read_text()
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGINT)
+        assert [p.wait(30) for p in procs] == [0] * len(procs)
+
+
+def test_ctrl_c_while_a_capture_starts_stops_it_at_once(workdir):
+    import signal
+    import time
+
+    from tests.conftest import wait_for
+
+    err = workdir / "err"
+    # The sink and the redact stage start first; the ssl source takes seconds to compile.
+    p = subprocess.Popen([*AGENTSIGHT, "debug", "ssl", "--quiet", "--runtime-dir", str(workdir / "run")],
+                         stdout=subprocess.DEVNULL, stderr=open(err, "w"))
+    wait_for(lambda: (workdir / "run" / "status").exists(), 30, what="the supervisor up")
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    p.wait(30)
+    assert time.monotonic() - t0 < 5, err.read_text()
+    assert "killing" not in err.read_text()
