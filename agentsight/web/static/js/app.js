@@ -66,7 +66,12 @@ function connectLive() {
   let lastId = state.info ? state.info.last_id : 0;
   const open = () => {
     source = new EventSource(`/api/stream?after=${lastId}`);
-    source.addEventListener("hello", () => { live.classList.add("on"); text.textContent = "live"; });
+    source.addEventListener("hello", () => {
+      // A recording whose command has ended (record wrote ended_ns) is not going to grow.
+      const ended = state.info && state.info.meta && state.info.meta.ended_ns;
+      live.classList.toggle("on", !ended);
+      text.textContent = ended ? "recorded" : "live";
+    });
     source.addEventListener("events", (msg) => {
       const body = JSON.parse(msg.data);
       const rows = body.events;

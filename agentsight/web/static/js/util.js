@@ -115,6 +115,8 @@ export const fmt = {
   usd(v) {
     if (v === null || v === undefined) return "—";
     if (v === 0) return "$0";
+    // A cheap call still shows its cost, not $0.0000.
+    if (v < 0.0001) return v < 0.000001 ? "<$0.000001" : `$${v.toFixed(6)}`;
     return v < 0.01 ? `$${v.toFixed(4)}` : `$${v.toFixed(v < 10 ? 3 : 2)}`;
   },
   bytes(n) {
