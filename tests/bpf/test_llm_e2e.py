@@ -31,6 +31,7 @@ from agentsight.analysis.sse import SseMerge
 from agentsight.demo.agent import ANTHROPIC_KEY, NODE_KEY, OPENAI_KEY
 from agentsight.demo.llm_server import read_log
 from agentsight.event import Event
+from tests.bpf.conftest import run_gated
 
 pytestmark = pytest.mark.bpf
 pytest.importorskip("openai")
@@ -108,26 +109,9 @@ class Run:
 def run_traced(source_factory: Callable[..., Any], argv: list[str], tmp_path: Path,
                expect_rc: int = 0, timeout: float = 120.0) -> Run:
     """Run ``argv`` under a shell gate, traced by tree; it starts only once the source is attached."""
-    out = open(tmp_path / "client.out", "wb")  # noqa: SIM115
-    gate = subprocess.Popen(["/bin/sh", "-c", 'read go && "$@"', "sh", *argv], stdin=subprocess.PIPE,
-                            stdout=out, stderr=subprocess.STDOUT)
-    assert gate.stdin is not None
-    events: list[Event] = []
-    try:
-        source = source_factory(pid=gate.pid, tree=True)
-        gate.stdin.write(b"go\n")
-        gate.stdin.close()
-        deadline = time.monotonic() + timeout
-        while gate.poll() is None:
-            assert time.monotonic() < deadline, f"{argv[0]} did not finish in {timeout}s"
-            events.extend(source.poll(0.05))
-        events.extend(source.poll(0))
-        events.extend(source.stop())
-    finally:
-        if gate.poll() is None:
-            gate.kill()
-            gate.wait()
-        out.close()
+    with open(tmp_path / "client.out", "wb") as out:
+        events, source, gate = run_gated(argv, lambda pid: source_factory(pid=pid, tree=True), timeout=timeout,
+                                         stdout=out, stderr=subprocess.STDOUT)
     assert gate.returncode == expect_rc, (tmp_path / "client.out").read_text(errors="replace")
     assert source.stats.get("kernel_lost", 0) == 0 and source.stats.get("incomplete", 0) == 0
     return Run(events, gate.pid)

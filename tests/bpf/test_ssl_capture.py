@@ -22,6 +22,7 @@ import pytest
 from agentsight import tlslibs
 from agentsight.actors.sources.ssl import SslSource
 from agentsight.event import Event
+from tests.bpf.conftest import run_gated
 
 pytestmark = pytest.mark.bpf
 
@@ -100,28 +101,19 @@ def capture(argv: list[str], tree: bool = False, timeout: float = 90.0, **option
 
     The client waits on a gate until the source is attached, so nothing it does is missed.
     """
-    script = 'read go && "$@"' if tree else 'read go && exec "$@"'
-    gate = subprocess.Popen(["/bin/sh", "-c", script, "sh", *argv], stdin=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert gate.stdin is not None and gate.stderr is not None
-    source = SslSource("ssl", {"pid": gate.pid, "tree": tree, **options})
-    events: list[Event] = []
+    opened: list[SslSource] = []
+
+    def attach(pid: int) -> SslSource:
+        opened.append(SslSource("ssl", {"pid": pid, "tree": tree, **options}))
+        opened[-1].open()
+        return opened[-1]
+
     try:
-        source.open()
-        gate.stdin.write(b"go\n")
-        gate.stdin.close()
-        deadline = time.monotonic() + timeout
-        while gate.poll() is None:
-            assert time.monotonic() < deadline, f"{argv[0]} did not finish in {timeout}s"
-            events.extend(source.poll(0.05))
-        # Every record was committed before the client returned from its calls.
-        events.extend(source.poll(0))
-        events.extend(source.stop())
+        events, source, gate = run_gated(argv, attach, tree=tree, timeout=timeout)
     finally:
-        source.close()
-        if gate.poll() is None:
-            gate.kill()
-            gate.wait()
+        for src in opened:
+            src.close()
+    assert gate.stderr is not None
     assert gate.returncode == 0, gate.stderr.read().decode(errors="replace")
     return Capture(events, gate.pid, dict(source.stats))
 
