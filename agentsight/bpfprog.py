@@ -14,6 +14,7 @@ bcc is imported lazily, only by the process that loads a program: it costs
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 from importlib import resources
@@ -59,14 +60,23 @@ def program_text(name: str, defines: dict[str, Any] | None = None) -> str:
     return "\n".join(lines + out) + "\n"
 
 
-def require_bpf() -> None:
-    """Raise BpfUnavailable with a one-line reason unless eBPF can be loaded here."""
+def require_bpf(import_bcc: bool = True) -> None:
+    """Raise BpfUnavailable with a one-line reason unless eBPF can be loaded here.
+
+    ``import_bcc=False`` only looks for the bcc package: the check the command-line
+    processes make before starting actors, so they do not map libbcc (~60 MB of LLVM)
+    for the whole run; the actor that loads a program imports it for real.
+    """
     if os.geteuid() != 0:
         raise BpfUnavailable("eBPF capture needs root: run agentsight with sudo")
-    try:
-        import bcc  # noqa: F401
-    except ImportError as exc:
-        raise BpfUnavailable(f"bcc is not importable ({exc}); {SETUP_HINT}") from None
+    if not import_bcc:
+        if importlib.util.find_spec("bcc") is None:
+            raise BpfUnavailable(f"bcc is not installed for this Python; {SETUP_HINT}")
+    else:
+        try:
+            import bcc  # noqa: F401
+        except ImportError as exc:
+            raise BpfUnavailable(f"bcc is not importable ({exc}); {SETUP_HINT}") from None
     build = Path("/lib/modules") / os.uname().release / "build"
     if not build.exists():
         raise BpfUnavailable(f"no kernel headers at {build}; {SETUP_HINT}")

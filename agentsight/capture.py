@@ -21,6 +21,7 @@ from typing import Any
 
 from agentsight.config import PipelineSpec, parse, validate
 from agentsight.registry import component_class
+from agentsight.web import DEFAULT_HOST, DEFAULT_PORT
 
 __all__ = ["Capture", "CaptureError", "parse_extra", "build_spec", "port_problem", "needs_bpf"]
 
@@ -75,8 +76,8 @@ class Capture:
     db: str = ""
     db_meta: dict[str, str] = field(default_factory=dict)
     server: bool = False
-    server_host: str = "127.0.0.1"
-    server_port: int = 7395
+    server_host: str = DEFAULT_HOST
+    server_port: int = DEFAULT_PORT
     server_token: str = ""
     bus: bool = True
     runtime_dir: str = ""

@@ -17,6 +17,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from agentsight import __version__
+from agentsight.web import DEFAULT_HOST, DEFAULT_PORT
 
 app = typer.Typer(
     name="agentsight",
@@ -46,6 +47,30 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-C", help="pipeline.toml to use.")]
+# The web UI options `run`, `debug` and `record` share (defaults: agentsight.web).
+ServerHostOpt = Annotated[str, typer.Option("--server-host", help="Web UI address.")]
+ServerPortOpt = Annotated[int, typer.Option("--server-port", help="Web UI port.")]
+ServerTokenOpt = Annotated[str, typer.Option("--server-token", help="Token the web UI requires (needed off "
+                                             "loopback).")]
+
+
+def need_bpf(prefix: str = "", hint: str = "") -> None:
+    """Exit with one line unless eBPF capture can work here (root, bcc, headers, tracefs)."""
+    from agentsight.bpfprog import BpfUnavailable, require_bpf
+
+    try:
+        require_bpf(import_bcc=False)
+    except BpfUnavailable as exc:
+        fail(f"{prefix}{exc}{hint}")
+
+
+def need_port(host: str, port: int) -> None:
+    """Exit with one line when the web UI could not listen on host:port."""
+    from agentsight.capture import port_problem
+
+    problem = port_problem(host, port)
+    if problem:
+        fail(problem)
 
 
 def _load_config(path: Path) -> Any:
@@ -76,10 +101,9 @@ def run(
     watch: Annotated[bool, typer.Option(help="Reload the config when the file changes.")] = True,
     runtime_dir: Annotated[Path | None, typer.Option(help="Where the run keeps its sockets.")] = None,
     server: Annotated[bool, typer.Option("--server", help="Also serve the web UI of what the sinks get.")] = False,
-    server_host: Annotated[str, typer.Option("--server-host", help="Web UI address.")] = "127.0.0.1",
-    server_port: Annotated[int, typer.Option("--server-port", help="Web UI port.")] = 7395,
-    server_token: Annotated[str, typer.Option("--server-token", help="Token the web UI requires (needed off "
-                                              "loopback).")] = "",
+    server_host: ServerHostOpt = DEFAULT_HOST,
+    server_port: ServerPortOpt = DEFAULT_PORT,
+    server_token: ServerTokenOpt = "",
 ) -> None:
     """Run the pipeline in pipeline.toml until Ctrl-C (or until its sources finish)."""
     from agentsight.config import validate as validate_spec
@@ -98,24 +122,16 @@ def run(
 
     spec = _load_config(config)
     if server:
-        from agentsight.capture import port_problem
-
         spec = with_server(spec)
         problems = validate_spec(spec)
         if problems:
             fail("; ".join(str(p) for p in problems))
-        problem = port_problem(server_host, server_port)
-        if problem:
-            fail(problem)
+        need_port(server_host, server_port)
     spec.supervisor.watch = watch and spec.supervisor.watch
-    from agentsight.bpfprog import BpfUnavailable, require_bpf
     from agentsight.capture import needs_bpf
 
     if needs_bpf(spec):
-        try:
-            require_bpf()
-        except BpfUnavailable as exc:
-            fail(f"{config}: {exc}")
+        need_bpf(f"{config}: ")
     sup = Supervisor(spec, config, runtime_dir)
     if server:
         sup.amend = with_server
@@ -261,8 +277,8 @@ def keys(
 @app.command()
 def serve(
     db: Annotated[Path, typer.Option("--db", help="Recording to serve (read-only; rows appended later show live).")],
-    host: Annotated[str, typer.Option(help="Address to listen on; a non-loopback one needs --token.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 7395,
+    host: Annotated[str, typer.Option(help="Address to listen on; a non-loopback one needs --token.")] = DEFAULT_HOST,
+    port: Annotated[int, typer.Option(help="TCP port.")] = DEFAULT_PORT,
     token: Annotated[str, typer.Option(help="Secret the page and API require.", envvar="AGENTSIGHT_TOKEN")] = "",
 ) -> None:
     """Serve the web UI (timeline, process tree, LLM calls, log) over a recording."""

@@ -9,8 +9,9 @@ from typing import Annotated, Any
 
 import typer
 
-from agentsight.capture import Capture, CaptureError, build_spec, needs_bpf, parse_extra, port_problem
-from agentsight.cli import app, fail
+from agentsight.capture import Capture, CaptureError, build_spec, needs_bpf, parse_extra
+from agentsight.cli import ServerHostOpt, ServerPortOpt, ServerTokenOpt, app, fail, need_bpf, need_port
+from agentsight.web import DEFAULT_HOST, DEFAULT_PORT
 
 __all__ = ["debug_app", "run_capture"]
 
@@ -29,7 +30,6 @@ PRIMARY = {"ssl": "ssl", "process": "process", "stdio": "stdio", "system": "syst
 def run_capture(cap: Capture, *, on_running: Any = None, should_stop: Any = None,
                 summary: bool = True) -> tuple[int, Any]:
     """Validate and run a capture pipeline under the supervisor; returns its exit code and the supervisor."""
-    from agentsight.bpfprog import BpfUnavailable, require_bpf
     from agentsight.supervisor import AlreadyRunning, Supervisor
 
     try:
@@ -37,13 +37,9 @@ def run_capture(cap: Capture, *, on_running: Any = None, should_stop: Any = None
     except CaptureError as exc:
         fail(str(exc))
     if needs_bpf(spec):
-        try:
-            require_bpf()
-        except BpfUnavailable as exc:
-            fail(str(exc))
-    problem = port_problem(cap.server_host, cap.server_port) if cap.server else None
-    if problem:
-        fail(problem)
+        need_bpf()
+    if cap.server:
+        need_port(cap.server_host, cap.server_port)
     # Another capture of the same name running (a second `debug` in another terminal) gets
     # this one the next free name, said on stderr, unless a runtime dir was given.
     names = [cap.name] if cap.runtime_dir else [cap.name, *(f"{cap.name}-{i}" for i in range(2, 10))]
@@ -124,10 +120,9 @@ def debug(
     log_file: Annotated[str, typer.Option("--log-file", help="Also write every event to this JSON-lines file "
                                           "(0600).")] = "",
     server: Annotated[bool, typer.Option("--server", help="Serve the web UI while capturing.")] = False,
-    server_host: Annotated[str, typer.Option("--server-host", help="Web UI address.")] = "127.0.0.1",
-    server_port: Annotated[int, typer.Option("--server-port", help="Web UI port.")] = 7395,
-    server_token: Annotated[str, typer.Option("--server-token", help="Token the web UI requires (needed off "
-                                              "loopback).")] = "",
+    server_host: ServerHostOpt = DEFAULT_HOST,
+    server_port: ServerPortOpt = DEFAULT_PORT,
+    server_token: ServerTokenOpt = "",
     name: Annotated[str, typer.Option("--name", help="Pipeline name (tap/status find it by this).")] = "debug",
     runtime_dir: Annotated[str, typer.Option("--runtime-dir", help="Where the run keeps its sockets.")] = "",
 ) -> None:
@@ -241,9 +236,9 @@ def record(
     db: Annotated[Path | None, typer.Option("--db", help="Recording file (default: "
                                             "./agentsight-<date>-<time>.db).")] = None,
     server: Annotated[bool, typer.Option("--server/--no-server", help="Serve the web UI while recording.")] = False,
-    server_host: Annotated[str, typer.Option("--server-host", help="Web UI address.")] = "127.0.0.1",
-    server_port: Annotated[int, typer.Option("--server-port", help="Web UI port.")] = 7395,
-    server_token: Annotated[str, typer.Option("--server-token", help="Token the web UI requires.")] = "",
+    server_host: ServerHostOpt = DEFAULT_HOST,
+    server_port: ServerPortOpt = DEFAULT_PORT,
+    server_token: ServerTokenOpt = "",
     binary_path: Annotated[list[str] | None, typer.Option("--binary-path", help="Another binary or library with "
                                                           "TLS linked in to probe (repeatable).")] = None,
     comm: Annotated[str, typer.Option("--comm", "-c", help="Record running processes with this name instead "
@@ -270,7 +265,6 @@ def record(
     import subprocess
     import time
 
-    from agentsight.bpfprog import BpfUnavailable, require_bpf
     from agentsight.report import format_summary, summary
     from agentsight.store import Store
 
@@ -283,33 +277,29 @@ def record(
         fail(f"command not found: {cmd[0]}", 127)
     if pid and not os.path.exists(f"/proc/{pid}"):
         fail(f"no process {pid}")
-    try:
-        require_bpf()
-    except BpfUnavailable as exc:
-        fail(str(exc))
-    problem = port_problem(server_host, server_port) if server else None
-    if problem:
-        fail(problem)
+    need_bpf()
+    if server:
+        need_port(server_host, server_port)
     path = db or Path(time.strftime("agentsight-%Y%m%d-%H%M%S.db"))
+    owner = _invoking_user()  # run the command as, and hand the recording to, the user behind sudo
 
     child: subprocess.Popen[bytes] | None = None
     go_w = -1
     if cmd:
         go_r, go_w = os.pipe()
         child = subprocess.Popen([sys.executable, "-c", _HOLD, str(go_r), *cmd], pass_fds=(go_r,),
-                                 **_invoking_user())
+                                 **owner)
         os.close(go_r)
         target = child.pid
     else:
         target = pid
     described = shlex.join(cmd) if cmd else (f"-p {pid}" if pid else f"-c {comm}")
-    started = time.time_ns()
     cap = Capture(
         name=name, ssl=True, process=True, stdio=stdio and bool(target), system=system and bool(target),
         pid=target, tree=bool(target), comm="" if target else comm, binary_path=list(binary_path or []),
         http=True, http_raw=raw, llm=True, sessions=True, root_pids=[target] if target else [],
         redact=not disable_auth_removal, console=events, console_format="auto",
-        db=str(path), db_meta={"command": described, "started_ns": str(started), "recorder": "agentsight record"},
+        db=str(path), db_meta={"command": described, "recorder": "agentsight record"},
         server=server, server_host=server_host, server_port=server_port, server_token=server_token,
         runtime_dir=runtime_dir,
     )
@@ -354,7 +344,6 @@ def record(
         store.set_meta("exit_code", str(exit_code))
         store.set_meta("events_lost", str(lost))
         text = format_summary(summary(store))
-    owner = _invoking_user()
     if owner:
         for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
             if p.exists():

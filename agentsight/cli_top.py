@@ -14,21 +14,17 @@ from typing import Annotated, Any
 
 import typer
 
-from agentsight.cli import _bus_endpoint, app, fail
+from agentsight.cli import _bus_endpoint, app, fail, need_bpf
 from agentsight.top import COLUMNS, LEFT, SORT_KEYS, TOPICS, TopModel, cells, format_plain
 
 __all__ = ["top"]
 
 
-def _start_capture(pid: int, comm: str) -> tuple[subprocess.Popen[bytes], str, Path]:
+def _start_capture(pid: int, comm: str) -> tuple[subprocess.Popen[bytes], str]:
     """Run `debug trace` quietly in a child; returns it and its bus endpoint once it is up."""
-    from agentsight.bpfprog import BpfUnavailable, require_bpf
     from agentsight.endpoints import RunDir
 
-    try:
-        require_bpf()
-    except BpfUnavailable as exc:
-        fail(f"{exc} (or attach to a running pipeline with --pipeline/--connect)")
+    need_bpf(hint=" (or attach to a running pipeline with --pipeline/--connect)")
     run_dir = Path(tempfile.mkdtemp(prefix="agentsight-top-"))
     log = run_dir.with_suffix(".log")
     args = [sys.executable, "-m", "agentsight", "debug", "trace", "--quiet", "--name", f"top-{os.getpid()}",
@@ -48,7 +44,7 @@ def _start_capture(pid: int, comm: str) -> tuple[subprocess.Popen[bytes], str, P
             last = (log.read_text(errors="replace").strip().splitlines() or ["it exited"])[-1]
             fail(f"the capture for top did not start: {last}")
         time.sleep(0.1)
-    return child, run.bus_out, log
+    return child, run.bus_out
 
 
 def _stop_capture(child: subprocess.Popen[bytes] | None) -> None:
@@ -103,7 +99,7 @@ def top(
     if connect or pipeline or runtime_dir:
         endpoint = _bus_endpoint(connect or None, pipeline or "default", runtime_dir)
     else:
-        child, endpoint, _ = _start_capture(pid, comm)
+        child, endpoint = _start_capture(pid, comm)
     model = TopModel(pid, comm)
     model.seed_from_proc()
     stop = {"flag": False}

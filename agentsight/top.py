@@ -68,12 +68,12 @@ class TopModel:
     # ------------------------------------------------------------------ input
     def seed_from_proc(self) -> None:
         """Rows for agents that were running before top started."""
-        for p in psutil.process_iter(["pid", "name", "exe", "cmdline", "create_time"]):
+        for p in psutil.process_iter(["pid", "ppid", "name", "exe", "cmdline", "create_time"]):
             info = p.info
             kind = agent_kind(info.get("exe") or "", info.get("cmdline") or [])
             if kind is None:
                 continue
-            parent = self.by_pid.get(p.ppid() if p.is_running() else 0)
+            parent = self.by_pid.get(info.get("ppid") or 0)
             if parent is not None and self.rows[parent].agent == kind:
                 continue  # a helper process of an agent already listed
             row = Row(f"proc:{info['pid']}", kind, info["pid"], info.get("name") or "",
