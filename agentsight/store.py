@@ -250,18 +250,16 @@ class Store:
         if pid is not None:
             sql += " AND pid = ?"
             args.append(pid)
-        rows = self._rows(sql + " ORDER BY id LIMIT ?", [*args, limit])
-        for r in rows:
-            r["stream"] = None if r["stream"] is None else bool(r["stream"])
-        return rows
+        return [_llm_row(r) for r in self._rows(sql + " ORDER BY id LIMIT ?", [*args, limit])]
 
     def llm_call(self, id: int) -> dict[str, Any] | None:
-        rows = self.llm_calls(after_id=id - 1, limit=1)
-        if not rows or rows[0]["id"] != id:
+        """One call's row plus ``data``: the whole ``llm.call`` record."""
+        rows = self._rows("SELECT c.*, e.data AS data FROM llm_calls c JOIN events e ON e.id = c.event_id"
+                          " WHERE c.id = ?", (id,))
+        if not rows:
             return None
-        row = rows[0]
-        ev = self.db.execute("SELECT data FROM events WHERE id = ?", (row["event_id"],)).fetchone()
-        row["data"] = json.loads(ev[0]) if ev else None
+        row = _llm_row(rows[0])
+        row["data"] = json.loads(row["data"])
         return row
 
     def processes(self) -> list[dict[str, Any]]:
@@ -290,6 +288,11 @@ class Store:
 
 
 # ---------------------------------------------------------------------- derived rows
+
+def _llm_row(r: dict[str, Any]) -> dict[str, Any]:
+    r["stream"] = None if r["stream"] is None else bool(r["stream"])
+    return r
+
 
 def _open_process(cur: sqlite3.Cursor, pid: int) -> int | None:
     row = cur.execute("SELECT id FROM processes WHERE pid = ? AND end_ns IS NULL ORDER BY id DESC LIMIT 1",

@@ -458,11 +458,10 @@ class Supervisor:
                 inst.state = "stopped"
         # Upstreams that will never send an end of stream: failed, never started (a stop
         # during startup, when only the downstream levels are up), or not alive any more.
-        alive = {i.id for i in comps if i.alive()}
-        gone = [instance_id(c.kind, c.name, w, c.workers) for c in self.spec.components.values()
-                for w in range(c.workers)]
-        gone = [g for g in gone if g not in alive and not (g in self.instances
-                                                            and self.instances[g].state == "finished")]
+        # A finished source already sent its end of stream.
+        keep = {i.id for i in comps if i.alive() or i.state == "finished"}
+        gone = [iid for c in self.spec.components.values() for w in range(c.workers)
+                if (iid := instance_id(c.kind, c.name, w, c.workers)) not in keep]
         for inst in comps:
             if inst.alive():
                 inst.state = "stopping"

@@ -475,7 +475,7 @@ class HttpStreams:
         ex = conn.resp_ex
         if op == "head":
             ex = conn.awaiting.popleft() if conn.awaiting else conn.new_exchange()
-            conn.resp_ex = ex
+            conn.resp_ex, conn.ended_early = ex, False
             headers = [[n.decode("latin-1"), v.decode("latin-1")] for n, v in arg.headers]
             ex.response = self._response_message(
                 arg.status_code,
@@ -500,8 +500,6 @@ class HttpStreams:
             conn.ended_early = False  # the connection closed before the terminator we no longer need
         else:
             self._error_op(conn, "read", op, arg, ts, out)
-        if op == "head":
-            conn.ended_early = False
 
     def _error_op(self, conn: _Conn, direction: str, op: str, arg: Any, ts: int, out: list[Event]) -> None:
         if op == "skip":
