@@ -153,11 +153,9 @@ class Task:
         tools = [{"type": "function", "function": {"name": "run_command", "description": _DESCRIPTION,
                                                    "parameters": _SCHEMA}}]
         if self.api == "chat-stream":
-            with client.chat.completions.stream(model=OPENAI_MODEL, messages=self.chat, tools=tools,
-                                                stream_options={"include_usage": True}) as stream:
-                for _ in stream:
-                    pass
-                done = stream.get_final_completion()
+            done = _streamed(client.chat.completions.stream(model=OPENAI_MODEL, messages=self.chat, tools=tools,
+                                                            stream_options={"include_usage": True}),
+                             "get_final_completion")
         else:
             done = client.chat.completions.create(model=OPENAI_MODEL, messages=self.chat, tools=tools)
         msg = done.choices[0].message
@@ -172,10 +170,7 @@ class Task:
         kwargs: dict[str, Any] = {"model": OPENAI_MODEL, "instructions": SYSTEM, "input": self.items,
                                   "tools": tools, "store": False}
         if self.api == "responses-stream":
-            with client.responses.stream(**kwargs) as stream:
-                for _ in stream:
-                    pass
-                done = stream.get_final_response()
+            done = _streamed(client.responses.stream(**kwargs), "get_final_response")
         else:
             done = client.responses.create(**kwargs)
         calls = [{"id": it.call_id, "name": it.name, "arguments": it.arguments}
@@ -191,10 +186,7 @@ class Task:
             "tools": [{"name": "run_command", "description": _DESCRIPTION, "input_schema": _SCHEMA}],
         }
         if self.api == "messages-stream":
-            with client.messages.stream(**kwargs) as stream:
-                for _ in stream:
-                    pass
-                done = stream.get_final_message()
+            done = _streamed(client.messages.stream(**kwargs), "get_final_message")
         else:
             done = client.messages.create(**kwargs)
         text = "".join(b.text for b in done.content if b.type == "text")
@@ -202,6 +194,14 @@ class Task:
                                                                       ensure_ascii=False)}
                  for b in done.content if b.type == "tool_use"]
         return CallResult(self.api, done.model, done.id, text, calls, _dump(done.usage))
+
+
+def _streamed(manager: Any, final: str) -> Any:
+    """Read an SDK stream to its end, as an agent printing deltas would, and return its final object."""
+    with manager as stream:
+        for _ in stream:
+            pass
+        return getattr(stream, final)()
 
 
 class Clients:

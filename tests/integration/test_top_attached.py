@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import pty
+import select
 import subprocess
+import time
 
 from agentsight.event import Event
 from agentsight.jsonform import event_to_json
@@ -10,6 +14,23 @@ from tests.conftest import AGENTSIGHT
 
 T = 1_764_435_000_000_000_000
 SEC = 1_000_000_000
+
+
+def replaying(pipeline, workdir, events: list[Event], name: str, speed: float = 1.0):
+    """A running pipeline that replays ``events`` at their recorded pace, publishing them on its bus."""
+    cap = workdir / "cap.jsonl"
+    cap.write_text("".join(event_to_json(e) + "\n" for e in events))
+    return pipeline(f"""
+[sources.cap]
+type = "replay"
+path = "{cap}"
+pace = "original"
+speed = {speed}
+
+[sinks.discard]
+type = "null"
+inputs = ["cap"]
+""", name=name).start()
 
 
 def test_top_once_attached_to_a_pipeline(pipeline, workdir):
@@ -25,18 +46,7 @@ def test_top_once_attached_to_a_pipeline(pipeline, workdir):
                              "cost": {"total": 0.25}}))
     events.append(Event("process.exec", T + 3 * SEC + 500_000_000, "process", 4243, 4243, "bash",
                         {"session": sid, "agent": "claude-code", "argv": ["bash", "-c", "pytest"]}))
-    cap = workdir / "cap.jsonl"
-    cap.write_text("".join(event_to_json(e) + "\n" for e in events))
-    p = pipeline(f"""
-[sources.cap]
-type = "replay"
-path = "{cap}"
-pace = "original"
-
-[sinks.discard]
-type = "null"
-inputs = ["cap"]
-""", name="toptest").start()
+    p = replaying(pipeline, workdir, events, "toptest")
     r = subprocess.run([*AGENTSIGHT, "top", "--pipeline", "toptest", "--runtime-dir", str(p.run_dir), "--once",
                         "--interval", "5", "--plain", "--sort", "calls"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
@@ -50,30 +60,13 @@ inputs = ["cap"]
 
 
 def test_top_interactive_on_a_terminal_sorts_on_s_and_quits_on_q(pipeline, workdir):
-    import os
-    import pty
-    import select
-    import time
-
     sid = "77@1"
     events = [Event("session.start", T, "sessions", 77, 77, "codex",
                     {"session": sid, "agent": "codex", "pid": 77, "start_ns": T, "comm": "codex"}),
               Event("llm.call", T + SEC, "llm", 77, 77, "codex",
                     {"session": sid, "agent": "codex", "model": "gpt-x", "status_code": 200,
                      "usage": {"input_tokens": 1234, "output_tokens": 5}, "cost": {"total": 0.5}})]
-    cap = workdir / "cap.jsonl"
-    cap.write_text("".join(event_to_json(e) + "\n" for e in events))
-    p = pipeline(f"""
-[sources.cap]
-type = "replay"
-path = "{cap}"
-pace = "original"
-speed = 0.25
-
-[sinks.discard]
-type = "null"
-inputs = ["cap"]
-""", name="toptty").start()
+    p = replaying(pipeline, workdir, events, "toptty", speed=0.25)
     master, slave = pty.openpty()
     env = {**os.environ, "COLUMNS": "200", "LINES": "30", "TERM": "xterm-256color"}
     top = subprocess.Popen([*AGENTSIGHT, "top", "--pipeline", "toptty", "--runtime-dir", str(p.run_dir),
