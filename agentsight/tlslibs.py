@@ -3,8 +3,11 @@
 A file is worth probing when its dynamic symbol table exports ``SSL_write``,
 ``SSL_read``, ``SSL_write_ex`` or ``SSL_read_ex``: the system libssl, binaries with
 OpenSSL/BoringSSL linked in that export them (Node), or any ELF a traced process maps.
-Files are remembered by (device, inode), so each is read and attached once however
-many processes map it.
+A file that exports none of them but has BoringSSL compiled in (Bun, so Claude Code's
+native build) is searched by :mod:`agentsight.tlsfind`, which finds ``SSL_write`` and
+``SSL_read`` from what the code does; what it finds is cached per build. Files are
+remembered by (device, inode), so each is read and attached once however many
+processes map it.
 
 Probe placement (x86-64). A uprobe on an instruction the kernel cannot emulate is
 single-stepped out of line, which costs ~9x more per hit in this kind of VM than an
@@ -73,13 +76,21 @@ class ProbeSite:
 
 @dataclass(frozen=True)
 class TlsLibrary:
-    """A file that exports the TLS functions, and the probe sites found in it."""
+    """A file with TLS functions to probe, and the probe sites found in it.
+
+    ``found_by`` says how: ``"exports"`` (the dynamic symbol table) or the stack whose
+    code :mod:`agentsight.tlsfind` recognised (``"boringssl"``). A file with a TLS stack
+    whose entry points could not be found has no sites and a ``problem``.
+    """
 
     path: str
     dev: int
     inode: int
     sites: tuple[ProbeSite, ...]
     handshake: int | None = None
+    found_by: str = "exports"
+    problem: str | None = None
+    search_s: float = 0.0
 
     @property
     def key(self) -> tuple[int, int]:
@@ -144,8 +155,9 @@ def _plan(elf: _Elf, func: str, addr: int, size: int) -> ProbeSite:
     return ProbeSite(func, addr, addr + 4, callee, via_callee=True)
 
 
-def inspect_elf(path: str) -> TlsLibrary | None:
-    """The probe sites of ``path`` if it exports the TLS functions; None otherwise."""
+def inspect_elf(path: str, search_code: bool = True) -> TlsLibrary | None:
+    """The probe sites of ``path``: its exported TLS functions, else (``search_code``)
+    the BoringSSL entry points found in its code. None when it has no TLS stack we know."""
     try:
         st = os.stat(path)
         with open(path, "rb") as stream:
@@ -156,11 +168,30 @@ def inspect_elf(path: str) -> TlsLibrary | None:
                 if found is not None:
                     sites.append(_plan(elf, func, *found))
             handshake = elf.function(HANDSHAKE_FUNC)
+            x86_64 = elf.x86_64
     except (OSError, ELFError, ValueError):
         return None
-    if not sites:
+    if sites:
+        return TlsLibrary(path, st.st_dev, st.st_ino, tuple(sites), handshake[0] if handshake else None)
+    if not search_code or not x86_64:
         return None
-    return TlsLibrary(path, st.st_dev, st.st_ino, tuple(sites), handshake[0] if handshake else None)
+    return _from_code(path, st)
+
+
+def _from_code(path: str, st: os.stat_result) -> TlsLibrary | None:
+    """A library made of what :mod:`agentsight.tlsfind` found in ``path``'s code."""
+    from agentsight import tlsfind
+
+    found = tlsfind.find(path)
+    if found.stack != "boringssl":
+        return None
+    sites = tuple(ProbeSite(func, addr, addr, addr) for func, addr in found.functions.items()
+                  if func in ("SSL_write", "SSL_read"))
+    if len(sites) != 2:
+        return TlsLibrary(path, st.st_dev, st.st_ino, (), None, found.stack,
+                          found.problem or "SSL_write/SSL_read not found", found.seconds)
+    return TlsLibrary(path, st.st_dev, st.st_ino, sites, found.functions.get("SSL_do_handshake"), found.stack,
+                      None, found.seconds)
 
 
 def system_library_paths() -> list[str]:

@@ -5,16 +5,16 @@
 // codes from the exit_group/exit syscalls, fatal signals from signal_deliver and
 // signal_generate, argv from the execve arguments in user memory.
 //
-// Macros set by agentsight/actors/sources/process.py (see process_tree.h for the
+// Macros set by agentsight/actors/sources/process.py (see filter.h for the
 // FILTER_* ones):
-//   SEED_BY_COMM     mode 2: a comm match at exec adds the process to `traced`
-//                    instead of filtering each event by comm
+//   SEED_BY_COMM     mode 2: a name match at exec adds the process to `traced`
+//                    (its descendants follow) instead of filtering each event by name
 //   TRACE_FILES      attach the openat/connect tracepoints (mode 0 and 2)
 //   HAVE_SYS_OPEN    the kernel has the legacy open(2) tracepoint
 //   HAVE_GROUP_DEAD  sched_process_exit has the group_dead field
 //   MIN_DURATION_NS  report exits of processes that lived at least this long
 //   RING_PAGES       ring buffer size in pages
-#include "process_tree.h"
+#include "filter.h"
 #include "process.h"
 
 #ifndef SEED_BY_COMM
@@ -91,27 +91,16 @@ static __always_inline void fill_header(struct proc_header *h, u32 kind)
     bpf_get_current_comm(&h->comm, sizeof(h->comm));
 }
 
-// The whole filter for an event of the current task.
-static __always_inline int wanted(u32 tgid, const char *comm)
+// The whole filter for an event of process tgid (by name only outside mode 2).
+static __always_inline int current_wanted(u32 tgid)
 {
     if (!pid_wanted(tgid))
         return 0;
 #if !SEED_BY_COMM
-    if (!comm_matches(comm))
+    if (!name_wanted(tgid))
         return 0;
 #endif
     return 1;
-}
-
-static __always_inline int current_wanted(u32 tgid)
-{
-#if FILTER_COMM_LEN > 0 && !SEED_BY_COMM
-    char comm[COMM_LEN];
-    bpf_get_current_comm(&comm, sizeof(comm));
-    return wanted(tgid, comm);
-#else
-    return pid_wanted(tgid);
-#endif
 }
 
 // Signals whose default action ends the process (everything but the ignored
@@ -219,13 +208,14 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
         e->flags = EXEC_ARGS_MISSING;
     }
     fill_header(&e->h, KIND_EXEC);
+    int named_now = filter_exec(tgid);
 #if SEED_BY_COMM
-    if (comm_matches(e->h.comm)) {
+    if (named_now) {
         u8 one = 1;
         traced.update(&tgid, &one);
     }
 #endif
-    if (wanted(tgid, e->h.comm)) {
+    if (current_wanted(tgid)) {
         struct proc_info *pi = info.lookup(&tgid);
         e->ppid = pi ? pi->ppid : 0;
         e->old_tid = old_tid;
@@ -295,7 +285,7 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
     u32 child = args->child_pid;
     struct proc_info pi = {.start_ns = bpf_ktime_get_boot_ns(), .ppid = tgid};
     info.update(&child, &pi);
-    tree_fork(tgid, child);
+    filter_fork(tgid, child);
     if (!current_wanted(tgid))
         return 0;
     struct fork_event *e = events.ringbuf_reserve(sizeof(struct fork_event));
@@ -381,7 +371,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 #endif
     if (!group_dead) {
         gensig.delete(&tid);
-        tree_exit(tgid, tid, 0);
+        filter_exit(tgid, tid, 0);
         return 0;
     }
     if (current_wanted(tgid)) {
@@ -417,7 +407,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     codes.delete(&tgid);
     killsig.delete(&tgid);
     gensig.delete(&tgid);
-    tree_exit(tgid, tid, 1);
+    filter_exit(tgid, tid, 1);
     return 0;
 }
 

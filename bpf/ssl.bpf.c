@@ -10,16 +10,25 @@
  *   to single-step the `sub`) and the return probe sits on the internal function, which
  *   takes the same arguments and whose return value the wrapper only clamps. Those entries
  *   are marked `via_callee` so the internal function's return matches only them.
- * - A return probe matches only an entry of its own function, so nested calls
- *   (BoringSSL's SSL_write_ex -> SSL_write) report the outer call once.
- * - Filters (pid, process tree, uid, comm) run at entry: a filtered call leaves no
- *   entry and its return costs one failed map lookup.
+ * - Calls nest: each thread keeps a small stack of open calls (`calls`). A call made
+ *   inside another one is its own frame and is reported on its own (node's undici
+ *   writes a request from the handshake callback that runs inside SSL_read), except
+ *   a re-entry: a call on the same SSL* in the same direction as an open one (a
+ *   function calling itself or its wrapper: BoringSSL's SSL_write_ex -> SSL_write,
+ *   OpenSSL's SSL_write -> the internal function the _ex probe returns on). A
+ *   re-entry pushes nothing; if its return would match the top frame, the frame
+ *   counts it in `skip`, so only the outer call's own return reports it, once.
+ * - A return probe matches only the top frame, and only if that frame is its own
+ *   function's (or, for the internal function, a frame entered `via_callee`).
+ * - Filters (pid, process tree, uid, process name: bpf/filter.h) run at entry: a
+ *   filtered call pushes nothing and its return costs one failed map lookup.
  * - Nothing is lost silently: failed reservations are counted in `drops` and a call
  *   stops at its first failed chunk, so what arrives is always a prefix.
  *
  * Options arrive as #defines (agentsight.bpfprog.program_text).
  */
 #include <uapi/linux/ptrace.h>
+#include "filter.h"
 #include "ssl.h"
 
 #ifndef SSL_MAX_BYTES
@@ -34,20 +43,16 @@
 #ifndef SSL_RING_PAGES
 #define SSL_RING_PAGES 4096
 #endif
-#ifndef SSL_FILTER_PID
-#define SSL_FILTER_PID 0
-#endif
-#ifndef SSL_FILTER_TREE
-#define SSL_FILTER_TREE 0
-#endif
-#ifndef SSL_FILTER_UID
-#define SSL_FILTER_UID -1
-#endif
 #ifndef SSL_HANDSHAKE
 #define SSL_HANDSHAKE 0
 #endif
 #ifndef SSL_WAKEUP_BYTES
 #define SSL_WAKEUP_BYTES (1 << 20)
+#endif
+
+/* Calls open on one thread at once (outer call, nested calls). */
+#ifndef SSL_STACK_DEPTH
+#define SSL_STACK_DEPTH 4
 #endif
 
 struct ssl_call {
@@ -57,6 +62,14 @@ struct ssl_call {
     u64 len_ptr;   /* size_t * of the _ex functions, 0 for SSL_write / SSL_read */
     u32 func;
     u32 via_callee;
+    u32 skip;      /* re-entries whose return would look like this frame's own */
+    u32 _pad;
+};
+
+struct ssl_stack {
+    u32 depth;
+    u32 _pad;
+    struct ssl_call frame[SSL_STACK_DEPTH];
 };
 
 /* Full chunks and the tail size classes (each reservation size must be a constant). */
@@ -68,12 +81,10 @@ DEFINE_CHUNK(8192)
 struct ssl_chunk_full { struct ssl_record hdr; char data[SSL_CHUNK]; };
 
 BPF_RINGBUF_OUTPUT(events, SSL_RING_PAGES);
-BPF_HASH(calls, u32, struct ssl_call, 16384);
+BPF_HASH(calls, u32, struct ssl_stack, 16384);
+BPF_PERCPU_ARRAY(empty_stack, struct ssl_stack, 1);
 BPF_PERCPU_ARRAY(drops, u64, SSL_DROP_SLOTS);
 BPF_PERCPU_ARRAY(unannounced, u64, 1);
-#if SSL_FILTER_TREE
-BPF_HASH(traced_pids, u32, u8, 65536);
-#endif
 #if SSL_HANDSHAKE
 struct hs_key { u64 ssl; u32 pid; u32 _pad; };
 BPF_HASH(hs_calls, u32, struct ssl_call, 16384);
@@ -103,58 +114,65 @@ static __always_inline u64 wakeup_flags(u64 size)
     return BPF_RB_FORCE_WAKEUP;
 }
 
-static __always_inline int comm_matches(void)
-{
-#ifdef SSL_FILTER_COMM
-    char comm[16] = {};
-    const char want[16] = SSL_FILTER_COMM;
-    bpf_get_current_comm(&comm, sizeof(comm));
-#pragma unroll
-    for (int i = 0; i < 16; i++) {
-        if (comm[i] != want[i])
-            return 0;
-        if (want[i] == 0)
-            return 1;
-    }
-#endif
-    return 1;
-}
-
-/* Whether the current process passes the pid / tree / uid / comm filters. */
 static __always_inline int is_traced(u64 pid_tgid)
 {
-    u32 tgid = pid_tgid >> 32;
-#if SSL_FILTER_TREE
-    if (!traced_pids.lookup(&tgid))
-        return 0;
-#elif SSL_FILTER_PID
-    if (tgid != SSL_FILTER_PID)
-        return 0;
-#endif
-#if SSL_FILTER_UID >= 0
-    if ((u32)bpf_get_current_uid_gid() != SSL_FILTER_UID)
-        return 0;
-#endif
-    return comm_matches();
+    return process_wanted(pid_tgid >> 32);
+}
+
+static __always_inline u32 direction(u32 func)
+{
+    return func == SSL_FN_READ || func == SSL_FN_READ_EX;
+}
+
+/* Whether a return probe (func, via_callee) is the return of frame c. */
+static __always_inline int returns_from(struct ssl_call *c, u32 func, u32 via_callee)
+{
+    return via_callee ? c->via_callee : (!c->via_callee && c->func == func);
 }
 
 static __always_inline int enter(struct pt_regs *ctx, u32 func, u32 via_callee, u64 len_ptr)
 {
     u64 pid_tgid = bpf_get_current_pid_tgid();
-    u32 tid = pid_tgid;
-    if (calls.lookup(&tid))
-        return 0;  /* nested inside another probed call: the outer one reports */
     if (!is_traced(pid_tgid))
         return 0;
-    struct ssl_call c = {};
-    c.ts = bpf_ktime_get_boot_ns();
-    c.ssl = PT_REGS_PARM1(ctx);
-    c.buf = PT_REGS_PARM2(ctx);
-    c.len_ptr = len_ptr;
-    c.func = func;
-    c.via_callee = via_callee;
-    if (calls.insert(&tid, &c) != 0)
+    u32 tid = pid_tgid;
+    u32 zero = 0;
+    struct ssl_stack *empty = empty_stack.lookup(&zero);
+    if (!empty)
+        return 0;
+    struct ssl_stack *s = calls.lookup_or_try_init(&tid, empty);
+    if (!s) {
         count_drop(SSL_DROP_PENDING, 1);
+        return 0;
+    }
+    u64 ssl = PT_REGS_PARM1(ctx);
+    u32 depth = s->depth;
+    u32 dir = direction(func);
+#pragma unroll
+    for (int i = 0; i < SSL_STACK_DEPTH; i++) {
+        if (i >= depth)
+            break;
+        if (s->frame[i].ssl == ssl && direction(s->frame[i].func) == dir) {
+            /* A re-entry: the open call reports these bytes. */
+            u32 top = depth - 1;
+            if (top < SSL_STACK_DEPTH && returns_from(&s->frame[top], func, via_callee))
+                s->frame[top].skip++;
+            return 0;
+        }
+    }
+    if (depth >= SSL_STACK_DEPTH) {
+        count_drop(SSL_DROP_PENDING, 1);
+        return 0;
+    }
+    struct ssl_call *c = &s->frame[depth];
+    c->ts = bpf_ktime_get_boot_ns();
+    c->ssl = ssl;
+    c->buf = PT_REGS_PARM2(ctx);
+    c->len_ptr = len_ptr;
+    c->func = func;
+    c->via_callee = via_callee;
+    c->skip = 0;
+    s->depth = depth + 1;
     return 0;
 }
 
@@ -279,13 +297,24 @@ static __always_inline int leave(u32 func, u32 via_callee, s64 rc)
 {
     u64 pid_tgid = bpf_get_current_pid_tgid();
     u32 tid = pid_tgid;
-    struct ssl_call *c = calls.lookup(&tid);
-    if (!c)
+    struct ssl_stack *s = calls.lookup(&tid);
+    if (!s)
         return 0;
-    if (via_callee ? !c->via_callee : (c->via_callee || c->func != func))
-        return 0;  /* someone else's return (nested or shared internal function) */
+    u32 top = s->depth - 1;
+    if (top >= SSL_STACK_DEPTH)
+        return 0;
+    struct ssl_call *c = &s->frame[top];
+    if (!returns_from(c, func, via_callee))
+        return 0;  /* a re-entry's or a shared internal function's return */
+    if (c->skip) {
+        c->skip--;
+        return 0;
+    }
     struct ssl_call call = *c;
-    calls.delete(&tid);
+    if (top == 0)
+        calls.delete(&tid);
+    else
+        s->depth = top;
     if (rc <= 0)
         return 0;  /* nothing moved (error, or the non-blocking "try again") */
     s64 moved = rc;
@@ -364,33 +393,20 @@ int leave_handshake(struct pt_regs *ctx)
 }
 #endif
 
-#if SSL_FILTER_TREE
-/* Follow the traced tree: a child of a traced process is traced. */
+/* Keep the traced set and the matching names in step with the processes (filter.h). */
 TRACEPOINT_PROBE(sched, sched_process_fork)
 {
-    u32 parent = bpf_get_current_pid_tgid() >> 32;
-    if (!traced_pids.lookup(&parent))
-        return 0;
-    u32 child = args->child_pid;
-    u8 one = 1;
-    traced_pids.update(&child, &one);
+    filter_fork(bpf_get_current_pid_tgid() >> 32, args->child_pid);
     return 0;
 }
 
-#endif
-
-/* A thread that dies inside a probed call never returns: forget its entry. */
+/* A thread that dies inside a probed call never returns: forget its calls. */
 TRACEPOINT_PROBE(sched, sched_process_exit)
 {
     u64 pid_tgid = bpf_get_current_pid_tgid();
     u32 tid = pid_tgid;
     calls.delete(&tid);
-#if SSL_FILTER_TREE
-    if (tid == (u32)(pid_tgid >> 32)) {
-        u32 tgid = tid;
-        traced_pids.delete(&tgid);
-    }
-#endif
+    filter_exit(pid_tgid >> 32, tid, tid == (u32)(pid_tgid >> 32));
     return 0;
 }
 
@@ -398,6 +414,9 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 TRACEPOINT_PROBE(sched, sched_process_exec)
 {
     u64 pid_tgid = bpf_get_current_pid_tgid();
+    u32 tid = pid_tgid;
+    calls.delete(&tid);  /* the old program's open calls will never return */
+    filter_exec(pid_tgid >> 32);
     if (!is_traced(pid_tgid))
         return 0;
     struct ssl_record *r = events.ringbuf_reserve(sizeof(struct ssl_record));

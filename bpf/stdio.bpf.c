@@ -15,12 +15,12 @@
 // its entry timestamp, like a write(2). Vectored calls copy from their first
 // VEC_MAX iovecs only; what lies beyond is counted in `len`, not captured.
 //
-// Macros set by agentsight/actors/sources/stdio.py (FILTER_* in process_tree.h):
+// Macros set by agentsight/actors/sources/stdio.py (FILTER_* in filter.h):
 //   ALL_FDS     capture every fd, not only 0, 1 and 2
 //   MAX_BYTES   payload bytes kept per call (the rest is counted in `len`)
 //   RING_PAGES  ring buffer size in pages
 //   HAVE_GROUP_DEAD  sched_process_exit has the group_dead field
-#include "process_tree.h"
+#include "filter.h"
 #include "stdio.h"
 
 #ifndef ALL_FDS
@@ -78,15 +78,7 @@ static __always_inline void count_lost(void)
 
 static __always_inline int task_wanted(u32 tgid)
 {
-    if (!pid_wanted(tgid))
-        return 0;
-#if FILTER_COMM_LEN > 0
-    char comm[COMM_LEN];
-    bpf_get_current_comm(&comm, sizeof(comm));
-    if (!comm_matches(comm))
-        return 0;
-#endif
-    return 1;
+    return process_wanted(tgid);
 }
 
 static __always_inline int fd_wanted(u64 fd)
@@ -265,10 +257,11 @@ TRACEPOINT_PROBE(syscalls, sys_exit_writev)
     return finish(CALL_WRITEV, args->ret);
 }
 
-#if FILTER_TREE
+#if FILTER_TREE || FILTER_COMM_LEN > 0
+// Keep the traced set and the matching names in step with the processes (filter.h).
 TRACEPOINT_PROBE(sched, sched_process_fork)
 {
-    tree_fork(bpf_get_current_pid_tgid() >> 32, args->child_pid);
+    filter_fork(bpf_get_current_pid_tgid() >> 32, args->child_pid);
     return 0;
 }
 
@@ -276,10 +269,17 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 {
     u64 id = bpf_get_current_pid_tgid();
 #if HAVE_GROUP_DEAD
-    tree_exit(id >> 32, (u32)id, args->group_dead);
+    filter_exit(id >> 32, (u32)id, args->group_dead);
 #else
-    tree_exit(id >> 32, (u32)id, (id >> 32) == (u32)id);
+    filter_exit(id >> 32, (u32)id, (id >> 32) == (u32)id);
 #endif
+    return 0;
+}
+#endif
+#if FILTER_COMM_LEN > 0
+TRACEPOINT_PROBE(sched, sched_process_exec)
+{
+    filter_exec(bpf_get_current_pid_tgid() >> 32);
     return 0;
 }
 #endif

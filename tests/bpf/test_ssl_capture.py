@@ -350,3 +350,42 @@ def test_a_library_loaded_late_is_found_by_the_periodic_rescan(server: Server, c
     cap = Capture([e for e in events if e.pid == child], gate.pid, dict(source.stats))
     assert cap.data and {e.data["func"] for e in cap.data} == {"SSL_write", "SSL_read"}
     assert_same_plaintext(cap, server)
+
+
+def test_node_fetch_write_nested_in_read(server: Server, cert: tuple[Path, Path]) -> None:
+    """undici sends a connection's first request from inside SSL_read: it is captured too."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    os.environ["NODE_EXTRA_CA_CERTS"] = str(cert[0])
+    try:
+        cap = capture([node, str(PEERS / "fetch.js"), str(server.port)], tree=True)
+    finally:
+        del os.environ["NODE_EXTRA_CA_CERTS"]
+    writes = sorted(w for w, _ in cap.streams().values())
+    # Every connection's first bytes are a request head (undici opens one per request here).
+    assert len(writes) == 4 and all(w.startswith(b"POST /size/") for w in writes)
+    assert sum(w.count(b"POST /size/100 HTTP/1.1") for w in writes) == 2
+    nested = [e for e in cap.data if e.data["dir"] == "write" and e.data["bytes"].startswith(b"POST /size/100")]
+    assert len(nested) == 2
+    assert_same_plaintext(cap, server)
+
+
+def test_nested_calls_are_captured_and_reentries_reported_once(tmp_path: Path) -> None:
+    """A call inside another is its own record; a function re-entering itself or its wrapper is one."""
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    exe = tmp_path / "reentry"
+    subprocess.run(["gcc", "-O1", "-fno-inline", "-fno-optimize-sibling-calls", "-rdynamic", "-o", str(exe),
+                    str(PEERS / "reentry.c")], check=True)
+    cap = capture([str(exe)], binary_path=[str(exe)], system_libs=False)
+    got = [(e.data["conn"].split(":")[1], e.data["func"], e.data["dir"], e.data["bytes"]) for e in cap.data]
+    assert got == [
+        ("1000", "SSL_write_ex", "write", b"outer write_ex"),  # SSL_write inside: a re-entry
+        ("1000", "SSL_write", "write", b"nested write"),  # made inside SSL_read: its own call
+        ("1000", "SSL_read", "read", b"inner read data"),  # SSL_read inside itself: once
+        ("2000", "SSL_write", "write", b"nested write"),
+        ("2000", "SSL_read_ex", "read", b"inner read data"),  # SSL_read inside the wrapper: once
+        ("2000", "SSL_write", "write", b"plain"),
+    ]
+    assert cap.stats.get("read_errors", 0) == 0 and cap.stats.get("kernel_untracked", 0) == 0

@@ -25,7 +25,8 @@ def test_program_text_is_complete_without_root() -> None:
                              "handshake": True}).program_text()
     for fn in ("enter_write_ex", "leave_read", "enter_read_ex_callee", "leave_callee", "enter_handshake"):
         assert re.search(rf"^int {fn}\(struct pt_regs \*ctx\)", text, re.M), fn
-    for define in ("#define SSL_FILTER_PID 42", "#define SSL_FILTER_UID 1000", '#define SSL_FILTER_COMM "node"',
+    for define in ("#define FILTER_PID 42", "#define FILTER_UID 1000", '#define FILTER_COMM "node"',
+                   "#define FILTER_COMM_LEN 4",
                    "#define SSL_MAX_BYTES 65536", "#define SSL_MAX_CHUNKS 4", "#define SSL_HANDSHAKE 1"):
         assert define in text
     assert "struct ssl_record {" in text and '#include "ssl.h"' not in text
@@ -47,7 +48,7 @@ def test_python_record_mirrors_the_header() -> None:
     ({"max_bytes": 0}, "max_bytes"),
     ({"max_bytes": 5 << 20}, "max_bytes"),
     ({"ring_kib": 12}, "ring_kib"),
-    ({"comm": 'a"b'}, "comm"),
+    ({"comm": "a\tb"}, "comm"),
     ({"comm": "x" * 16}, "comm"),
     ({"tree": True}, "tree"),
     ({"binary_path": [3]}, "binary_path"),

@@ -370,7 +370,7 @@ def check_pids(value: list[Any]) -> str | None:
 
 def filter_defines(pid: int, pids: list[int], tree: bool, comm: str, seed_by_comm: bool = False,
                    uid: int = -1) -> dict[str, Any]:
-    """The FILTER_* macros of ``bpf/process_tree.h`` for these options."""
+    """The FILTER_* macros of ``bpf/filter.h`` for these options."""
     follow = bool(pids) or (tree and pid > 0) or seed_by_comm
     defines: dict[str, Any] = {
         "FILTER_TREE": int(follow),
@@ -417,6 +417,22 @@ def seed_tree(table: Any, roots: Iterable[int], comm: str = "") -> int:
         for pid in descendants(start, {p.pid: p.ppid for p in procs.values()}) - added:
             table[ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
             added.add(pid)
+    return len(added)
+
+
+def seed_names(table: Any, prefix: str) -> int:
+    """Put every live process whose name starts with ``prefix`` in the ``named`` map.
+
+    The kernel keeps the map current from then on (exec, fork, exit: bpf/filter.h);
+    this covers the processes that existed before the program was loaded. Scans twice,
+    like :func:`seed_tree`, for forks made while the first scan ran. Returns the count.
+    """
+    added: set[int] = set()
+    for _ in range(2):
+        for entry in scan_proc().values():
+            if entry.pid not in added and entry.comm.startswith(prefix):
+                table[ctypes.c_uint32(entry.pid)] = ctypes.c_uint8(1)
+                added.add(entry.pid)
     return len(added)
 
 
@@ -484,6 +500,8 @@ class ProcessSource(Source):
         self._clock = BootClock()
         if defines["FILTER_TREE"]:
             seed_tree(self._bpf[b"traced"], roots, opts["comm"] if opts["mode"] == 2 else "")
+        if opts["comm"]:
+            seed_names(self._bpf[b"named"], opts["comm"])
         info = self._bpf[b"info"]
         for entry in scan_proc().values():
             info[ctypes.c_uint32(entry.pid)] = info.Leaf(entry.start_boot_ns, entry.ppid, 0)

@@ -41,6 +41,14 @@ from typing import Any
 
 from agentsight import bpfprog, tlslibs
 from agentsight.actor import Option, OptionError, Source
+from agentsight.actors.sources.process import (
+    check_comm,
+    descendants,
+    filter_defines,
+    scan_proc,
+    seed_names,
+    seed_tree,
+)
 from agentsight.event import Event
 
 __all__ = ["SslSource", "RECORD", "RECORD_FIELDS"]
@@ -104,12 +112,6 @@ def _check_rescan(value: float) -> str | None:
     return None
 
 
-def _check_comm(value: str) -> str | None:
-    if len(value) > 15 or any(c in '"\\' or not c.isprintable() for c in value):
-        return "must be a process name of at most 15 printable characters, without quotes or backslashes"
-    return None
-
-
 @dataclass
 class _Partial:
     """Chunks of one call that arrived so far."""
@@ -130,7 +132,7 @@ class SslSource(Source):
         "pid": Option(int, 0, "trace only this process (0: every process)"),
         "tree": Option(bool, False, "also trace every descendant of pid, including later ones"),
         "uid": Option(int, -1, "trace only processes running as this uid (-1: any)"),
-        "comm": Option(str, "", "trace only processes with this name (as in /proc/PID/comm)", check=_check_comm),
+        "comm": Option(str, "", "only processes whose name starts with this (bpf/filter.h)", check=check_comm),
         "binary_path": Option(list, [], "more ELF files to probe (binaries with a TLS library linked in)"),
         "system_libs": Option(bool, True, "probe the system libssl and the node on PATH"),
         "max_bytes": Option(int, 4 << 20, "capture at most this many bytes per call; the rest is "
@@ -176,13 +178,9 @@ class SslSource(Source):
             "SSL_RING_PAGES": o["ring_kib"] * 1024 // PAGE_SIZE,
             # Wake the reader per 1/16 of the ring and CPU (at most 1 MiB), not per record.
             "SSL_WAKEUP_BYTES": min(o["ring_kib"] * 64, 1 << 20),
-            "SSL_FILTER_PID": o["pid"],
-            "SSL_FILTER_TREE": o["tree"],
-            "SSL_FILTER_UID": o["uid"],
             "SSL_HANDSHAKE": o["handshake"],
+            **filter_defines(o["pid"], [], o["tree"], o["comm"], uid=o["uid"]),
         }
-        if o["comm"]:
-            defines["SSL_FILTER_COMM"] = f'"{o["comm"]}"'
         return defines
 
     def program_text(self) -> str:
@@ -198,7 +196,9 @@ class SslSource(Source):
         self._bpf = bpfprog.load("ssl", self.defines())
         self._verify_programs()
         if self.options["tree"]:
-            self._seed_tree(self.options["pid"])
+            seed_tree(self._bpf[b"traced"], [self.options["pid"]])
+        if self.options["comm"]:
+            seed_names(self._bpf[b"named"], self.options["comm"])
         self._callback = self._bpf[b"events"].open_ring_buffer(self._on_record)
         for path in self.options["binary_path"]:
             lib = tlslibs.inspect_elf(path)
@@ -281,7 +281,7 @@ class SslSource(Source):
         if not pid:
             return [int(d) for d in os.listdir("/proc") if d.isdigit()]
         if self.options["tree"]:
-            return sorted(_descendants(pid))
+            return sorted(descendants([pid], {p.pid: p.ppid for p in scan_proc().values()}))
         return [pid]
 
     def _attach(self, lib: tlslibs.TlsLibrary) -> None:
@@ -319,12 +319,6 @@ class SslSource(Source):
         attach(name=os.fsencode(path), addr=addr, fn_name=fn_name.encode(), pid=pid)
         self._attached.add(key)
 
-    def _seed_tree(self, root: int) -> None:
-        """Put the root and its current descendants in the kernel's traced set."""
-        table = self._bpf[b"traced_pids"]
-        for pid in _descendants(root):
-            table[ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
-
     def _run_rescans(self, now: float) -> None:
         due = [pid for when, pid in self._rescans if when <= now]
         self._rescans = [(when, pid) for when, pid in self._rescans if when > now]
@@ -346,7 +340,7 @@ class SslSource(Source):
         if not pid:
             return list(self._watched)
         if self.options["tree"]:
-            return sorted(k.value for k in self._bpf[b"traced_pids"].keys())
+            return sorted(k.value for k in self._bpf[b"traced"].keys())
         return [pid]
 
     def _rescan_traced(self) -> None:
@@ -470,27 +464,3 @@ class SslSource(Source):
 
 def _comm(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
-
-
-def _descendants(root: int) -> set[int]:
-    """``root`` and every process below it, from /proc/PID/stat parent links."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # The comm field may hold spaces and parentheses: the ppid follows the last ')'.
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    found = {root}
-    todo = [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found

@@ -30,6 +30,7 @@ from agentsight.actors.sources.process import (
     filter_defines,
     read_lost,
     require_pids,
+    seed_names,
     seed_tree,
     tracepoint_has_field,
 )
@@ -124,6 +125,8 @@ class StdioSource(Source):
         self._clock = BootClock()
         if defines["FILTER_TREE"]:
             seed_tree(self._bpf[b"traced"], roots)
+        if opts["comm"]:
+            seed_names(self._bpf[b"named"], opts["comm"])
         self._bpf[b"events"].open_ring_buffer(self._on_record)
 
     def _on_record(self, _ctx: Any, data: Any, size: int) -> None:
