@@ -21,6 +21,11 @@ process wrote (``dir == "write"``: for an agent, its requests) and what it read
   ``http.error`` event for the connection, and carries on.
 - Bodies are decoded while they arrive (chunked and Content-Length framing by
   h11; gzip/deflate/br/zstd by :mod:`~agentsight.analysis.content_coding`).
+- WebSocket: once a request offering ``Upgrade: websocket`` has ended, the bytes
+  the client writes next are held until its response head: a ``101`` that accepts
+  the upgrade turns the connection into two
+  :class:`~agentsight.analysis.websocket.WsReader` (the held bytes and what
+  follows the 101 are frames), any other status releases them to HTTP again.
 
 Emitted event topics (fields in ``docs/analyzers.md``):
 
@@ -31,6 +36,8 @@ Emitted event topics (fields in ``docs/analyzers.md``):
 ``http.response``      a complete (or abandoned) response
 ``http.exchange``      request and response paired, with the timestamps
 ``http.error``         malformed bytes on a connection (reason, bytes skipped)
+``http.ws``            a complete WebSocket message (text, binary or close)
+``http.ws.end``        a WebSocket connection ended (its message counts)
 =====================  ======================================================
 """
 
@@ -48,6 +55,17 @@ import h11
 from agentsight.analysis.content_coding import ContentDecoder
 from agentsight.analysis.http2 import PREFACE, H2Data, H2Error, H2Headers, H2Observer, H2Reset
 from agentsight.analysis.redact import redact_bytes, redact_headers, redact_text
+from agentsight.analysis.websocket import (
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    WsError,
+    WsMessage,
+    WsReader,
+    is_websocket_upgrade,
+    negotiated_deflate,
+)
 from agentsight.event import Event
 
 __all__ = ["HttpStreams", "HttpStats", "StreamChunks", "STREAMING_CONTENT_TYPES"]
@@ -66,6 +84,7 @@ _HOLD = 8  # bytes kept while scanning: a start token cut at a record boundary i
 _SSE_END = re.compile(rb"(?:^|\n)(?:data: ?\[DONE\]|event: ?(?:message_stop|response\.(?:completed|incomplete|failed)))"
                       rb"\r?\n(?:[^\r\n][^\n]*\n)*\r?\n$")
 _MAX_HEAD = 256 * 1024
+_MAX_HELD = 1 << 20  # client bytes held while a websocket upgrade waits for its answer
 
 
 @dataclass(slots=True)
@@ -81,6 +100,12 @@ class HttpStats:
     skipped_bytes: int = 0
     connections: int = 0
     capture_gap_bytes: int = 0
+    ws_connections: int = 0  # upgrades to websocket seen
+    ws_messages: int = 0  # http.ws records (text, binary, close)
+    ws_control: int = 0  # ping/pong frames (counted, not emitted)
+    ws_dropped: int = 0  # data messages cut short by a bad frame or the connection's end
+    ws_truncated: int = 0  # messages longer than max_body (kept up to it)
+    ws_decode_errors: int = 0  # compressed messages that did not inflate
 
     def as_dict(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
@@ -89,24 +114,42 @@ class HttpStats:
 # --------------------------------------------------------------------------- HTTP/1 reader
 
 # What a reader reports, as (op, arg): ("head", h11 Request/Response) | ("data", bytes) | ("end", None)
-# | ("abort", reason) | ("error", reason) | ("skip", nbytes). Reported through a callback, at once,
-# so the owner pairs a response head before the reader starts parsing the next response.
+# | ("abort", reason) | ("error", reason) | ("skip", nbytes) | ("switch", (101 response, bytes after it)).
+# Reported through a callback, at once, so the owner pairs a response head before the reader starts
+# parsing the next response.
 _Sink = Callable[[str, Any], None]
 
 
 class _H1Reader:
     """One direction of an HTTP/1 connection: bytes in, h11-level events out, with resync."""
 
-    def __init__(self, is_request: bool, next_method: Callable[[], str]) -> None:
+    def __init__(self, is_request: bool, next_request: Callable[[], tuple[str, bool]]) -> None:
         self._is_request = is_request
-        self._next_method = next_method
+        self._next_request = next_request  # (method, offered a websocket upgrade) of the request answered next
         self._conn: h11.Connection | None = None
         self._head: bytearray | None = None  # bytes given to _conn before its head was parsed
         self._scan: bytes | None = None  # tail kept while searching for a message start
+        self._held: bytearray | None = None  # bytes kept unparsed while a protocol switch is pending
         self.message_ts = 0  # ts of the record that delivered the current message's first byte
         self.in_message = False
 
+    def hold(self) -> None:
+        """Keep the bytes that follow unparsed (a websocket upgrade waits for its answer)."""
+        if self._held is None:
+            self._held = bytearray()
+
+    def release(self) -> bytes:
+        """Stop holding; returns the bytes held."""
+        held, self._held = self._held, None
+        return bytes(held or b"")
+
     def feed(self, data: bytes, ts: int, out: _Sink) -> None:
+        if self._held is not None:
+            room = _MAX_HELD - len(self._held)
+            self._held += data[:room]
+            if len(data) > room:
+                out("skip", len(data) - max(room, 0))
+            return
         if self._scan is not None:
             data, self._scan = self._scan + data, None
             self._resync(data, 0, ts, out)
@@ -131,8 +174,12 @@ class _H1Reader:
         conn = h11.Connection(role, max_incomplete_event_size=_MAX_HEAD)
         if not self._is_request:
             # h11 parses a response only after "sending" its request; the method decides
-            # whether a body follows (HEAD), the rest is irrelevant.
-            conn.send(h11.Request(method=self._next_method(), target="/", headers=[("Host", "observed")]))
+            # whether a body follows (HEAD), an Upgrade header lets a 101 switch protocols.
+            method, upgrade = self._next_request()
+            headers = [("Host", "observed")]
+            if upgrade:
+                headers += [("Connection", "Upgrade"), ("Upgrade", "websocket")]
+            conn.send(h11.Request(method=method, target="/", headers=headers))
             conn.send(h11.EndOfMessage())
         conn.receive_data(data)
         self._conn, self._head, self.message_ts, self.in_message = conn, bytearray(data), ts, False
@@ -157,7 +204,16 @@ class _H1Reader:
                 self._conn, self.in_message = None, False
                 out("end", None)
                 if rest and not closing:
-                    self._start(rest, ts)
+                    if self._held is not None:
+                        self._held += rest[:_MAX_HELD]
+                    else:
+                        self._start(rest, ts)
+            elif isinstance(ev, h11.InformationalResponse) and ev.status_code == 101:
+                # Switching Protocols: what follows on this direction is no longer HTTP.
+                rest = conn.trailing_data[0]
+                self._conn, self._head, self.in_message = None, None, False
+                out("switch", (ev, rest))
+                return
             elif isinstance(ev, h11.InformationalResponse):
                 self._head = None  # a 1xx head was fine; the final head follows in the same message
             else:  # ConnectionClosed or PAUSED: nothing more from this message
@@ -249,6 +305,21 @@ class _Exchange:
     request: _Message | None = None
     response: _Message | None = None
     emitted: bool = False
+    upgrade: bool = False  # the request offered Upgrade: websocket
+
+
+@dataclass(slots=True)
+class _WsLink:
+    """A connection upgraded to WebSocket: one frame reader per direction, and its upgrade request."""
+
+    seq: int
+    host: str | None
+    path: str | None
+    ts_open: int
+    client: WsReader
+    server: WsReader
+    sent: int = 0  # client -> server messages so far
+    received: int = 0  # server -> client messages so far
 
 
 def header_value(headers: Any, name: str) -> str | None:
@@ -272,6 +343,15 @@ def _text(body: bytes) -> str | None:
         return None
 
 
+def _utf8_prefix(body: bytes) -> str | None:
+    """A cut UTF-8 text: decoded without the partial character the cut may have left at its end."""
+    for cut in range(4):
+        text = _text(body[: len(body) - cut])
+        if text is not None:
+            return text
+    return None
+
+
 class _Conn:
     """State of one TLS connection."""
 
@@ -283,12 +363,13 @@ class _Conn:
         self.early_reads: list[tuple[bytes, int]] = []
         self.awaiting: deque[_Exchange] = deque()
         self.seq = 0
-        self.requests = _H1Reader(True, lambda: "GET")
-        self.responses = _H1Reader(False, self._next_method)
+        self.requests = _H1Reader(True, lambda: ("GET", False))
+        self.responses = _H1Reader(False, self._next_request)
         self.req_ex: _Exchange | None = None  # exchange whose request is being read
         self.resp_ex: _Exchange | None = None  # exchange whose response is being read
         self.h2: H2Observer | None = None
         self.h2_streams: dict[int, _Exchange] = {}
+        self.ws: _WsLink | None = None
         self.malformed = 0
         self.skipped = 0
         self.ended_early = False  # the response being read was finished at its stream's end event
@@ -296,11 +377,11 @@ class _Conn:
         self.comm = ""
         self.last_ts = 0
 
-    def _next_method(self) -> str:
+    def _next_request(self) -> tuple[str, bool]:
         for ex in self.awaiting:
             if ex.request is not None:
-                return str(ex.request.head["method"])
-        return "GET"
+                return str(ex.request.head["method"]), ex.upgrade
+        return "GET", False
 
     def new_exchange(self, stream_id: int | None = None) -> _Exchange:
         ex = _Exchange(self.seq, stream_id)
@@ -369,6 +450,10 @@ class HttpStreams:
             return out
         if conn.proto == "h2":
             self._feed_h2(conn, is_write, payload, ts, out)
+        elif conn.proto == "ws":
+            self._feed_ws(conn, is_write, payload, ts, out)
+        elif conn.proto == "upgraded":
+            pass  # switched to a protocol other than websocket: nothing here reads it
         elif is_write:
             self._feed_h1_requests(conn, payload, ts, out)
         else:
@@ -386,6 +471,8 @@ class HttpStreams:
         if conn.proto == "h1":
             conn.requests.close(ts, lambda op, arg: self._h1_request_op(conn, op, arg, ts, out))
             conn.responses.close(ts, lambda op, arg: self._h1_response_op(conn, op, arg, ts, out))
+        if conn.ws is not None:
+            self._end_ws(conn, conn.ws, ts, out)
         pending = list(conn.awaiting) + list(conn.h2_streams.values())
         for ex in (conn.req_ex, conn.resp_ex, *pending):
             if ex is None:
@@ -462,18 +549,26 @@ class HttpStreams:
                 [[n.decode("latin-1"), v.decode("latin-1")] for n, v in arg.headers],
                 conn.requests.message_ts,
             )
+            ex.upgrade = is_websocket_upgrade(header_value(ex.request.headers, "upgrade"))
             conn.awaiting.append(ex)
         elif op == "data" and ex is not None and ex.request is not None:
             ex.request.add(arg, ts)
         elif op in ("end", "abort") and ex is not None:
             self._finish_request(conn, ex, ts, out, error=arg if op == "abort" else None)
             conn.req_ex = None
+            if op == "end" and ex.upgrade:
+                conn.requests.hold()  # frames may follow, if the answer is 101
         else:
             self._error_op(conn, "write", op, arg, ts, out)
 
     def _h1_response_op(self, conn: _Conn, op: str, arg: Any, ts: int, out: list[Event]) -> None:
         ex = conn.resp_ex
-        if op == "head":
+        if op == "switch":
+            self._switch(conn, arg[0], arg[1], ts, out)
+        elif op == "head":
+            held = conn.requests.release()
+            if held:  # an upgrade was refused: the client's next bytes are HTTP after all
+                self._feed_h1_requests(conn, held, ts, out)
             ex = conn.awaiting.popleft() if conn.awaiting else conn.new_exchange()
             conn.resp_ex, conn.ended_early = ex, False
             headers = [[n.decode("latin-1"), v.decode("latin-1")] for n, v in arg.headers]
@@ -569,6 +664,109 @@ class HttpStreams:
         else:
             self._finish_response(conn, ex, ts, out, error)
             conn.h2_streams.pop(ex.stream_id or 0, None)
+
+    # ------------------------------------------------------------------ WebSocket
+
+    def _switch(self, conn: _Conn, head: h11.InformationalResponse, rest: bytes, ts: int,
+                out: list[Event]) -> None:
+        """A 101 arrived: finish the upgrade exchange, then read both directions as frames."""
+        ex = conn.awaiting.popleft() if conn.awaiting else conn.new_exchange()
+        headers = [[n.decode("latin-1"), v.decode("latin-1")] for n, v in head.headers]
+        ex.response = self._response_message(101, head.reason.decode("latin-1"), head.http_version.decode(),
+                                             headers, conn.responses.message_ts)
+        self._emit_head(conn, ex, out)
+        self._finish_response(conn, ex, ts, out, error=None)
+        held = conn.requests.release()
+        if not is_websocket_upgrade(header_value(headers, "upgrade")):
+            conn.proto = "upgraded"
+            return
+        deflate = negotiated_deflate(header_value(headers, "sec-websocket-extensions"))
+        req = ex.request.head if ex.request is not None else {}
+        conn.ws = _WsLink(ex.seq, req.get("host"), req.get("path"), ex.request.ts_start if ex.request else ts,
+                          WsReader(True, deflate, self.max_body), WsReader(False, deflate, self.max_body))
+        conn.proto = "ws"
+        self.stats.ws_connections += 1
+        if rest:
+            self._feed_ws(conn, False, rest, ts, out)
+        if held:
+            self._feed_ws(conn, True, held, ts, out)
+
+    def _feed_ws(self, conn: _Conn, from_client: bool, payload: bytes, ts: int, out: list[Event]) -> None:
+        link = conn.ws
+        assert link is not None
+        reader = link.client if from_client else link.server
+        dropped = reader.dropped
+        self._ws_items(conn, link, from_client, reader.feed(payload, ts), ts, out)
+        self.stats.ws_dropped += reader.dropped - dropped
+
+    def _ws_items(self, conn: _Conn, link: _WsLink, from_client: bool, items: list[WsMessage | WsError],
+                  ts: int, out: list[Event]) -> None:
+        direction = "write" if from_client else "read"
+        for item in items:
+            if isinstance(item, WsError):
+                self._error_op(conn, direction, "skip", item.skipped, ts, out)
+                if item.reason:
+                    self._error_op(conn, direction, "error", f"websocket: {item.reason}", ts, out)
+            elif item.opcode in (OP_PING, OP_PONG):
+                self.stats.ws_control += 1
+            else:
+                self._emit_ws(conn, link, from_client, item, out)
+
+    def _emit_ws(self, conn: _Conn, link: _WsLink, from_client: bool, msg: WsMessage, out: list[Event]) -> None:
+        if from_client:
+            index, link.sent = link.sent, link.sent + 1
+        else:
+            index, link.received = link.received, link.received + 1
+        self.stats.ws_messages += 1
+        self.stats.ws_truncated += msg.truncated
+        self.stats.ws_decode_errors += msg.error is not None
+        payload, text, data, close_code = msg.payload, None, None, None
+        if msg.opcode == OP_CLOSE:
+            close_code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+            text = payload[2:].decode("utf-8", "replace")
+        elif msg.opcode == OP_TEXT and msg.error is None:
+            text = _utf8_prefix(payload) if msg.truncated else _text(payload)
+        if text is None and msg.opcode != OP_CLOSE:
+            data = payload  # binary, or a text message that is not UTF-8 / did not inflate
+        if self.redact:
+            text = redact_text(text) if text is not None else None
+            data = redact_bytes(data) if data is not None else None
+        self._emit(conn, "http.ws", msg.ts_end, out, {
+            "conn": conn.key,
+            "seq": link.seq,
+            "index": index,
+            "dir": "write" if from_client else "read",
+            "opcode": msg.opcode,
+            "text": text,
+            "data": data,
+            "close_code": close_code,
+            "size": msg.size,
+            "wire_size": msg.wire_size,
+            "compressed": msg.compressed,
+            "frames": msg.frames,
+            "truncated": msg.truncated,
+            "decode_error": msg.error,
+            "host": link.host,
+            "path": link.path,
+            "ts_start_ns": msg.ts_start,
+        })
+
+    def _end_ws(self, conn: _Conn, link: _WsLink, ts: int, out: list[Event]) -> None:
+        """The connection is gone: report bytes skipped at the end, messages cut short, the totals."""
+        for from_client, reader in ((True, link.client), (False, link.server)):
+            dropped = reader.dropped
+            self._ws_items(conn, link, from_client, list(reader.close()), ts, out)
+            self.stats.ws_dropped += reader.dropped - dropped
+        self._emit(conn, "http.ws.end", ts, out, {
+            "conn": conn.key,
+            "seq": link.seq,
+            "host": link.host,
+            "path": link.path,
+            "sent": link.sent,
+            "received": link.received,
+            "dropped": link.client.dropped + link.server.dropped,
+            "ts_open_ns": link.ts_open,
+        })
 
     # ------------------------------------------------------------------ messages
 
