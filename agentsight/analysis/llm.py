@@ -7,6 +7,13 @@ Recognised APIs (``api`` field), streaming (SSE) and not:
 - ``anthropic.messages``: ``POST .../v1/messages``
 - ``gemini.generate``: ``POST .../models/{model}:generateContent`` and
   ``:streamGenerateContent`` (``alt=sse`` or the streamed JSON array)
+- ``gemini.code_assist``: Gemini CLI logged in with Google, ``POST .../v1internal:generateContent``
+  and ``:streamGenerateContent?alt=sse`` on Code Assist (``cloudcode-pa.googleapis.com``): the
+  Gemini request wrapped as ``{model, project, request}``, each answer as ``{response, traceId}``
+- ``openai.responses`` over WebSocket (Codex): after a websocket upgrade of a ``.../responses``
+  path, a client ``response.create`` message opens a call and the server's Responses events,
+  one per message, fill it up to ``response.completed``/``failed``/``incomplete`` or ``error``
+  (``transport: "websocket"``; :func:`extract_ws_call`)
 
 Token usage is normalised the way the OpenTelemetry GenAI conventions define it:
 ``input_tokens`` counts *every* input token, cached or not (Anthropic reports
@@ -25,6 +32,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import re
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,11 +41,14 @@ from urllib.parse import parse_qs
 from agentsight.analysis.httpstream import header_value
 from agentsight.analysis.redact import redact_value
 from agentsight.analysis.sse import SseEvent, parse_sse
+from agentsight.analysis.websocket import OP_CLOSE
 from agentsight.event import Event
 
-__all__ = ["LlmCalls", "LlmStats", "extract_call", "detect_api", "provider_for_host", "estimate_cost"]
+__all__ = ["LlmCalls", "LlmStats", "extract_call", "extract_ws_call", "detect_api", "provider_for_host",
+           "estimate_cost"]
 
 _GEMINI_PATH = re.compile(r"/models/([^/:]+):(generateContent|streamGenerateContent)$")
+_CODE_ASSIST_PATH = re.compile(r"/v1internal:(generateContent|streamGenerateContent)$")
 
 # Host suffix -> provider id (the ids genai-prices uses where it knows the provider).
 _HOST_PROVIDERS = [
@@ -45,6 +56,7 @@ _HOST_PROVIDERS = [
     ("api.anthropic.com", "anthropic"),
     ("generativelanguage.googleapis.com", "google"),
     ("aiplatform.googleapis.com", "google"),
+    ("cloudcode-pa.googleapis.com", "google"),
     ("openai.azure.com", "azure"),
     ("services.ai.azure.com", "azure"),
     ("openrouter.ai", "openrouter"),
@@ -61,6 +73,7 @@ _API_DEFAULT_PROVIDER = {
     "openai.responses": "openai",
     "anthropic.messages": "anthropic",
     "gemini.generate": "google",
+    "gemini.code_assist": "google",
 }
 _ERROR_BODY_MAX = 4096
 
@@ -86,6 +99,8 @@ def detect_api(method: str | None, path: str | None) -> str | None:
         return "anthropic.messages"
     if _GEMINI_PATH.search(path):
         return "gemini.generate"
+    if _CODE_ASSIST_PATH.search(path):
+        return "gemini.code_assist"
     return None
 
 
@@ -442,7 +457,10 @@ def _responses_stream(events: list[SseEvent], call: _Call) -> None:
             final = _dict(d.get("response"))
             call.ended = True
         elif kind == "error":
-            call.error = {"type": _str(d.get("code")), "message": _str(d.get("message"))}
+            # SSE carries {code, message}; a WebSocket error event wraps them: {status, error: {type, message}}
+            inner = _dict(d.get("error"))
+            call.error = {"type": _str(d.get("code")) or _str(inner.get("type")) or _str(inner.get("code")),
+                          "message": _str(d.get("message")) or _str(inner.get("message"))}
     # Items never finished (stream cut short) are rebuilt from their deltas.
     for idx, chunks in args.items():
         it = items.setdefault(idx, {"type": "function_call"})
@@ -671,6 +689,38 @@ def _gemini_stream(events: list[SseEvent], call: _Call) -> None:
             _gemini_chunk(chunk, call, ev.ts_ns)
 
 
+# --------------------------------------------------------------------------- Gemini Code Assist
+# The same Gemini payloads in an envelope: the request is {model, project, user_prompt_id, request},
+# each answer (or stream chunk) {response, traceId}; the trace id is what Gemini CLI keeps as the
+# response id. Errors (HTTP or in-stream) come unwrapped, as Google RPC errors.
+
+
+def _code_assist_request(body: dict[str, Any], call: _Call) -> None:
+    _gemini_request(_dict(body.get("request")), call)
+
+
+def _code_assist_unwrap(chunk: Any) -> Any:
+    c = _dict(chunk)
+    inner = c.get("response")
+    if not isinstance(inner, dict):
+        return chunk
+    if not inner.get("responseId") and isinstance(c.get("traceId"), str):
+        inner = {**inner, "responseId": c["traceId"]}
+    return inner
+
+
+def _code_assist_response(body: Any, call: _Call, ts: int | None) -> None:
+    _gemini_response([_code_assist_unwrap(c) for c in body] if isinstance(body, list) else _code_assist_unwrap(body),
+                     call, ts)
+
+
+def _code_assist_stream(events: list[SseEvent], call: _Call) -> None:
+    for ev in events:
+        chunk = _dict(_code_assist_unwrap(_json(ev.data)))
+        if chunk:
+            _gemini_chunk(chunk, call, ev.ts_ns)
+
+
 # --------------------------------------------------------------------------- dispatch
 
 _Parser = Callable[[Any, _Call, int | None], None]
@@ -679,18 +729,21 @@ _REQUEST: dict[str, Callable[[dict[str, Any], _Call], None]] = {
     "openai.responses": _responses_request,
     "anthropic.messages": _anthropic_request,
     "gemini.generate": _gemini_request,
+    "gemini.code_assist": _code_assist_request,
 }
 _RESPONSE: dict[str, _Parser] = {
     "openai.chat": _chat_response,
     "openai.responses": _responses_response,
     "anthropic.messages": _anthropic_response,
     "gemini.generate": _gemini_response,
+    "gemini.code_assist": _code_assist_response,
 }
 _STREAM: dict[str, Callable[[list[SseEvent], _Call], None]] = {
     "openai.chat": _chat_stream,
     "openai.responses": _responses_stream,
     "anthropic.messages": _anthropic_stream,
     "gemini.generate": _gemini_stream,
+    "gemini.code_assist": _code_assist_stream,
 }
 
 
@@ -713,6 +766,31 @@ def _sse_events(resp: dict[str, Any]) -> list[SseEvent]:
     return parse_sse(bytes(resp.get("body") or b""), resp.get("timeline"))
 
 
+def _request_call(api: str, path: str, req_body: Any) -> _Call:
+    """A call as its request describes it: the model asked for, the prompt, the tools."""
+    call = _Call(api)
+    body = _dict(_json(req_body))
+    if api == "gemini.generate":
+        m = _GEMINI_PATH.search(path)
+        call.model_requested = m.group(1) if m else None
+        call.stream = bool(m and m.group(2) == "streamGenerateContent")
+    elif api == "gemini.code_assist":
+        call.model_requested = _str(body.get("model"))
+        call.stream = path.endswith(":streamGenerateContent")
+    else:
+        call.model_requested = _str(body.get("model"))
+        call.stream = body.get("stream") is True
+    if not body:
+        call.notes.append("request body is not JSON" if req_body else "request body missing")
+    else:
+        _REQUEST[api](body, call)
+    return call
+
+
+def _body(msg: dict[str, Any]) -> Any:
+    return msg.get("body_text") if msg.get("body_text") is not None else msg.get("body")
+
+
 def extract_call(exchange: dict[str, Any], *, prices: bool = True) -> dict[str, Any] | None:
     """Build the ``llm.call`` record of one ``http.exchange`` data dict; None if not an LLM call."""
     req = exchange.get("request")
@@ -721,22 +799,9 @@ def extract_call(exchange: dict[str, Any], *, prices: bool = True) -> dict[str, 
     api = detect_api(req.get("method"), req.get("path"))
     if api is None:
         return None
-    call = _Call(api)
-    host = _str(req.get("host")) or _str(exchange.get("host"))
     path = _str(req.get("path")) or ""
     query = parse_qs(_str(req.get("query")) or "")
-    body = _dict(_json(req.get("body_text") if req.get("body_text") is not None else req.get("body")))
-    if api == "gemini.generate":
-        m = _GEMINI_PATH.search(path)
-        call.model_requested = m.group(1) if m else None
-        call.stream = bool(m and m.group(2) == "streamGenerateContent")
-    else:
-        call.model_requested = _str(body.get("model"))
-        call.stream = body.get("stream") is True
-    if not body:
-        call.notes.append("request body is not JSON" if req.get("body") else "request body missing")
-    else:
-        _REQUEST[api](body, call)
+    call = _request_call(api, path, _body(req))
 
     resp = exchange.get("response")
     status: int | None = None
@@ -747,7 +812,7 @@ def extract_call(exchange: dict[str, Any], *, prices: bool = True) -> dict[str, 
             call.stream = True
             _STREAM[api](_sse_events(resp), call)
         else:
-            rbody = _json(resp.get("body_text") if resp.get("body_text") is not None else resp.get("body"))
+            rbody = _json(_body(resp))
             if status is not None and status >= 400:
                 call.error = _error_from(rbody)
             elif rbody is not None:
@@ -768,20 +833,29 @@ def extract_call(exchange: dict[str, Any], *, prices: bool = True) -> dict[str, 
         call.error = {"type": None, "message": None, "body": _str(_dict(resp).get("body_text"))}
     if call.error is not None:
         call.error["status"] = status
+    return _record(call, host=_str(req.get("host")) or _str(exchange.get("host")), path=path,
+                   stream=call.stream or "alt" in query and query["alt"] == ["sse"], status=status,
+                   user_agent=header_value(req.get("headers"), "user-agent"), conn=exchange.get("conn"),
+                   seq=exchange.get("seq"), t_start=_int(exchange.get("ts_request_start_ns")),
+                   t_first=_int(exchange.get("ts_response_first_byte_ns")),
+                   t_end=_int(exchange.get("ts_response_end_ns")), prices=prices)
 
-    provider = provider_for_host(host, api)
-    t_start = _int(exchange.get("ts_request_start_ns"))
-    t_first = _int(exchange.get("ts_response_first_byte_ns"))
-    t_end = _int(exchange.get("ts_response_end_ns"))
+
+def _record(call: _Call, *, host: str | None, path: str, stream: bool, status: int | None,
+            user_agent: str | None, conn: Any, seq: Any, t_start: int | None, t_first: int | None,
+            t_end: int | None, prices: bool, transport: str = "http") -> dict[str, Any]:
+    """The ``llm.call`` record of an assembled call (layout in docs/analyzers.md)."""
+    provider = provider_for_host(host, call.api)
     usage = call.usage or {k: None for k in ("input_tokens", "output_tokens", "cache_read_tokens",
                                              "cache_write_tokens", "reasoning_tokens", "uncached_input_tokens",
                                              "total_tokens")}
     record: dict[str, Any] = {
-        "api": api,
+        "api": call.api,
         "provider": provider,
         "host": host,
         "endpoint": path,
-        "stream": call.stream or "alt" in query and query["alt"] == ["sse"],
+        "transport": transport,
+        "stream": stream,
         "status_code": status,
         "model_requested": call.model_requested,
         "model": call.model or call.model_requested,
@@ -797,9 +871,9 @@ def extract_call(exchange: dict[str, Any], *, prices: bool = True) -> dict[str, 
         "usage": {**usage, "raw": call.usage_raw},
         "cost": None,
         "stream_events": call.events,
-        "user_agent": header_value(req.get("headers"), "user-agent"),
-        "conn": exchange.get("conn"),
-        "seq": exchange.get("seq"),
+        "user_agent": user_agent,
+        "conn": conn,
+        "seq": seq,
         "ts_request_start_ns": t_start,
         "ts_first_byte_ns": t_first,
         "ts_first_token_ns": call.first_token_ts,
@@ -810,6 +884,67 @@ def extract_call(exchange: dict[str, Any], *, prices: bool = True) -> dict[str, 
     }
     if prices:
         record["cost"] = estimate_cost(provider, host, record["model"], usage, t_start)
+    return record
+
+
+# --------------------------------------------------------------------------- Responses over WebSocket
+
+_WS_ENDS = frozenset({"response.completed", "response.failed", "response.incomplete", "error"})
+
+
+def is_ws_call_start(message: dict[str, Any]) -> bool:
+    """True for an ``http.ws`` record that opens a Responses call: a client ``response.create``.
+
+    The Realtime API has a ``response.create`` too; its paths (``/v1/realtime``) are not ``.../responses``.
+    """
+    text = message.get("text")
+    if message.get("dir") != "write" or not isinstance(text, str) or "response.create" not in text:
+        return False
+    path = _str(message.get("path"))
+    if path is not None and detect_api("POST", path) != "openai.responses":
+        return False
+    return _dict(_json(text)).get("type") == "response.create"
+
+
+def ws_event(message: dict[str, Any], ts_ns: int | None) -> SseEvent | None:
+    """A server ``http.ws`` text message as the stream event it is (its ``type`` names it), else None."""
+    text = message.get("text")
+    if message.get("dir") != "read" or not isinstance(text, str):
+        return None
+    return SseEvent(_str(_dict(_json(text)).get("type")) or "message", text, None, None, 0, ts_ns)
+
+
+def extract_ws_call(create: dict[str, Any], events: list[SseEvent], *, user_agent: str | None = None,
+                    ts_first: int | None = None, ts_end: int | None = None, cut: str | None = None,
+                    prices: bool = True) -> dict[str, Any]:
+    """Build the ``llm.call`` of a Responses call made over WebSocket.
+
+    ``create`` is the ``http.ws`` record of the client's ``response.create`` (its body is the
+    request, as a POST /responses body would be); ``events`` the server messages that followed,
+    handled exactly as the SSE events of a streamed Responses call; ``cut`` says why the call
+    ended before its last event (the connection closed...).
+    """
+    api = "openai.responses"
+    call = _request_call(api, _str(create.get("path")) or "", create.get("text"))
+    call.stream = True
+    _STREAM[api](events, call)
+    status: int | None = None
+    last = _dict(_json(events[-1].data)) if events else {}
+    if last.get("type") == "error":
+        status = _int(last.get("status")) or _int(last.get("status_code"))
+        if call.error is not None:
+            call.error["body"] = events[-1].data[:_ERROR_BODY_MAX]
+    if call.error is not None:
+        call.error["status"] = status
+    if cut is not None and not call.ended:
+        call.notes.append(f"response incomplete: {cut}")
+    if not events:
+        call.notes.append("no response captured")
+    record = _record(call, host=_str(create.get("host")), path=_str(create.get("path")) or "", stream=True,
+                     status=status, user_agent=user_agent, conn=create.get("conn"), seq=create.get("seq"),
+                     t_start=_int(create.get("ts_start_ns")), t_first=ts_first, t_end=ts_end, prices=prices,
+                     transport="websocket")
+    record["ws_index"] = create.get("index")
     return record
 
 
@@ -863,34 +998,66 @@ _PRICE_PROVIDERS = frozenset(p for _, p in _HOST_PROVIDERS)
 @dataclass(slots=True)
 class LlmStats:
     exchanges: int = 0
+    ws_messages: int = 0
     calls: int = 0
     errors: int = 0
     unpriced: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {"exchanges": self.exchanges, "calls": self.calls, "errors": self.errors,
-                "unpriced": self.unpriced}
+        return {"exchanges": self.exchanges, "ws_messages": self.ws_messages, "calls": self.calls,
+                "errors": self.errors, "unpriced": self.unpriced}
+
+
+@dataclass(slots=True)
+class _WsCall:
+    """A Responses call open on a WebSocket: its ``response.create`` record and the server events so far."""
+
+    create: dict[str, Any]
+    events: list[SseEvent] = field(default_factory=list)
+    ts_first: int | None = None
 
 
 class LlmCalls:
-    """Stage logic: ``http.exchange`` in, ``llm.call`` out (other events: nothing)."""
+    """Stage logic: ``http.exchange`` and ``http.ws``/``http.ws.end`` in, ``llm.call`` out (other events: nothing).
 
-    def __init__(self, *, source: str = "llm", redact: bool = True, prices: bool = True) -> None:
+    An exchange is one call. On a WebSocket a call spans messages, so the stage keeps the one
+    call open per connection (at most ``max_ws`` connections; the oldest is closed as
+    incomplete beyond that) until its last event, a close frame, the next ``response.create``
+    or the connection's end.
+    """
+
+    def __init__(self, *, source: str = "llm", redact: bool = True, prices: bool = True,
+                 max_ws: int = 4096) -> None:
         self.source = source
         self.redact = redact
         self.prices = prices
+        self.max_ws = max_ws
         self.stats = LlmStats()
+        self._ws_calls: OrderedDict[str, _WsCall] = OrderedDict()
+        self._ws_agents: OrderedDict[str, str | None] = OrderedDict()  # conn -> User-Agent of its upgrade
 
     def feed(self, event: Event) -> list[Event]:
-        if event.topic != "http.exchange":
-            return []
-        self.stats.exchanges += 1
+        d = event.data
+        if event.topic == "http.exchange":
+            self.stats.exchanges += 1
+            self._note_upgrade(d)
+            return self._emit(event, lambda: extract_call(d, prices=self.prices))
+        if event.topic == "http.ws":
+            self.stats.ws_messages += 1
+            return self._ws_message(event)
+        if event.topic == "http.ws.end":
+            conn = str(d.get("conn"))
+            out = self._ws_close(conn, event, "connection closed before the response ended")
+            self._ws_agents.pop(conn, None)
+            return out
+        return []
+
+    def _emit(self, event: Event, build: Callable[[], dict[str, Any] | None]) -> list[Event]:
+        """Build a record; a payload shape this code did not foresee is counted, reported, never fatal."""
         try:
-            record = extract_call(event.data, prices=self.prices)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            # A payload shape this code did not foresee: counted, reported, never fatal.
+            record = build()
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
             self.stats.errors += 1
-            record = None
             return [Event("llm.error", event.ts_ns, self.source, event.pid, event.tid, event.comm,
                           {"conn": event.data.get("conn"), "seq": event.data.get("seq"),
                            "error": f"{type(exc).__name__}: {exc}"})]
@@ -902,3 +1069,44 @@ class LlmCalls:
         if self.redact:
             record = redact_value(record)
         return [Event("llm.call", event.ts_ns, self.source, event.pid, event.tid, event.comm, record)]
+
+    # ------------------------------------------------------------------ WebSocket
+
+    def _note_upgrade(self, exchange: dict[str, Any]) -> None:
+        """Remember the User-Agent of a websocket upgrade: its calls come later, as messages."""
+        resp, req = _dict(exchange.get("response")), _dict(exchange.get("request"))
+        if resp.get("status_code") == 101 and req:
+            conn = str(exchange.get("conn"))
+            self._ws_agents[conn] = header_value(req.get("headers"), "user-agent")
+            self._ws_agents.move_to_end(conn)
+            while len(self._ws_agents) > self.max_ws:
+                self._ws_agents.popitem(last=False)
+
+    def _ws_message(self, event: Event) -> list[Event]:
+        d = event.data
+        conn = str(d.get("conn"))
+        if d.get("opcode") == OP_CLOSE:
+            return self._ws_close(conn, event, f"websocket closed (code {d.get('close_code')})")
+        if is_ws_call_start(d):
+            out = self._ws_close(conn, event, "the next response.create came first")
+            self._ws_calls[conn] = _WsCall(d)
+            if len(self._ws_calls) > self.max_ws:
+                out += self._ws_close(next(iter(self._ws_calls)), event, "too many open websocket calls")
+            return out
+        call = self._ws_calls.get(conn)
+        ev = ws_event(d, event.ts_ns) if call is not None else None
+        if call is None or ev is None:
+            return []
+        call.events.append(ev)
+        if call.ts_first is None:
+            call.ts_first = _int(d.get("ts_start_ns")) or event.ts_ns
+        return self._ws_close(conn, event, None) if ev.event in _WS_ENDS else []
+
+    def _ws_close(self, conn: str, event: Event, cut: str | None) -> list[Event]:
+        """Emit the call open on ``conn`` (if any); ``cut`` says why it ended early."""
+        call = self._ws_calls.pop(conn, None)
+        if call is None:
+            return []
+        return self._emit(event, lambda: extract_ws_call(
+            call.create, call.events, user_agent=self._ws_agents.get(conn), ts_first=call.ts_first,
+            ts_end=event.ts_ns, cut=cut, prices=self.prices))

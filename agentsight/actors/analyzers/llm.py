@@ -1,9 +1,10 @@
 """Stage ``llm``: one ``llm.call`` per LLM API exchange, with tokens and cost.
 
 Wraps :class:`agentsight.analysis.llm.LlmCalls` (OpenAI Chat Completions and
-Responses, Anthropic Messages, Gemini; record in docs/analyzers.md). Every input
-event passes through (``http.exchange`` too unless ``keep_exchanges`` is off); an
-exchange it recognises is followed by its ``llm.call``.
+Responses, the latter over WebSocket too, Anthropic Messages, Gemini and Gemini Code
+Assist; record in docs/analyzers.md). Every input event passes through
+(``http.exchange`` too unless ``keep_exchanges`` is off); an exchange it recognises,
+or the ``http.ws`` message that ends a WebSocket call, is followed by its ``llm.call``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class Llm(Analyzer):
         self.calls.prices = self.options["prices"]
 
     def process(self, event: Event) -> Iterable[Event]:
+        if event.topic in ("http.ws", "http.ws.end"):
+            return [event, *self.calls.feed(event)]
         if event.topic != "http.exchange":
             return (event,)
         out = self.calls.feed(event)
