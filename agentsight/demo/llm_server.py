@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import hashlib
 import json
@@ -46,19 +47,20 @@ import socket
 import ssl
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 __all__ = ["Settings", "BadRequest", "Conversation", "Answer", "count_tokens", "make_app", "make_tls", "main"]
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _BACKTICKS = re.compile(r"`([^`]+)`")
 _WORD = re.compile(r"\S+\s*")
-_SHELL_TOOLS = ("run_command", "bash", "shell", "exec", "run")
+# Tools the scripted model prefers (case-insensitive): the demo agent's, Claude Code's, Codex's, Gemini CLI's.
+_SHELL_TOOLS = ("run_command", "bash", "shell", "exec", "run", "exec_command", "run_shell_command")
 # Requested model -> the dated snapshot the response names, as the real APIs answer.
 MODEL_SNAPSHOTS = {
     "gpt-4o": "gpt-4o-2024-08-06",
@@ -113,6 +115,8 @@ class Conversation:
     last_text: str = ""
     tools_allowed: bool = True
     cache_marked: bool = False
+    json_schema: dict[str, Any] | None = None  # structured output asked for (Gemini responseMimeType JSON)
+    custom_tools: dict[str, str] = field(default_factory=dict)  # Responses free-form tools: name -> description
 
 
 def _obj(value: Any, what: str) -> dict[str, Any]:
@@ -186,20 +190,38 @@ def read_chat(body: dict[str, Any]) -> Conversation:
     return conv
 
 
+def _responses_tools(conv: Conversation, tools: list[Any]) -> None:
+    """Function and custom tools of a Responses request, namespaces flattened (Codex's ``additional_tools``)."""
+    for t in tools:
+        t = _obj(t, "each tool")
+        if t.get("type") == "function":
+            conv.tools.append((str(t.get("name")), _obj(t.get("parameters") or {}, "'parameters'")))
+        elif t.get("type") == "custom":
+            conv.tools.append((str(t.get("name")), {}))
+            conv.custom_tools[str(t.get("name"))] = str(t.get("description") or "")
+        elif t.get("type") == "namespace":
+            _responses_tools(conv, t.get("tools") or [])
+
+
 def read_responses(body: dict[str, Any]) -> Conversation:
-    """OpenAI Responses request."""
+    """OpenAI Responses request (``"generate": false``, a WebSocket warm-up, may have no input)."""
     conv = Conversation()
     inp = body.get("input")
     items = [{"type": "message", "role": "user", "content": inp}] if isinstance(inp, str) else inp
-    if not isinstance(items, list) or not items:
+    if not isinstance(items, list) or not (items or body.get("generate") is False):
         raise BadRequest("'input' must be a string or a non-empty array")
     instructions = body.get("instructions")
     system = [instructions] if isinstance(instructions, str) else []
+    extra_tools: list[Any] = []
     for raw in items:
         it = _obj(raw, "each input item")
         kind = it.get("type", "message")
         conv.messages += 1
-        conv.last_is_tool_result = kind == "function_call_output"
+        if kind in ("reasoning", "additional_tools"):
+            if kind == "additional_tools":  # tools sent as an input item (Codex's "responses lite")
+                extra_tools += it.get("tools") or []
+            continue
+        conv.last_is_tool_result = kind in ("function_call_output", "custom_tool_call_output")
         if kind == "message":
             text = _text_of(it.get("content"), "'content'")
             if it.get("role") in ("system", "developer"):
@@ -210,42 +232,43 @@ def read_responses(body: dict[str, Any]) -> Conversation:
                 conv.has_history = True
             else:
                 conv.last_text = text
-        elif kind == "function_call":
+        elif kind in ("function_call", "custom_tool_call"):
             conv.has_history = True
-            conv.texts += [str(it.get("name", "")), str(it.get("arguments", ""))]
-        elif kind == "function_call_output":
+            conv.texts += [str(it.get("name", "")), str(it.get("arguments", it.get("input", "")))]
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             out = it.get("output")
             conv.last_text = out if isinstance(out, str) else _text_of(out, "'output'")
             conv.texts.append(conv.last_text)
         else:
             raise BadRequest(f"input item type {kind!r} is not supported by this server")
     conv.system = "\n\n".join(system)
-    tools = body.get("tools") or []
-    for t in tools:
-        t = _obj(t, "each tool")
-        if t.get("type") == "function":
-            conv.tools.append((str(t.get("name")), _obj(t.get("parameters") or {}, "'parameters'")))
+    tools = (body.get("tools") or []) + extra_tools
+    _responses_tools(conv, tools)
     conv.tools_json = json.dumps(tools, sort_keys=True) if tools else ""
     conv.tools_allowed = body.get("tool_choice") != "none"
     return conv
 
 
-def read_messages(body: dict[str, Any]) -> Conversation:
-    """Anthropic Messages request."""
+def read_messages(body: dict[str, Any], *, counting: bool = False) -> Conversation:
+    """Anthropic Messages request (``counting``: a count_tokens request, which has no max_tokens)."""
     conv = Conversation()
-    if not isinstance(body.get("max_tokens"), int):
+    if not counting and not isinstance(body.get("max_tokens"), int):
         raise BadRequest("max_tokens: Field required")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("messages: at least one message is required")
-    conv.system = _text_of(body.get("system"), "system")
+    system = [_text_of(body.get("system"), "system")]
     for raw in messages:
         m = _obj(raw, "each message")
         role = m.get("role")
-        if role not in ("user", "assistant"):
-            raise BadRequest(f"messages: role must be 'user' or 'assistant', got {role!r}")
+        if role not in ("user", "assistant", "system") or (role == "system" and not conv.messages):
+            raise BadRequest(f"messages.{conv.messages}.role: must be 'user' or 'assistant' (a 'system' message "
+                             f"may only follow others), got {role!r}")
         conv.messages += 1
         content = m.get("content")
+        if role == "system":  # Claude Code sends its environment as a system message after the first user turn
+            system.append(_text_of(content, "messages: content"))
+            continue
         blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
         if not isinstance(blocks, list):
             raise BadRequest("messages: content must be a string or an array of blocks")
@@ -266,6 +289,7 @@ def read_messages(body: dict[str, Any]) -> Conversation:
         else:
             conv.last_is_tool_result = bool(results)
             conv.last_text = "\n".join(results) if results else "\n".join(texts)
+    conv.system = "\n\n".join(t for t in system if t)
     tools = body.get("tools") or []
     for t in tools:
         t = _obj(t, "each tool")
@@ -276,6 +300,72 @@ def read_messages(body: dict[str, Any]) -> Conversation:
     return conv
 
 
+def _function_response_text(response: Any) -> str:
+    """What a Gemini functionResponse says: its ``output`` string (Gemini CLI's shape), else its JSON."""
+    if isinstance(response, dict) and isinstance(response.get("output"), str):
+        return str(response["output"])
+    return json.dumps(response, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+
+
+def read_gemini(body: dict[str, Any]) -> Conversation:
+    """Gemini API ``GenerateContentRequest`` (also the ``request`` inside a Code Assist request)."""
+    conv = Conversation()
+    contents = body.get("contents")
+    if not isinstance(contents, list) or not contents:
+        raise BadRequest("* GenerateContentRequest.contents: contents is not specified")
+    system = body.get("systemInstruction") or body.get("system_instruction")
+    if system is not None:
+        conv.system = _text_of(_obj(system, "systemInstruction").get("parts"), "systemInstruction.parts")
+    for raw in contents:
+        c = _obj(raw, "each content")
+        role = c.get("role") or "user"
+        if role not in ("user", "model", "function"):
+            raise BadRequest(f"* GenerateContentRequest.contents: role must be 'user' or 'model', got {role!r}")
+        parts = c.get("parts")
+        if not isinstance(parts, list) or not parts:
+            raise BadRequest("* GenerateContentRequest.contents.parts: contents.parts must not be empty.")
+        conv.messages += 1
+        texts, results = [], []
+        for part in parts:
+            p = _obj(part, "each part")
+            if isinstance(p.get("text"), str) and not p.get("thought"):
+                texts.append(p["text"])
+            elif "functionCall" in p:
+                fc = _obj(p["functionCall"], "functionCall")
+                conv.texts += [str(fc.get("name", "")), json.dumps(fc.get("args") or {}, separators=(",", ":"),
+                                                                   ensure_ascii=False)]
+            elif "functionResponse" in p:
+                results.append(_function_response_text(_obj(p["functionResponse"], "functionResponse").get("response")))
+        conv.texts += texts + results
+        if role == "model":
+            conv.has_history = True
+            conv.last_is_tool_result = False
+        else:
+            conv.last_is_tool_result = bool(results)
+            conv.last_text = "\n".join(results) if results else "\n".join(texts)
+    tools = body.get("tools") or []
+    for t in tools:
+        t = _obj(t, "each tool")
+        for raw in t.get("functionDeclarations") or t.get("function_declarations") or []:
+            fd = _obj(raw, "each function declaration")
+            schema = fd.get("parametersJsonSchema") or fd.get("parameters") or {}
+            conv.tools.append((str(fd.get("name")), _obj(schema, "parameters")))
+    conv.tools_json = json.dumps(tools, sort_keys=True) if tools else ""
+    calling = _obj(_obj(body.get("toolConfig") or {}, "toolConfig").get("functionCallingConfig") or {},
+                   "functionCallingConfig")
+    conv.tools_allowed = str(calling.get("mode", "AUTO")).upper() != "NONE"
+    config = _obj(body.get("generationConfig") or {}, "generationConfig")
+    if config.get("responseMimeType") == "application/json":
+        schema = config.get("responseJsonSchema") or config.get("responseSchema") or {}
+        conv.json_schema = _obj(schema, "responseSchema")
+    return conv
+
+
+def read_code_assist(body: dict[str, Any]) -> Conversation:
+    """Gemini Code Assist request: ``{"model", "project", "request": GenerateContentRequest}``."""
+    return read_gemini(_obj(body.get("request"), "'request'"))
+
+
 # --------------------------------------------------------------------------- the answer, planned
 
 
@@ -283,10 +373,12 @@ def read_messages(body: dict[str, Any]) -> Conversation:
 class ToolCall:
     id: str
     name: str
-    arguments: str  # compact JSON text
+    arguments: str  # compact JSON text; a custom (free-form) tool's raw input
+    custom: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "arguments": self.arguments, "input": json.loads(self.arguments)}
+        return {"id": self.id, "name": self.name, "arguments": self.arguments,
+                "input": self.arguments if self.custom else json.loads(self.arguments)}
 
 
 @dataclass
@@ -312,15 +404,18 @@ def _filler(seed: str, words: int) -> str:
 
 
 def _arguments(schema: dict[str, Any], last_text: str) -> dict[str, Any]:
-    """Arguments for a tool, from its JSON schema: the backticked command for the first string."""
-    found = _BACKTICKS.search(last_text)
-    command = found.group(1) if found else "ls"
+    """Arguments for a tool, from its JSON schema: the (last) backticked command for the first string.
+
+    The last, because CLIs put their own reminders (which quote commands too) before the user's prompt.
+    """
+    found = _BACKTICKS.findall(last_text)
+    command = found[-1] if found else "ls"
     props = schema.get("properties") or {}
     required = schema.get("required") or list(props)
     args: dict[str, Any] = {}
     first_string = True
     for name in required:
-        kind = (props.get(name) or {}).get("type", "string")
+        kind = str((props.get(name) or {}).get("type", "string")).lower()  # Gemini schemas say "STRING"
         if kind == "string":
             args[name] = command if first_string else last_text[:80]
             first_string = False
@@ -329,17 +424,59 @@ def _arguments(schema: dict[str, Any], last_text: str) -> dict[str, Any]:
     return args
 
 
+def _custom_input(description: str, last_text: str) -> str:
+    """A free-form tool's input: the backticked command, or, for Codex's code-mode ``exec`` (JavaScript that
+    calls the other tools), a script that runs it with ``tools.exec_command``."""
+    found = _BACKTICKS.findall(last_text)
+    command = found[-1] if found else "ls"
+    if "tools.exec_command" in description:
+        return f"const r = await tools.exec_command({{cmd: {json.dumps(command)}}});\ntext(r.output);\n"
+    return command
+
+
+def json_instance(schema: dict[str, Any], text: str) -> Any:
+    """The scripted model's structured answer: a value of ``schema`` (first enum value, 1, a quote of ``text``)."""
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]
+    kind = schema.get("type", "object" if "properties" in schema else "string")
+    if isinstance(kind, list):  # ["string", "null"]
+        kind = next((k for k in kind if k != "null"), "string")
+    kind = str(kind).lower()  # Gemini schemas say "OBJECT"
+    if kind == "object":
+        props = schema.get("properties") or {}
+        names = schema.get("required") or list(props)
+        return {n: json_instance(props.get(n) or {}, text) for n in names}
+    if kind == "array":
+        return [json_instance(schema.get("items") or {}, text)]
+    if kind in ("integer", "number"):
+        return max(1, schema.get("minimum") or 1)
+    if kind == "boolean":
+        return False
+    return " ".join(text.split())[:80]
+
+
+def input_tokens(conv: Conversation) -> tuple[int, int]:
+    """(every input token, the cacheable prefix: system prompt + tools) of a prompt."""
+    prefix = count_tokens(conv.system) + count_tokens(conv.tools_json)
+    return prefix + sum(count_tokens(t) for t in conv.texts) + 3 * conv.messages + 3, prefix
+
+
 def plan(conv: Conversation, settings: Settings, seed: str, api: str) -> Answer:
     """What the scripted model answers to ``conv`` (``seed`` makes ids and filler vary)."""
     calls: list[ToolCall] = []
     if conv.tools and conv.tools_allowed and not conv.last_is_tool_result:
-        name, schema = next((t for t in conv.tools if t[0] in _SHELL_TOOLS), conv.tools[0])
+        name, schema = next((t for t in conv.tools if t[0].lower() in _SHELL_TOOLS), conv.tools[0])
         args = _arguments(schema, conv.last_text)
         digest = hashlib.sha256(f"call:{seed}".encode()).hexdigest()
         call_id = f"toolu_01{digest[:22]}" if api == "anthropic.messages" else f"call_{digest[:24]}"
-        calls.append(ToolCall(call_id, name, json.dumps(args, separators=(",", ":"), ensure_ascii=False)))
+        if name in conv.custom_tools:
+            calls.append(ToolCall(call_id, name, _custom_input(conv.custom_tools[name], conv.last_text), custom=True))
+        else:
+            calls.append(ToolCall(call_id, name, json.dumps(args, separators=(",", ":"), ensure_ascii=False)))
         # Claude says what it is about to do; OpenAI models usually answer with the call alone.
         text = f"I will run `{args.get('command', name)}` with {name}." if api == "anthropic.messages" else ""
+    elif conv.json_schema is not None:
+        text = json.dumps(json_instance(conv.json_schema, conv.last_text), ensure_ascii=False)
     elif conv.last_is_tool_result:
         lines = conv.last_text.strip().splitlines()
         first = lines[0][:120] if lines else "(no output)"
@@ -347,10 +484,9 @@ def plan(conv: Conversation, settings: Settings, seed: str, api: str) -> Answer:
     else:
         quoted = " ".join(conv.last_text.split())[:160]
         text = f"You said: {quoted} " + _filler(seed, settings.reply_words)
-    prefix = count_tokens(conv.system) + count_tokens(conv.tools_json)
-    input_tokens = prefix + sum(count_tokens(t) for t in conv.texts) + 3 * conv.messages + 3
+    total, prefix = input_tokens(conv)
     output_tokens = count_tokens(text) + sum(count_tokens(c.name) + count_tokens(c.arguments) for c in calls)
-    return Answer(text, calls, input_tokens, prefix, output_tokens)
+    return Answer(text, calls, total, prefix, output_tokens)
 
 
 def pieces(text: str, words: int) -> list[str]:
@@ -379,6 +515,11 @@ def _sse(data: dict[str, Any], event: str | None = None) -> bytes:
     return f"{head}data: {json.dumps(data, separators=(',', ':'), ensure_ascii=False)}\n\n".encode()
 
 
+def _gemini_sse(data: dict[str, Any]) -> bytes:
+    """Google's SSE: data lines only, CRLF line ends (``alt=sse``)."""
+    return f"data: {json.dumps(data, separators=(',', ':'), ensure_ascii=False)}\r\n\r\n".encode()
+
+
 @dataclass
 class Exchange:
     """One request being answered: what the renderers need, and the log record."""
@@ -400,6 +541,8 @@ class Exchange:
             return "tool_use" if self.answer.tool_calls else "end_turn"
         if self.api == "openai.chat":
             return "tool_calls" if self.answer.tool_calls else "stop"
+        if self.api in ("gemini.generate", "gemini.code_assist"):
+            return "STOP"  # a function call ends with STOP too
         return "completed"
 
     # -- OpenAI Chat Completions
@@ -471,8 +614,12 @@ class Exchange:
                           "role": "assistant",
                           "content": [{"type": "output_text", "text": a.text, "annotations": [], "logprobs": []}]})
         for c in a.tool_calls:
-            items.append({"id": "fc_" + c.id[5:], "type": "function_call", "status": "completed",
-                          "call_id": c.id, "name": c.name, "arguments": c.arguments})
+            if c.custom:
+                items.append({"id": "ctc_" + c.id[5:], "type": "custom_tool_call", "status": "completed",
+                              "call_id": c.id, "name": c.name, "input": c.arguments})
+            else:
+                items.append({"id": "fc_" + c.id[5:], "type": "function_call", "status": "completed",
+                              "call_id": c.id, "name": c.name, "arguments": c.arguments})
         return items
 
     def responses_body(self, done: bool = True) -> dict[str, Any]:
@@ -482,17 +629,18 @@ class Exchange:
                 "incomplete_details": None, "instructions": b.get("instructions"),
                 "max_output_tokens": b.get("max_output_tokens"), "model": self.model,
                 "output": self._response_items() if done else [], "parallel_tool_calls": True,
-                "previous_response_id": None, "reasoning": {"effort": None, "summary": None},
+                "previous_response_id": b.get("previous_response_id"), "reasoning": {"effort": None, "summary": None},
                 "store": False, "temperature": 1.0, "text": {"format": {"type": "text"}, "verbosity": "medium"},
                 "tool_choice": b.get("tool_choice", "auto"), "tools": b.get("tools") or [], "top_p": 1.0,
                 "truncation": "disabled", "usage": self.responses_usage() if done else None, "user": None,
                 "metadata": {}}
 
-    def responses_frames(self) -> list[Frame]:
+    def responses_events(self) -> list[tuple[bool, dict[str, Any]]]:
+        """The streamed events, (is_content, event): SSE frames over HTTP, text messages over WebSocket."""
         seq = iter(range(1 << 30))
 
-        def ev(kind: str, content: bool = False, **data: Any) -> Frame:
-            return (content, _sse({"type": kind, "sequence_number": next(seq), **data}, kind))
+        def ev(kind: str, content: bool = False, **data: Any) -> tuple[bool, dict[str, Any]]:
+            return (content, {"type": kind, "sequence_number": next(seq), **data})
 
         frames = [ev("response.created", response=self.responses_body(False)),
                   ev("response.in_progress", response=self.responses_body(False))]
@@ -510,6 +658,13 @@ class Exchange:
                                  content_index=0, text=self.answer.text, logprobs=[]))
                 frames.append(ev("response.content_part.done", item_id=item["id"], output_index=index,
                                  content_index=0, part=item["content"][0]))
+            elif item["type"] == "custom_tool_call":
+                frames.append(ev("response.output_item.added", output_index=index,
+                                 item={**item, "status": "in_progress", "input": ""}))
+                frames += [ev("response.custom_tool_call_input.delta", True, item_id=item["id"],
+                              output_index=index, delta=p) for p in arg_pieces(item["input"])]
+                frames.append(ev("response.custom_tool_call_input.done", item_id=item["id"], output_index=index,
+                                 input=item["input"]))
             else:
                 frames.append(ev("response.output_item.added", output_index=index,
                                  item={**item, "status": "in_progress", "arguments": ""}))
@@ -520,6 +675,9 @@ class Exchange:
             frames.append(ev("response.output_item.done", output_index=index, item=item))
         frames.append(ev("response.completed", response=self.responses_body()))
         return frames
+
+    def responses_frames(self) -> list[Frame]:
+        return [(content, _sse(event, event["type"])) for content, event in self.responses_events()]
 
     # -- Anthropic Messages
 
@@ -572,15 +730,64 @@ class Exchange:
         frames.append((False, _sse({"type": "message_stop"}, "message_stop")))
         return frames
 
+    # -- Gemini API (and Code Assist, which wraps each answer in {"response": ...})
+
+    def gemini_usage(self, final: bool = True) -> dict[str, Any]:
+        """``usageMetadata``; zero counts are left out, as Google's JSON does. Cached is part of the prompt."""
+        a = self.answer
+        u: dict[str, Any] = {"promptTokenCount": a.input_tokens}
+        if final:
+            u["candidatesTokenCount"] = a.output_tokens
+        u["totalTokenCount"] = a.input_tokens + (a.output_tokens if final else 0)
+        cached = self._openai_cached()
+        if cached:
+            u["cachedContentTokenCount"] = cached
+        u["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": a.input_tokens}]
+        if cached:
+            u["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": cached}]
+        return u
+
+    def _gemini_chunk(self, parts: list[dict[str, Any]], final: bool) -> dict[str, Any]:
+        candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}}
+        if final:
+            candidate["finishReason"] = self.stop_reason()
+        candidate["index"] = 0
+        chunk = {"candidates": [candidate], "usageMetadata": self.gemini_usage(final), "modelVersion": self.model,
+                 "responseId": self.response_id}
+        if self.api == "gemini.code_assist":
+            return {"response": chunk, "traceId": self.response_id[:16]}
+        return chunk
+
+    def _gemini_calls(self) -> list[dict[str, Any]]:
+        return [{"functionCall": {"id": c.id, "name": c.name, "args": json.loads(c.arguments)}}
+                for c in self.answer.tool_calls]
+
+    def gemini_body(self) -> dict[str, Any]:
+        parts = ([{"text": self.answer.text}] if self.answer.text else []) + self._gemini_calls()
+        return self._gemini_chunk(parts, final=True)
+
+    def gemini_frames(self) -> list[Frame]:
+        """Text in pieces, then the function calls whole (Gemini does not stream arguments); the last chunk
+        has finishReason and the final usage."""
+        texts = [[{"text": p}] for p in pieces(self.answer.text, self.settings.chunk_words)] if self.answer.text else []
+        calls = self._gemini_calls()
+        chunks = texts[:-1] if texts and not calls else texts
+        last = calls or (texts[-1] if texts else [{"text": ""}])
+        frames = [(True, _gemini_sse(self._gemini_chunk(parts, final=False))) for parts in chunks]
+        frames.append((True, _gemini_sse(self._gemini_chunk(last, final=True))))
+        return frames
+
     # -- dispatch
 
     def body_json(self) -> dict[str, Any]:
         return {"openai.chat": self.chat_body, "openai.responses": self.responses_body,
-                "anthropic.messages": self.messages_body}[self.api]()
+                "anthropic.messages": self.messages_body, "gemini.generate": self.gemini_body,
+                "gemini.code_assist": self.gemini_body}[self.api]()
 
     def frames(self) -> list[Frame]:
         return {"openai.chat": self.chat_frames, "openai.responses": self.responses_frames,
-                "anthropic.messages": self.messages_frames}[self.api]()
+                "anthropic.messages": self.messages_frames, "gemini.generate": self.gemini_frames,
+                "gemini.code_assist": self.gemini_frames}[self.api]()
 
     def usage(self) -> dict[str, Any] | None:
         """The usage the client is told (the final numbers), in the provider's shape."""
@@ -589,17 +796,84 @@ class Exchange:
             return self.chat_usage() if not stream or self.include_usage else None
         if self.api == "openai.responses":
             return self.responses_usage()
+        if self.api in ("gemini.generate", "gemini.code_assist"):
+            return self.gemini_usage()
         return self.messages_usage()
 
 
 # --------------------------------------------------------------------------- HTTP
 
-_ROUTES = {
-    "/v1/chat/completions": ("openai.chat", read_chat),
-    "/v1/responses": ("openai.responses", read_responses),
-    "/v1/messages": ("anthropic.messages", read_messages),
+# The log's api names: one per wire format. The generation APIs answer with the scripted model;
+# the others (token counts, model lists) answer from the same request reading.
+GENERATE_APIS = ("openai.chat", "openai.responses", "anthropic.messages", "gemini.generate", "gemini.code_assist")
+_READERS: dict[str, Callable[[dict[str, Any]], Conversation]] = {
+    "openai.chat": read_chat,
+    "openai.responses": read_responses,
+    "anthropic.messages": read_messages,
+    "anthropic.count_tokens": lambda body: read_messages(body, counting=True),
+    "gemini.generate": read_gemini,
+    "gemini.count_tokens": lambda body: read_gemini(_obj(body.get("generateContentRequest") or body, "the request")),
+    "gemini.code_assist": read_code_assist,
+    "gemini.code_assist.count_tokens": read_code_assist,
 }
-_ID_PREFIX = {"openai.chat": "chatcmpl-", "openai.responses": "resp_", "anthropic.messages": "msg_01"}
+_ID_PREFIX = {"openai.chat": "chatcmpl-", "openai.responses": "resp_", "anthropic.messages": "msg_01",
+              "gemini.generate": "", "gemini.code_assist": ""}
+_GEMINI_PATH = re.compile(r"^/(?:v1|v1beta|v1alpha)/models/([^/:]+):(generateContent|streamGenerateContent|countTokens)$")
+_CODE_ASSIST_PATH = re.compile(r"^/v1internal:(\w+)$")
+# The rest of the Code Assist service Gemini CLI calls before and around generating (account tier and
+# project, experiments, quota, admin settings, metrics), answered as for a set-up standard-tier user.
+_CODE_ASSIST_SERVICE = ("loadCodeAssist", "onboardUser", "listExperiments", "retrieveUserQuota",
+                        "fetchAdminControls", "getCodeAssistGlobalUserSetting", "setCodeAssistGlobalUserSetting",
+                        "recordCodeAssistMetrics")
+_GEMINI_MODELS = ("gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite")
+
+
+@dataclass(frozen=True)
+class Route:
+    """What a request is: the log's api, and for Gemini the model and streaming, which the URL carries."""
+
+    api: str
+    model: str | None = None  # from the path (Gemini API)
+    stream: bool | None = None  # from the path (Gemini, Code Assist); else the body's "stream"
+    websocket: bool = False  # Responses over WebSocket (Codex's default with OpenAI)
+
+
+def route(method: str, path: str, headers: Any) -> Route | None:
+    """The route of a request, or None (a 404)."""
+    if method == "GET":
+        if (m := _CODE_ASSIST_PATH.match(path)) and m.group(1) in _CODE_ASSIST_SERVICE:
+            return Route("gemini.code_assist." + m.group(1))
+        if path == "/v1/responses" and headers.get("Upgrade", "").lower() == "websocket":
+            return Route("openai.responses", stream=True, websocket=True)
+        if path == "/v1/models":
+            return Route("anthropic.models" if "anthropic-version" in headers else "openai.models")
+        if path in ("/v1beta/models", "/v1/models"):
+            return Route("gemini.models")
+        return None
+    if method != "POST":
+        return None
+    fixed = {"/v1/chat/completions": "openai.chat", "/v1/responses": "openai.responses",
+             "/v1/messages": "anthropic.messages", "/v1/messages/count_tokens": "anthropic.count_tokens"}
+    if path in fixed:
+        return Route(fixed[path])
+    if m := _GEMINI_PATH.match(path):
+        if m.group(2) == "countTokens":
+            return Route("gemini.count_tokens", model=m.group(1), stream=False)
+        return Route("gemini.generate", model=m.group(1), stream=m.group(2) == "streamGenerateContent")
+    if m := _CODE_ASSIST_PATH.match(path):
+        if m.group(1) == "countTokens":
+            return Route("gemini.code_assist.count_tokens", stream=False)
+        if m.group(1) in _CODE_ASSIST_SERVICE:
+            return Route("gemini.code_assist." + m.group(1))
+        return Route("gemini.code_assist", stream=m.group(1) == "streamGenerateContent")
+    return None
+
+
+def _family(api: str | None, path: str) -> str:
+    """Whose error format and headers: openai, anthropic or gemini (a 404 goes by its path)."""
+    if api is None:
+        return "gemini" if path.startswith(("/v1beta", "/v1internal")) else "openai"
+    return api.split(".")[0]
 
 
 class ExchangeLog:
@@ -621,84 +895,187 @@ class ExchangeLog:
             self._file.close()
 
 
-def _error_body(api: str, status: int, message: str, request_id: str) -> dict[str, Any]:
-    if api == "anthropic.messages":
+_GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND"}
+
+
+def _error_body(family: str, status: int, message: str, request_id: str) -> dict[str, Any]:
+    if family == "anthropic":
         kind = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error"}.get(
             status, "api_error")
         return {"type": "error", "error": {"type": kind, "message": message}, "request_id": request_id}
+    if family == "gemini":
+        return {"error": {"code": status, "message": message, "status": _GOOGLE_STATUS.get(status, "INTERNAL")}}
     code = {401: "invalid_api_key", 404: "unknown_url"}.get(status)
     kind = "invalid_request_error" if status < 500 else "server_error"
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 
-def _headers(api: str, request_id: str) -> dict[str, str]:
-    if api == "anthropic.messages":
+def _headers(family: str, request_id: str) -> dict[str, str]:
+    if family == "anthropic":
         return {"request-id": request_id, "anthropic-organization-id": "demo-org"}
+    if family == "gemini":
+        return {"x-goog-request-id": request_id, "server-timing": "gfet4t7; dur=1"}
     return {"x-request-id": request_id, "openai-organization": "demo-org", "openai-processing-ms": "1",
             "openai-version": "2020-10-01"}
 
 
-def _authorised(api: str, request: web.Request) -> bool:
+def _unauthorised(api: str, request: web.Request) -> tuple[int, str] | None:
+    """(status, message) when the request carries no credential the API takes, else None."""
     auth = request.headers.get("Authorization", "")
-    if api == "anthropic.messages":
-        return bool(request.headers.get("x-api-key")) or auth.startswith("Bearer ")
-    return auth.startswith("Bearer ") and len(auth) > 7
+    bearer = auth.startswith("Bearer ") and len(auth) > 7
+    if api.startswith("anthropic."):
+        ok = bool(request.headers.get("x-api-key")) or bearer
+        return None if ok else (401, "Missing API key: send it in the x-api-key (or Authorization) header.")
+    if api.startswith("gemini.code_assist"):
+        return None if bearer else (401, "Request is missing required authentication credential. Expected OAuth 2 "
+                                         "access token.")
+    if api.startswith("gemini."):
+        ok = bool(request.headers.get("x-goog-api-key") or request.query.get("key")) or bearer
+        return None if ok else (403, "Method doesn't allow unregistered callers (callers without established "
+                                     "identity). Please use API Key or other form of API consumer identity.")
+    return None if bearer else (401, "Missing API key: send it in the Authorization header.")
+
+
+def _models_body(api: str) -> dict[str, Any]:
+    """The model list of an API, in its format."""
+    if api == "gemini.models":
+        return {"models": [{"name": f"models/{m}", "version": "001", "displayName": m, "inputTokenLimit": 1048576,
+                            "outputTokenLimit": 65536,
+                            "supportedGenerationMethods": ["generateContent", "countTokens"]}
+                           for m in _GEMINI_MODELS]}
+    if api == "anthropic.models":
+        ids = [m for m in MODEL_SNAPSHOTS.values() if m.startswith("claude")]
+        return {"data": [{"type": "model", "id": m, "display_name": m, "created_at": "2025-01-01T00:00:00Z"}
+                         for m in ids], "has_more": False, "first_id": ids[0], "last_id": ids[-1]}
+    return {"object": "list", "data": [{"id": m, "object": "model", "created": 1700000000, "owned_by": "system"}
+                                       for m in MODEL_SNAPSHOTS if not m.startswith("claude")]}
+
+
+def _code_assist_body(method: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The answer of a Code Assist service method (not generation): a set-up standard-tier user."""
+    project = body.get("cloudaicompanionProject") or body.get("project") or "agentsight-demo"
+    tier = {"id": "standard-tier", "name": "Gemini Code Assist", "description": "agentsight demo tier",
+            "userDefinedCloudaicompanionProject": True}
+    if method == "loadCodeAssist":
+        return {"currentTier": tier, "allowedTiers": [{**tier, "isDefault": True}],
+                "cloudaicompanionProject": project, "gcpManaged": False}
+    if method == "onboardUser":
+        return {"name": "operations/agentsight-onboard", "done": True,
+                "response": {"cloudaicompanionProject": {"id": project, "name": project}}}
+    if method == "listExperiments":
+        return {"experimentIds": [], "flags": []}
+    if method == "retrieveUserQuota":
+        return {"buckets": []}
+    return {}
+
+
+def _count_body(api: str, tokens: int) -> dict[str, Any]:
+    if api == "anthropic.count_tokens":
+        return {"input_tokens": tokens}
+    return {"totalTokens": tokens, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": tokens}]}
+
+
+def _model_of(r: Route, body: dict[str, Any]) -> str:
+    """The requested model: in the path (Gemini API) or the body (Code Assist: "models/" prefix allowed)."""
+    if r.model is not None:
+        return r.model
+    if r.api.startswith("gemini.code_assist"):
+        model = body.get("model") or _obj(body.get("request") or {}, "'request'").get("model")
+        if not isinstance(model, str) or not model:
+            raise BadRequest("model is required")
+        return model.removeprefix("models/")
+    return _model(body)
+
+
+def _gemini_id(seed: str) -> str:
+    """A Gemini responseId: 22 URL-safe base64 characters."""
+    return base64.urlsafe_b64encode(bytes.fromhex(seed[:32])).decode()[:22]
 
 
 def make_app(settings: Settings, log: ExchangeLog) -> web.Application:
-    """The aiohttp application: the three APIs, one JSON line per exchange in ``log``."""
+    """The aiohttp application: every API above, one JSON line per exchange in ``log``."""
     counter = iter(range(1 << 62))
 
+    def exchange(api: str, body: dict[str, Any], conv: Conversation, model: str, seed: str,
+                 generate: bool = True) -> Exchange:
+        """The answer to one generation request (``generate`` False: a Responses warm-up, no output)."""
+        if generate:
+            answer = plan(conv, settings, seed, api)
+        else:
+            total, prefix = input_tokens(conv)
+            answer = Answer("", [], total, prefix, 0)
+        response_id = _gemini_id(seed) if api.startswith("gemini.") else _ID_PREFIX[api] + seed[:24]
+        return Exchange(api, body, answer, model, MODEL_SNAPSHOTS.get(model, model), response_id, int(time.time()),
+                        settings, history=conv.has_history, cache_marked=conv.cache_marked)
+
+    def logged(record: dict[str, Any], ex: Exchange, stream: bool) -> None:
+        log.write({**record, "stream": stream, "include_usage": ex.include_usage, "status": 200,
+                   "model_requested": ex.model_requested, "model": ex.model, "response_id": ex.response_id,
+                   "answer_text": ex.answer.text, "tool_calls": [c.as_dict() for c in ex.answer.tool_calls],
+                   "stop_reason": ex.stop_reason(), "usage": ex.usage(), "error": None})
+
     async def handle(request: web.Request) -> web.StreamResponse:
-        route = _ROUTES.get(request.path)
+        r = route(request.method, request.path, request.headers)
+        if r is not None and r.websocket:
+            return await responses_socket(request)
         raw = await request.read()
         n = next(counter)
-        request_id = "req_" + hashlib.sha256(f"{n}:".encode() + raw).hexdigest()[:24]
-        api = route[0] if route else "openai.chat"
-        record: dict[str, Any] = {"api": api if route else None, "endpoint": request.path, "stream": False,
+        seed = hashlib.sha256(f"{n}:".encode() + raw).hexdigest()
+        request_id = "req_" + seed[:24]
+        api = r.api if r else None
+        family = _family(api, request.path)
+        record: dict[str, Any] = {"api": api, "endpoint": request.path, "transport": "http", "stream": False,
                                   "include_usage": False, "user_agent": request.headers.get("User-Agent")}
 
         def error(status: int, message: str) -> web.Response:
-            body = _error_body(api, status, message, request_id)
+            body = _error_body(family, status, message, request_id)
             log.write({**record, "status": status, "model_requested": None, "model": None, "response_id": None,
                        "answer_text": None, "tool_calls": [], "stop_reason": None, "usage": None, "error": body})
-            return web.json_response(body, status=status, headers=_headers(api, request_id))
+            return web.json_response(body, status=status, headers=_headers(family, request_id))
 
-        if route is None or request.method != "POST":
+        def answered(body: dict[str, Any], model: str | None, usage: dict[str, Any] | None) -> web.Response:
+            """A request that is no generation (a model list, a token count), logged and answered."""
+            log.write({**record, "status": 200, "model_requested": model, "model": model, "response_id": None,
+                       "answer_text": None, "tool_calls": [], "stop_reason": None, "usage": usage, "error": None})
+            return web.json_response(body, headers=_headers(family, request_id))
+
+        if r is None:
             record["request_text"] = raw.decode("utf-8", "replace")
             return error(404, f"Invalid URL ({request.method} {request.path})")
+        if (denied := _unauthorised(r.api, request)) is not None:
+            record["request_text"] = raw.decode("utf-8", "replace")
+            return error(*denied)
+        if request.method == "GET" and not r.api.startswith("gemini.code_assist."):
+            return answered(_models_body(r.api), None, None)
         try:
-            body = json.loads(raw)
+            body = json.loads(raw or b"{}") if request.method == "POST" else {}
         except ValueError as exc:
             record["request_text"] = raw.decode("utf-8", "replace")
             return error(400, f"We could not parse the JSON body of your request: {exc}")
         record["request"] = body
-        if not _authorised(api, request):
-            return error(401, "Missing API key: send it in the Authorization (or x-api-key) header.")
         try:
             body = _obj(body, "the request body")
-            model = _model(body)
-            conv = route[1](body)
+            if r.api.startswith("gemini.code_assist.") and r.api != "gemini.code_assist.count_tokens":
+                return answered(_code_assist_body(r.api.rsplit(".", 1)[1], body), None, None)
+            model = _model_of(r, body)
+            conv = _READERS[r.api](body)
         except BadRequest as exc:
             return error(400, str(exc))
-        seed = hashlib.sha256(f"{n}:".encode() + raw).hexdigest()
-        answer = plan(conv, settings, seed, api)
-        ex = Exchange(api, body, answer, model, MODEL_SNAPSHOTS.get(model, model), _ID_PREFIX[api] + seed[:24],
-                      int(time.time()), settings, history=conv.has_history, cache_marked=conv.cache_marked)
-        stream = body.get("stream") is True
-        ex.include_usage = stream and api == "openai.chat" and (
+        if r.api not in GENERATE_APIS:
+            count = _count_body(r.api, input_tokens(conv)[0])
+            return answered(count, model, count)
+        ex = exchange(r.api, body, conv, model, seed)
+        stream = r.stream if r.stream is not None else body.get("stream") is True
+        ex.include_usage = stream and r.api == "openai.chat" and (
             (body.get("stream_options") or {}).get("include_usage") is True)
-        log.write({**record, "stream": stream, "include_usage": ex.include_usage, "status": 200,
-                   "model_requested": model, "model": ex.model, "response_id": ex.response_id,
-                   "answer_text": answer.text, "tool_calls": [c.as_dict() for c in answer.tool_calls],
-                   "stop_reason": ex.stop_reason(), "usage": ex.usage(), "error": None})
+        logged(record, ex, stream)
         if not stream:
-            chunks = len(pieces(answer.text, settings.chunk_words)) + 4 * len(answer.tool_calls)
+            chunks = len(pieces(ex.answer.text, settings.chunk_words)) + 4 * len(ex.answer.tool_calls)
             await asyncio.sleep((settings.ttft_ms + settings.chunk_ms * max(0, chunks - 1)) / 1000)
-            return web.json_response(ex.body_json(), headers=_headers(api, request_id),
+            return web.json_response(ex.body_json(), headers=_headers(family, request_id),
                                      dumps=lambda v: json.dumps(v, ensure_ascii=False))
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
-                                           "Cache-Control": "no-cache", **_headers(api, request_id)})
+                                           "Cache-Control": "no-cache", **_headers(family, request_id)})
         await resp.prepare(request)
         first = True
         try:
@@ -711,6 +1088,77 @@ def make_app(settings: Settings, log: ExchangeLog) -> web.Application:
         except (ConnectionResetError, ConnectionError):
             pass  # the client went away mid-stream
         return resp
+
+    async def responses_socket(request: web.Request) -> web.StreamResponse:
+        """Responses over WebSocket: each ``response.create`` text message is one exchange, answered with
+        the streamed events as text messages. The socket remembers its responses, so a request may name
+        ``previous_response_id`` and send only the new input items (Codex does)."""
+        request_id = "req_" + hashlib.sha256(f"ws:{id(request)}".encode()).hexdigest()[:24]
+        record: dict[str, Any] = {"api": "openai.responses", "endpoint": request.path, "transport": "websocket",
+                                  "stream": True, "include_usage": False,
+                                  "user_agent": request.headers.get("User-Agent")}
+        if (denied := _unauthorised("openai.responses", request)) is not None:
+            log.write({**record, "status": denied[0], "model_requested": None, "model": None, "response_id": None,
+                       "answer_text": None, "tool_calls": [], "stop_reason": None, "usage": None,
+                       "error": _error_body("openai", *denied, request_id)})
+            return web.json_response(_error_body("openai", *denied, request_id), status=denied[0],
+                                     headers=_headers("openai", request_id))
+        ws = web.WebSocketResponse(max_msg_size=64 * 1024 * 1024)
+        ws.headers.update(_headers("openai", request_id))
+        await ws.prepare(request)
+        items_of: dict[str, list[Any]] = {}  # response id -> its whole input and output items
+
+        async def error(rec: dict[str, Any], status: int, message: str, code: str | None = None) -> None:
+            err = {"type": "invalid_request_error", "code": code, "message": message, "param": None}
+            log.write({**rec, "status": status, "model_requested": None, "model": None, "response_id": None,
+                       "answer_text": None, "tool_calls": [], "stop_reason": None, "usage": None,
+                       "error": {"error": err}})
+            await ws.send_str(json.dumps({"type": "error", "status": status, "error": err}))
+
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                continue
+            n = next(counter)
+            seed = hashlib.sha256(f"{n}:".encode() + msg.data.encode()).hexdigest()
+            rec = dict(record)
+            try:
+                body = _obj(json.loads(msg.data), "the message")
+            except (ValueError, BadRequest) as exc:
+                rec["request_text"] = msg.data
+                await error(rec, 400, f"We could not parse the JSON of your message: {exc}")
+                continue
+            if body.get("type") == "response.processed":
+                continue  # the client's acknowledgement: no answer
+            rec["request"] = body
+            if body.get("type") != "response.create":
+                await error(rec, 400, f"Unsupported message type {body.get('type')!r}.")
+                continue
+            fields = {k: v for k, v in body.items() if k != "type"}
+            items = fields.get("input") or []
+            previous = fields.get("previous_response_id")
+            if previous is not None and previous not in items_of:
+                await error(rec, 400, f"Previous response with id '{previous}' not found.",
+                            "previous_response_not_found")
+                continue
+            if previous is not None and isinstance(items, list):
+                items = items_of[previous] + items
+            full = {**fields, "input": items}
+            try:
+                model = _model(full)
+                conv = read_responses(full)
+            except BadRequest as exc:
+                await error(rec, 400, str(exc))
+                continue
+            ex = exchange("openai.responses", full, conv, model, seed, generate=fields.get("generate") is not False)
+            items_of[ex.response_id] = list(items) + ex._response_items()
+            logged(rec, ex, True)
+            first = True
+            for is_content, event in ex.responses_events():
+                if is_content:
+                    await asyncio.sleep((settings.ttft_ms if first else settings.chunk_ms) / 1000)
+                    first = False
+                await ws.send_str(json.dumps(event, separators=(",", ":"), ensure_ascii=False))
+        return ws
 
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_route("*", "/{tail:.*}", handle)
