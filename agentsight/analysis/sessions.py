@@ -5,14 +5,21 @@
 *sessions*. A session is rooted at an **agent process**:
 
 - an exec whose program or arguments name a known agent (:data:`AGENT_PATTERNS`:
-  Claude Code, Codex, Gemini CLI, aider, goose, opencode...), including Node
-  agents run as ``node .../cli.js`` and Python ones run as ``python -m x``;
+  Claude Code, Codex, Gemini CLI, Qwen Code, aider, goose, opencode...), including
+  Node agents run as ``node .../cli.js``, Python ones run as ``python -m x``, and
+  the native binaries npm installs inside a package (``.../bin/claude.exe``);
 - a pid given as a recording root (``agentsight record -- CMD``);
 - a process seen making an LLM call (``llm.call``) while in no session: an agent
   written on an SDK, whatever its name (kind ``llm-client``).
 
 Every descendant belongs to its nearest agent ancestor's session, so the shell
-a tool spawned sits under the agent that asked for it, beside its LLM calls.
+a tool spawned sits under the agent that asked for it, beside its LLM calls. An
+agent started by a tool (through a shell, say) is a sub-agent: a session of its
+own whose ``parent`` is the session it was started from. An agent process that a
+process *of the same agent* starts directly is not: the npm launcher of Codex
+(``node .../codex.js``) running the native ``codex``, Gemini CLI relaunching
+itself with more heap, or Codex re-executing itself as its sandbox helper are one
+agent, so the child stays in its parent's session.
 :meth:`SessionTracker.feed` annotates any event that has a pid with
 ``data["session"]`` and ``data["agent"]`` and emits ``session.start`` /
 ``session.end``. No I/O: pre-existing processes are added with :meth:`seed`.
@@ -30,16 +37,33 @@ from agentsight.event import Event
 
 __all__ = ["AGENT_PATTERNS", "ProcessInfo", "Session", "SessionTracker", "agent_kind"]
 
-# (kind, regex searched in the exec'd file's basename and in each argv element)
+# (kind, regex) searched in the exec'd file's path and basename and in argv[0] (argv[1:4] when the
+# program is an interpreter). Each names an entry point, not a package: a package also ships helpers
+# (Claude Code and Codex vendor ripgrep) that are tools of the agent, not agents.
+_NPM_NATIVE = r"(\.exe)?$"  # npm installs native binaries under package bins, on Linux too, as X.exe
 AGENT_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    ("claude-code", re.compile(r"(^|/)claude$|@anthropic-ai/claude-code|(^|/)claude-code(/|$)")),
-    ("codex", re.compile(r"(^|/)codex(-[a-z0-9_-]+)?$|@openai/codex")),
-    ("gemini-cli", re.compile(r"(^|/)gemini$|@google/gemini-cli")),
-    ("aider", re.compile(r"(^|/)aider$|^aider\.main$")),
+    ("claude-code", re.compile(
+        r"(^|/)claude(\.exe)?$"  # claude on PATH (npm bin link, ~/.local/bin/claude)
+        r"|@anthropic-ai/claude-code/(cli\.js|bin/claude" + _NPM_NATIVE + r")"
+        r"|claude-code-(linux|darwin|win32)-[a-z0-9-]+/claude" + _NPM_NATIVE +  # platform package binary
+        r"|(^|/)claude/versions/[0-9][^/]*$")),  # the native installer's ~/.local/share/claude/versions/X.Y.Z
+    ("codex", re.compile(
+        r"(^|/)codex(-[a-z0-9_-]+)?" + _NPM_NATIVE +  # codex, codex-x86_64-unknown-linux-musl
+        r"|@openai/codex/bin/codex\.js$")),
+    ("gemini-cli", re.compile(r"(^|/)gemini$|@google/gemini-cli/(bundle/gemini|dist/index)\.js$")),
+    ("qwen-code", re.compile(r"(^|/)qwen$|@qwen-code/qwen-code/(cli-entry|cli|bundle/qwen|dist/index)\.js$")),
+    ("aider", re.compile(r"(^|/)aider$|^aider(\.main)?$")),
     ("goose", re.compile(r"(^|/)goose$")),
-    ("opencode", re.compile(r"(^|/)opencode$|opencode-ai")),
-    ("cursor-agent", re.compile(r"(^|/)cursor-agent$")),
-    ("copilot", re.compile(r"@github/copilot")),
+    ("opencode", re.compile(r"(^|/)opencode" + _NPM_NATIVE + r"|opencode-ai/bin/opencode(\.js)?$")),
+    ("cursor-agent", re.compile(r"(^|/)cursor-agent$|cursor-agent/versions/[^/]+/index\.js$")),
+    ("copilot", re.compile(r"(^|/)copilot$|@github/copilot/(npm-loader|index)\.js$")),
+    ("amp", re.compile(r"(^|/)amp" + _NPM_NATIVE + r"|@sourcegraph/amp/dist/main\.js$")),
+    ("crush", re.compile(r"(^|/)crush$|@charmland/crush/run-crush\.js$")),
+    ("kilocode", re.compile(r"(^|/)kilo(code)?$|@kilocode/cli/(bin/kilo|dist/index\.js)$")),
+    ("cline", re.compile(r"(^|/)cline$")),
+    ("continue", re.compile(r"(^|/)cn$|@continuedev/cli/dist/(cn|index)\.js$")),
+    ("openhands", re.compile(r"(^|/)openhands$|^openhands(\.cli(\.main)?)?$")),
+    ("auggie", re.compile(r"(^|/)auggie$|@augmentcode/auggie/augment\.mjs$")),
 ]
 _INTERPRETERS = re.compile(r"^(node|nodejs|bun|deno|python[0-9.]*|pypy[0-9.]*|uv|npx)$")
 
@@ -47,12 +71,14 @@ _INTERPRETERS = re.compile(r"^(node|nodejs|bun|deno|python[0-9.]*|pypy[0-9.]*|uv
 def agent_kind(filename: str, argv: list[str]) -> str | None:
     """The agent an exec starts, from its program and arguments, or None."""
     base = os.path.basename(filename)
-    candidates = [base] if not _INTERPRETERS.match(base) else []
     if _INTERPRETERS.match(base) or (argv and _INTERPRETERS.match(os.path.basename(argv[0]))):
-        # node /usr/lib/node_modules/@anthropic-ai/claude-code/cli.js, python -m aider.main ...
-        candidates += [a for a in argv[1:4] if not a.startswith("-")]
-    elif argv:
-        candidates.append(argv[0])
+        # node /usr/lib/node_modules/@anthropic-ai/claude-code/cli.js, python -m aider.main ...;
+        # argv[0] too: cursor-agent runs its bundled node as `exec -a cursor-agent node index.js`.
+        candidates = [a for a in argv[1:4] if not a.startswith("-")] + argv[:1]
+        if not _INTERPRETERS.match(base):
+            candidates.append(filename)
+    else:
+        candidates = [filename, *argv[:1]]
     for kind, rx in AGENT_PATTERNS:
         if any(rx.search(c) for c in candidates):
             return kind
@@ -70,11 +96,12 @@ class ProcessInfo:
     exit_ns: int | None = None
     exit_code: int | None = None
     session: str | None = None
+    kind: str | None = None  # the agent its program is (agent_kind of exe/argv), a fork inherits it
 
     def as_dict(self) -> dict[str, Any]:
         return {"pid": self.pid, "ppid": self.ppid, "comm": self.comm, "exe": self.exe, "argv": self.argv,
                 "start_ns": self.start_ns, "exit_ns": self.exit_ns, "exit_code": self.exit_code,
-                "session": self.session}
+                "session": self.session, "kind": self.kind}
 
 
 @dataclass(slots=True)
@@ -167,7 +194,7 @@ class SessionTracker:
     def _fork(self, parent: int, child: int, comm: str, ts: int, cause: Event) -> list[Event]:
         pp = self._ensure(parent, comm, ts)
         c = self.processes[child] = ProcessInfo(child, parent, pp.comm, pp.exe, list(pp.argv), ts)
-        c.session = pp.session
+        c.session, c.kind = pp.session, pp.kind
         if c.session:
             self.sessions[c.session].pids.add(child)
         if child in self.root_pids and c.session is None:
@@ -188,8 +215,13 @@ class SessionTracker:
         p.comm = comm or os.path.basename(exe)[:15]
         p.exe, p.argv = exe, argv
         kind = agent_kind(exe, argv)
+        # The program this process ran until now (a fork's parent's), or its parent's: when that is
+        # the same agent, this exec is that agent going on (launcher -> native binary), not a sub-agent.
+        parent = self.processes.get(p.ppid)
+        same_agent = kind is not None and kind in (p.kind, parent.kind if parent else None)
+        p.kind = kind
         current = self.sessions.get(p.session) if p.session else None
-        if kind is not None and not (current and current.pid == pid and current.agent == kind):
+        if kind is not None and not (same_agent and current and current.agent == kind):
             return self._start_session(p, kind, ts, cause)
         if p.session is None and pid in self.root_pids:
             return self._start_session(p, "recorded", ts, cause)
