@@ -68,6 +68,7 @@ CIPHER_R_INVALID_OPERATION = 112
 CIPHER_R_OUTPUT_ALIASES_INPUT = 115
 CIPHER_R_TOO_LARGE = 117
 
+_NOT_USED = "no error reports in the code from"
 _MAX_FUNCTION = 1 << 16      # bytes decoded at most per function
 _MAX_BACKTRACK = 1 << 16     # how far before a site its function may start
 _PADDING = (0xCC, 0x90)
@@ -229,7 +230,7 @@ def _loads_of(binary: _Binary, target: int) -> list[int]:
     assert binary.text is not None
     base, off, size = binary.text
     found: list[int] = []
-    if target < 1 << 32:
+    if not binary.pie and target < 1 << 32:  # position-dependent code loads addresses as immediates
         for opcode in (b"\xb9", b"\xba"):  # mov $imm32,%ecx / %edx
             needle = opcode + target.to_bytes(4, "little")
             pos = off
@@ -239,6 +240,7 @@ def _loads_of(binary: _Binary, target: int) -> list[int]:
                     break
                 found.append(base + i - off)
                 pos = i + 1
+        return sorted(set(found))
     arr = _text_array(binary)
     for start, end in _chunks(size):
         view = arr[start:end]
@@ -503,7 +505,7 @@ def _find_boringssl(dec: _Decoder, anchor: int) -> dict[str, int] | str:
     """
     fns = _functions_by_site(dec, anchor, ERR_LIB_SSL)
     if not fns:
-        return "no error reports of ssl_lib.cc found in the code"
+        return f"{_NOT_USED} ssl_lib.cc"
     writes = [f for f in fns.values() if {SSL_R_UNINITIALIZED, SSL_R_BAD_LENGTH} <= _reasons(f, ERR_LIB_SSL)]
     impls = [f for f in fns.values() if {SSL_R_UNINITIALIZED, SSL_R_SSL_HANDSHAKE_FAILURE} <= _reasons(f, ERR_LIB_SSL)
              and not _reasons(f, ERR_LIB_SSL) & {SSL_R_BAD_LENGTH, SSL_R_APPLICATION_DATA_ON_SHUTDOWN,
@@ -567,7 +569,7 @@ def _find_aws_lc_aead(dec: _Decoder, anchor: int) -> dict[str, int] | str:
     fns = _functions_by_site(dec, anchor, ERR_LIB_CIPHER)
     aliasing = [f for f in fns.values() if CIPHER_R_OUTPUT_ALIASES_INPUT in _reasons(f, ERR_LIB_CIPHER)]
     if not aliasing:
-        return "no AEAD error reports of aead.c found in the code"
+        return f"{_NOT_USED} aead.c"
 
     def pick(want: int, without: set[int]) -> list[_Function]:
         return [f for f in aliasing if want in _reasons(f, ERR_LIB_CIPHER) and not _reasons(f, ERR_LIB_CIPHER) & without]
@@ -616,20 +618,25 @@ def find_uncached(path: str) -> Found:
     try:
         if not binary.x86_64 or binary.text is None:
             return Found(seconds=time.perf_counter() - started)
+        # Stacks in order of preference (the TLS layer over the cipher layer); a stack whose
+        # anchor string is there but reports no errors from it was left out by the linker.
+        failed: Found | None = None
+        dec = _Decoder(binary)
         for stack, suffixes in ANCHORS.items():
             strings = [s for suffix in suffixes for s in binary.strings_ending(suffix)]
-            if not strings:
-                continue
-            dec = _Decoder(binary)
             problems = []
             for addr, text in strings:
                 result = _FINDERS[stack](dec, addr)
                 if isinstance(result, dict):
                     return Found(stack, result, None, text.decode("utf-8", "replace"),
                                  time.perf_counter() - started)
-                problems.append(result)
-            return Found(stack, {}, "; ".join(problems), strings[0][1].decode("utf-8", "replace"),
-                         time.perf_counter() - started)
+                if not result.startswith(_NOT_USED):
+                    problems.append(result)
+            if problems and failed is None:
+                failed = Found(stack, {}, "; ".join(problems), strings[0][1].decode("utf-8", "replace"))
+        if failed is not None:
+            failed.seconds = time.perf_counter() - started
+            return failed
         return Found(seconds=time.perf_counter() - started)
     finally:
         binary.close()

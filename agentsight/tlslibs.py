@@ -46,6 +46,8 @@ __all__ = [
 
 TLS_FUNCS = ("SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex")
 HANDSHAKE_FUNC = "SSL_do_handshake"
+# The AEAD layer (aws-lc/BoringSSL), probed where no SSL_* function can be (rustls).
+AEAD_FUNCS = ("EVP_AEAD_CTX_seal", "EVP_AEAD_CTX_seal_scatter", "EVP_AEAD_CTX_open", "EVP_AEAD_CTX_open_gather")
 
 _SUB_RSP_IMM8 = b"\x48\x83\xec"  # sub $imm8,%rsp
 _CALL_REL32 = 0xE8
@@ -183,13 +185,13 @@ def _from_code(path: str, st: os.stat_result) -> TlsLibrary | None:
     from agentsight import tlsfind
 
     found = tlsfind.find(path)
-    if found.stack != "boringssl":
+    if found.stack is None:
         return None
-    sites = tuple(ProbeSite(func, addr, addr, addr) for func, addr in found.functions.items()
-                  if func in ("SSL_write", "SSL_read"))
-    if len(sites) != 2:
+    wanted = ("SSL_write", "SSL_read") if found.stack == "boringssl" else AEAD_FUNCS
+    sites = tuple(ProbeSite(func, addr, addr, addr) for func, addr in found.functions.items() if func in wanted)
+    if not sites:
         return TlsLibrary(path, st.st_dev, st.st_ino, (), None, found.stack,
-                          found.problem or "SSL_write/SSL_read not found", found.seconds)
+                          found.problem or "its entry points were not found", found.seconds)
     return TlsLibrary(path, st.st_dev, st.st_ino, sites, found.functions.get("SSL_do_handshake"), found.stack,
                       None, found.seconds)
 
@@ -251,15 +253,17 @@ class LibraryFinder:
 
     Two caches: files by stat (device, inode), and mappings by the (device, inode) text
     of /proc/PID/maps (which may differ from stat's on overlayfs or btrfs), so that
-    looking at a process again costs one read of its maps and no stat per file.
+    looking at a process again costs one read of its maps and no stat per file. What
+    each file turned out to be is kept too, so :meth:`libraries_of` can tell which TLS
+    stacks a process has without reading any file again.
     """
 
     def __init__(self) -> None:
-        self._seen: set[tuple[int, int]] = set()
-        self._mapped: set[tuple[bytes, bytes]] = set()
+        self._seen: dict[tuple[int, int], TlsLibrary | None] = {}
+        self._mapped: dict[tuple[bytes, bytes], tuple[int, int] | None] = {}
 
     def check(self, path: str) -> TlsLibrary | None:
-        """The library at ``path`` if it is new and exports the TLS functions."""
+        """The library at ``path`` if it is new and has TLS functions (or a TLS stack we know)."""
         try:
             st = os.stat(path)
         except OSError:
@@ -267,11 +271,24 @@ class LibraryFinder:
         key = (st.st_dev, st.st_ino)
         if key in self._seen:
             return None
-        self._seen.add(key)
-        return inspect_elf(path)
+        lib = self._seen[key] = inspect_elf(path)
+        return lib
 
     def check_all(self, paths: Iterable[str]) -> list[TlsLibrary]:
         return [lib for lib in map(self.check, paths) if lib is not None]
+
+    def _stat_key(self, pid: int, key: tuple[bytes, bytes], path: str) -> tuple[tuple[int, int] | None, TlsLibrary | None]:
+        """(stat key, library if new) of one mapping, reading the file only the first time."""
+        if key in self._mapped:
+            return self._mapped[key], None
+        reachable = _reachable_path(pid, path, int(key[1]))
+        lib = self.check(reachable)
+        try:
+            st = os.stat(reachable)
+            self._mapped[key] = (st.st_dev, st.st_ino)
+        except OSError:
+            self._mapped[key] = None
+        return self._mapped[key], lib
 
     def scan_pid(self, pid: int) -> list[TlsLibrary] | None:
         """New TLS libraries among the files ``pid`` maps; None when the process is gone."""
@@ -280,10 +297,39 @@ class LibraryFinder:
             return None
         found = []
         for key, path in mappings:
-            if key in self._mapped:
-                continue
-            self._mapped.add(key)
-            lib = self.check(_reachable_path(pid, path, int(key[1])))
+            _, lib = self._stat_key(pid, key, path)
             if lib is not None:
                 found.append(lib)
         return found
+
+    def libraries_of(self, pid: int) -> list[TlsLibrary] | None:
+        """Every TLS library (probed or not) among the files ``pid`` maps; None when it is gone."""
+        mappings = exec_mappings(pid)
+        if mappings is None:
+            return None
+        out = []
+        for key, path in mappings:
+            stat_key, _ = self._stat_key(pid, key, path)
+            lib = self._seen.get(stat_key) if stat_key else None
+            if lib is not None:
+                out.append(lib)
+        return out
+
+
+def describe_unprobed(exe: str, mapped: Iterable[str]) -> str:
+    """Why a process's TLS is not visible, from its executable and the files it maps."""
+    names = [os.path.basename(p) for p in mapped]
+    for prefix, what in (("libgnutls", "GnuTLS"), ("libnss3", "NSS"), ("libwolfssl", "wolfSSL"),
+                         ("libmbedtls", "mbed TLS"), ("libboringssl", "BoringSSL (shared, no exports)")):
+        if any(n.startswith(prefix) for n in names):
+            return f"it uses {what}, which agentsight does not probe"
+    try:
+        with open(exe, "rb") as f:
+            head = f.read(64 << 20)
+    except OSError:
+        return "its executable cannot be read"
+    if b"crypto/tls.(*Conn)" in head or b"\xff Go buildinf:" in head:
+        return "it is a Go program (crypto/tls is compiled in; agentsight does not probe it)"
+    if b"rustls" in head:
+        return "it is a Rust program with rustls on a crypto library agentsight cannot probe"
+    return "no TLS library agentsight can probe is loaded in it"

@@ -59,11 +59,15 @@ struct ssl_call {
     u64 ts;
     u64 ssl;
     u64 buf;
-    u64 len_ptr;   /* size_t * of the _ex functions, 0 for SSL_write / SSL_read */
+    u64 len_ptr;   /* size_t * of the _ex functions and EVP_AEAD_CTX_open, else 0 */
+    u64 fixed_len; /* EVP_AEAD_CTX_open_gather: the length it decrypts, else 0 */
     u32 func;
     u32 via_callee;
     u32 skip;      /* re-entries whose return would look like this frame's own */
-    u32 _pad;
+    u32 emitted;   /* reported at entry (AEAD seal): the return only pops the frame */
+    s32 fd;        /* AEAD open: the socket the thread last read, else -1 */
+    u32 aad_len;
+    u8 aad[16];
 };
 
 struct ssl_stack {
@@ -83,6 +87,11 @@ struct ssl_chunk_full { struct ssl_record hdr; char data[SSL_CHUNK]; };
 BPF_RINGBUF_OUTPUT(events, SSL_RING_PAGES);
 BPF_HASH(calls, u32, struct ssl_stack, 16384);
 BPF_PERCPU_ARRAY(empty_stack, struct ssl_stack, 1);
+/* AEAD layer: the socket each thread last read from; the context each thread sealed
+ * last, until its record goes out on a socket; the socket each context was bound to. */
+BPF_HASH(io_fd, u32, s32, 16384);
+BPF_HASH(pending_seal, u32, u64, 16384);
+BPF_TABLE("lru_hash", u64, s32, ctx_fd, 16384);
 BPF_PERCPU_ARRAY(drops, u64, SSL_DROP_SLOTS);
 BPF_PERCPU_ARRAY(unannounced, u64, 1);
 #if SSL_HANDSHAKE
@@ -121,7 +130,7 @@ static __always_inline int is_traced(u64 pid_tgid)
 
 static __always_inline u32 direction(u32 func)
 {
-    return func == SSL_FN_READ || func == SSL_FN_READ_EX;
+    return func == SSL_FN_READ || func == SSL_FN_READ_EX || func == SSL_FN_OPEN || func == SSL_FN_OPEN_GATHER;
 }
 
 /* Whether a return probe (func, via_callee) is the return of frame c. */
@@ -130,7 +139,9 @@ static __always_inline int returns_from(struct ssl_call *c, u32 func, u32 via_ca
     return via_callee ? c->via_callee : (!c->via_callee && c->func == func);
 }
 
-static __always_inline int enter(struct pt_regs *ctx, u32 func, u32 via_callee, u64 len_ptr)
+/* Push a frame for a call of `func` on `ssl`; NULL when the call is not followed
+ * (filtered, a re-entry, or no room). */
+static __always_inline struct ssl_call *push(u64 ssl, u32 func, u32 via_callee)
 {
     u64 pid_tgid = bpf_get_current_pid_tgid();
     if (!is_traced(pid_tgid))
@@ -145,7 +156,6 @@ static __always_inline int enter(struct pt_regs *ctx, u32 func, u32 via_callee, 
         count_drop(SSL_DROP_PENDING, 1);
         return 0;
     }
-    u64 ssl = PT_REGS_PARM1(ctx);
     u32 depth = s->depth;
     u32 dir = direction(func);
 #pragma unroll
@@ -165,14 +175,23 @@ static __always_inline int enter(struct pt_regs *ctx, u32 func, u32 via_callee, 
         return 0;
     }
     struct ssl_call *c = &s->frame[depth];
+    __builtin_memset(c, 0, sizeof(*c));
     c->ts = bpf_ktime_get_boot_ns();
     c->ssl = ssl;
-    c->buf = PT_REGS_PARM2(ctx);
-    c->len_ptr = len_ptr;
     c->func = func;
     c->via_callee = via_callee;
-    c->skip = 0;
+    c->fd = -1;
     s->depth = depth + 1;
+    return c;
+}
+
+static __always_inline int enter(struct pt_regs *ctx, u32 func, u32 via_callee, u64 len_ptr)
+{
+    struct ssl_call *c = push(PT_REGS_PARM1(ctx), func, via_callee);
+    if (c) {
+        c->buf = PT_REGS_PARM2(ctx);
+        c->len_ptr = len_ptr;
+    }
     return 0;
 }
 
@@ -189,6 +208,9 @@ static __always_inline void fill_header(struct ssl_record *h, struct ssl_call *c
     h->kind = kind;
     h->func = c->func;
     bpf_get_current_comm(&h->comm, sizeof(h->comm));
+    h->fd = c->fd;
+    h->extra_len = c->aad_len;
+    __builtin_memcpy(h->extra, c->aad, sizeof(h->extra));
 }
 
 /* Header of one chunk record; returns the user address its bytes come from. */
@@ -315,9 +337,9 @@ static __always_inline int leave(u32 func, u32 via_callee, s64 rc)
         calls.delete(&tid);
     else
         s->depth = top;
-    if (rc <= 0)
-        return 0;  /* nothing moved (error, or the non-blocking "try again") */
-    s64 moved = rc;
+    if (rc <= 0 || call.emitted)
+        return 0;  /* nothing moved (error, or the non-blocking "try again"), or reported */
+    s64 moved = call.fixed_len ? (s64)call.fixed_len : rc;
     if (call.len_ptr) {
         size_t n = 0;
         if (bpf_probe_read_user(&n, sizeof(n), (void *)call.len_ptr) != 0)
@@ -343,6 +365,146 @@ int leave_read(struct pt_regs *ctx) { return leave(SSL_FN_READ, 0, (int)PT_REGS_
 int leave_write_ex(struct pt_regs *ctx) { return leave(SSL_FN_WRITE_EX, 0, (int)PT_REGS_RC(ctx)); }
 int leave_read_ex(struct pt_regs *ctx) { return leave(SSL_FN_READ_EX, 0, (int)PT_REGS_RC(ctx)); }
 int leave_callee(struct pt_regs *ctx) { return leave(0, 1, (int)PT_REGS_RC(ctx)); }
+
+/* ---- AEAD layer (rustls on aws-lc: one TLS record per call) --------------------
+ * Arguments past the sixth are on the stack: at entry, 8(%rsp) is the seventh. */
+static __always_inline u64 stack_arg(struct pt_regs *ctx, int n)
+{
+    u64 v = 0;
+    bpf_probe_read_user(&v, sizeof(v), (void *)(PT_REGS_SP(ctx) + 8 * (n - 6)));
+    return v;
+}
+
+/* The AAD of a TLS record: its 5-byte header (TLS 1.3) or seq+header (13 bytes, TLS 1.2). */
+static __always_inline void read_aad(struct ssl_call *c, u64 ad, u64 ad_len)
+{
+    int rc = -1;
+    if (ad && ad_len >= 13)
+        rc = bpf_probe_read_user(c->aad, 13, (void *)ad);
+    else if (ad && ad_len >= 5)
+        rc = bpf_probe_read_user(c->aad, 5, (void *)ad);
+    c->aad_len = rc == 0 ? ad_len : 0;
+}
+
+/* A seal's plaintext is read at entry (it is encrypted in place); its socket is learnt
+ * when the thread next writes to one (aead_out). */
+static __always_inline int seal(struct pt_regs *ctx, u32 func, u64 in, u64 in_len, u64 ad, u64 ad_len)
+{
+    u64 aead = PT_REGS_PARM1(ctx);
+    struct ssl_call *c = push(aead, func, 0);
+    if (!c || !in_len)
+        return 0;
+    c->buf = in;
+    read_aad(c, ad, ad_len);
+    c->emitted = 1;
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    emit_data(c, pid_tgid, in_len);
+    u32 tid = pid_tgid;
+    pending_seal.update(&tid, &aead);
+    return 0;
+}
+
+int enter_seal(struct pt_regs *ctx)
+{
+    return seal(ctx, SSL_FN_SEAL, stack_arg(ctx, 7), stack_arg(ctx, 8), stack_arg(ctx, 9), stack_arg(ctx, 10));
+}
+
+int enter_seal_scatter(struct pt_regs *ctx)
+{
+    return seal(ctx, SSL_FN_SEAL_SCATTER, stack_arg(ctx, 8), stack_arg(ctx, 9), stack_arg(ctx, 12),
+                stack_arg(ctx, 13));
+}
+
+/* An open's plaintext is read at its return; its socket is the one the thread last read. */
+static __always_inline struct ssl_call *open_frame(struct pt_regs *ctx, u32 func, u64 ad, u64 ad_len)
+{
+    struct ssl_call *c = push(PT_REGS_PARM1(ctx), func, 0);
+    if (!c)
+        return 0;
+    c->buf = PT_REGS_PARM2(ctx);
+    read_aad(c, ad, ad_len);
+    u32 tid = bpf_get_current_pid_tgid();
+    s32 *fd = io_fd.lookup(&tid);
+    if (fd)
+        c->fd = *fd;
+    return c;
+}
+
+int enter_open(struct pt_regs *ctx)
+{
+    struct ssl_call *c = open_frame(ctx, SSL_FN_OPEN, stack_arg(ctx, 9), stack_arg(ctx, 10));
+    if (c)
+        c->len_ptr = PT_REGS_PARM3(ctx);
+    return 0;
+}
+
+int enter_open_gather(struct pt_regs *ctx)
+{
+    struct ssl_call *c = open_frame(ctx, SSL_FN_OPEN_GATHER, stack_arg(ctx, 9), stack_arg(ctx, 10));
+    if (c)
+        c->fixed_len = PT_REGS_PARM6(ctx);
+    return 0;
+}
+
+int leave_seal(struct pt_regs *ctx) { return leave(SSL_FN_SEAL, 0, (int)PT_REGS_RC(ctx)); }
+int leave_seal_scatter(struct pt_regs *ctx) { return leave(SSL_FN_SEAL_SCATTER, 0, (int)PT_REGS_RC(ctx)); }
+int leave_open(struct pt_regs *ctx) { return leave(SSL_FN_OPEN, 0, (int)PT_REGS_RC(ctx)); }
+int leave_open_gather(struct pt_regs *ctx) { return leave(SSL_FN_OPEN_GATHER, 0, (int)PT_REGS_RC(ctx)); }
+
+/* Syscall tracepoints, attached by user space only once an AEAD library is probed
+ * (they cost every read and write on the machine a map lookup). The record layout of
+ * syscalls:sys_enter_* is 8 bytes of common fields, the syscall number, then the
+ * arguments as unsigned longs (stable: tracefs format). */
+struct sys_enter_args {
+    u64 common;
+    s64 nr;
+    u64 args[6];
+};
+
+/* read/readv/recvfrom/recvmsg: remember the socket the thread reads. */
+int aead_in(struct sys_enter_args *args)
+{
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    if (!is_traced(pid_tgid))
+        return 0;
+    u32 tid = pid_tgid;
+    s32 fd = args->args[0];
+    io_fd.update(&tid, &fd);
+    return 0;
+}
+
+/* write/writev/sendto/sendmsg after a seal: the sealed context goes out on this socket. */
+int aead_out(struct sys_enter_args *args)
+{
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    u32 tid = pid_tgid;
+    u64 *aead = pending_seal.lookup(&tid);
+    if (!aead)
+        return 0;
+    u64 key = *aead;
+    pending_seal.delete(&tid);
+    s32 fd = args->args[0];
+    s32 *known = ctx_fd.lookup(&key);
+    if (known && *known == fd)
+        return 0;
+    ctx_fd.update(&key, &fd);
+    struct ssl_record *r = events.ringbuf_reserve(sizeof(struct ssl_record));
+    if (!r) {
+        count_drop(SSL_DROP_RECORDS, 1);
+        return 0;
+    }
+    __builtin_memset(r, 0, sizeof(*r));
+    r->ts_ns = bpf_ktime_get_boot_ns();
+    r->ssl = key;
+    r->pid = pid_tgid >> 32;
+    r->tid = tid;
+    r->uid = bpf_get_current_uid_gid();
+    r->kind = SSL_REC_BIND;
+    r->fd = fd;
+    bpf_get_current_comm(&r->comm, sizeof(r->comm));
+    events.ringbuf_submit(r, 0);
+    return 0;
+}
 
 #if SSL_HANDSHAKE
 int enter_handshake(struct pt_regs *ctx)
@@ -432,5 +594,40 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     r->kind = SSL_REC_EXEC;
     bpf_get_current_comm(&r->comm, sizeof(r->comm));
     events.ringbuf_submit(r, BPF_RB_FORCE_WAKEUP);  /* rescan soon: rare and urgent */
+    return 0;
+}
+
+/* A traced process starts a TCP connection (the SYN_SENT transition runs in its context):
+ * user space checks that what it maps has a probed TLS stack, and says so when not. */
+TRACEPOINT_PROBE(sock, inet_sock_set_state)
+{
+    if (args->newstate != 2 /* TCP_SYN_SENT */ || args->protocol != 6 /* IPPROTO_TCP */)
+        return 0;
+    u64 pid_tgid = bpf_get_current_pid_tgid();
+    if (!is_traced(pid_tgid))
+        return 0;
+    struct ssl_record *r = events.ringbuf_reserve(sizeof(struct ssl_record));
+    if (!r) {
+        count_drop(SSL_DROP_RECORDS, 1);
+        return 0;
+    }
+    __builtin_memset(r, 0, sizeof(*r));
+    r->ts_ns = bpf_ktime_get_boot_ns();
+    r->pid = pid_tgid >> 32;
+    r->tid = pid_tgid;
+    r->uid = bpf_get_current_uid_gid();
+    r->kind = SSL_REC_CONNECT;
+    r->fd = -1;
+    r->family = args->family;
+    r->port = args->dport;
+    if (args->family == 2) {
+        __builtin_memcpy(r->extra, args->daddr, 4);
+        r->extra_len = 4;
+    } else {
+        __builtin_memcpy(r->extra, args->daddr_v6, 16);
+        r->extra_len = 16;
+    }
+    bpf_get_current_comm(&r->comm, sizeof(r->comm));
+    events.ringbuf_submit(r, 0);
     return 0;
 }

@@ -32,7 +32,7 @@ def test_program_text_is_complete_without_root() -> None:
     assert "struct ssl_record {" in text and '#include "ssl.h"' not in text
 
 
-C_TYPES = {"__u64": "Q", "__s64": "q", "__u32": "I", "__u16": "H", "__u8": "B"}
+C_TYPES = {"__u64": "Q", "__s64": "q", "__u32": "I", "__s32": "i", "__u16": "H", "__u8": "B"}
 
 
 def test_python_record_mirrors_the_header() -> None:
@@ -113,7 +113,7 @@ def test_inspect_elf_on_the_system_libssl() -> None:
 def record(tid: int, call_id: int, offset: int, cap_len: int, chunk: bytes, moved: int | None = None,
            flags: int = 0, func: int = 3) -> tuple[tuple[object, ...], bytes]:
     head = RECORD.unpack(RECORD.pack(1000, 7, 0xABC, call_id, cap_len if moved is None else moved, 10, tid, 0,
-                                     offset, cap_len, len(chunk), 1, func, flags, b"python3", 0))
+                                     offset, cap_len, len(chunk), 1, func, flags, b"python3", -1, 0, 0, 0, b""))
     return head, chunk
 
 
@@ -212,7 +212,7 @@ def rescanning_source(answers: dict[int, list[str] | None], **options: object) -
 
 
 def exec_record(pid: int) -> ctypes.Array[ctypes.c_char]:
-    return ctypes.create_string_buffer(RECORD.pack(0, 0, 0, 0, 0, pid, pid, 0, 0, 0, 0, 3, 0, 0, b"sh", 0))
+    return ctypes.create_string_buffer(RECORD.pack(0, 0, 0, 0, 0, pid, pid, 0, 0, 0, 0, 3, 0, 0, b"sh", -1, 0, 0, 0, b""))
 
 
 def test_unfiltered_rescan_follows_processes_that_exec_or_call_and_forgets_dead_ones() -> None:

@@ -20,6 +20,20 @@ that exec'd or made TLS calls since start. That last pass catches a library dlop
 late (a Python agent importing its own libssl, a plugin); it reads each such process's
 /proc/PID/maps and looks at a file only the first time it shows up.
 
+Binaries with BoringSSL compiled in and nothing exported (Bun: Claude Code) are probed
+at the SSL_write/SSL_read that :mod:`agentsight.tlsfind` finds in their code; binaries
+with rustls on aws-lc (Codex) at the AEAD seal/open functions, whose records
+:mod:`agentsight.tlsrecords` turns back into each connection's plaintext (``func`` is
+then the AEAD function, ``conn`` is ``"<pid>:fd<fd>.<n>"``). Executables named on the
+traced root's command line are looked at before it runs, so a ``record -- claude ...``
+is probed from its first call.
+
+Never silent: when a traced process starts a TCP connection and nothing it maps has a
+probed TLS stack (a Go or rustls binary, a stack whose entry points could not be found),
+or its probes were attached only after the connection started, an ``ssl.unprobed`` event
+says so: {"path": its executable, "reason", "dest": "host:port", "late": bool, "stack"}.
+Counted as ``unprobed_connections`` (and ``late_connections``).
+
 Large calls reach user space as several ring-buffer records (bpf/ssl.h) that are
 reassembled here. Losses are counted in ``stats``: ``kernel_lost`` records (and
 ``kernel_lost_bytes`` / ``kernel_lost_calls``) that found the ring full,
@@ -34,12 +48,13 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import socket
 import struct
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentsight import bpfprog, tlslibs
+from agentsight import bpfprog, tlslibs, tlsrecords
 from agentsight.actor import Option, OptionError, Source
 from agentsight.actors.sources.process import (
     check_comm,
@@ -57,13 +72,18 @@ log = logging.getLogger(__name__)
 
 # struct ssl_record of bpf/ssl.h, field for field.
 RECORD_FIELDS = ("ts_ns", "latency_ns", "ssl", "call_id", "ret_len", "pid", "tid", "uid", "offset",
-                 "cap_len", "chunk_len", "kind", "func", "flags", "comm", "_pad")
-RECORD = struct.Struct("<QQQQqIIIIIIBBH16sI")
+                 "cap_len", "chunk_len", "kind", "func", "flags", "comm", "fd", "port", "family", "extra_len",
+                 "extra")
+RECORD = struct.Struct("<QQQQqIIIIIIBBH16siHHI16s")
 
-REC_DATA, REC_HANDSHAKE, REC_EXEC = 1, 2, 3
+REC_DATA, REC_HANDSHAKE, REC_EXEC, REC_CONNECT, REC_BIND = 1, 2, 3, 4, 5
 FLAG_READ_FAILED = 1
-FUNC_NAMES = {1: "SSL_write", 2: "SSL_read", 3: "SSL_write_ex", 4: "SSL_read_ex", 5: "SSL_do_handshake"}
-FUNC_DIRS = {1: "write", 2: "read", 3: "write", 4: "read"}
+FUNC_NAMES = {1: "SSL_write", 2: "SSL_read", 3: "SSL_write_ex", 4: "SSL_read_ex", 5: "SSL_do_handshake",
+              6: "EVP_AEAD_CTX_seal", 7: "EVP_AEAD_CTX_seal_scatter", 8: "EVP_AEAD_CTX_open",
+              9: "EVP_AEAD_CTX_open_gather"}
+FUNC_DIRS = {1: "write", 2: "read", 3: "write", 4: "read", 6: "write", 7: "write", 8: "read", 9: "read"}
+FN_SEAL, FN_SEAL_SCATTER, FN_OPEN, FN_OPEN_GATHER = 6, 7, 8, 9
+AF_INET = 2
 # Index of each counter in the kernel's per-CPU `drops` array, and its name in stats.
 DROP_STATS = ("kernel_lost", "kernel_lost_bytes", "kernel_lost_calls", "kernel_untracked")
 
@@ -76,6 +96,15 @@ _PLAIN_PROGRAMS = {
     "SSL_read": ("enter_read", "leave_read"),
     "SSL_write_ex": ("enter_write_ex", "leave_write_ex"),
     "SSL_read_ex": ("enter_read_ex", "leave_read_ex"),
+    "EVP_AEAD_CTX_seal": ("enter_seal", "leave_seal"),
+    "EVP_AEAD_CTX_seal_scatter": ("enter_seal_scatter", "leave_seal_scatter"),
+    "EVP_AEAD_CTX_open": ("enter_open", "leave_open"),
+    "EVP_AEAD_CTX_open_gather": ("enter_open_gather", "leave_open_gather"),
+}
+# Syscall tracepoints that tie AEAD records to their socket (attached with the first AEAD library).
+_AEAD_TRACEPOINTS = {
+    "aead_in": ("sys_enter_read", "sys_enter_readv", "sys_enter_recvfrom", "sys_enter_recvmsg"),
+    "aead_out": ("sys_enter_write", "sys_enter_writev", "sys_enter_sendto", "sys_enter_sendmsg"),
 }
 _CALLEE_PROGRAMS = {
     "SSL_write_ex": ("enter_write_ex_callee", "leave_callee"),
@@ -91,6 +120,11 @@ _RESCAN_DELAYS_S = (0.0, 0.3, 2.0)
 _WATCH_MAX = 4096
 _RESCAN_MAX_PIDS = 256
 _STATS_EVERY_S = 0.5
+# A connection is checked for TLS coverage this long after it started (after the exec
+# rescans at 0.0 and 0.3 s have attached what the process maps).
+_CONNECT_CHECK_S = 0.4
+# ssl.unprobed events per process at most (the rest are counted).
+_UNPROBED_PER_PID = 64
 
 
 def _check_max_bytes(value: int) -> str | None:
@@ -165,6 +199,12 @@ class SslSource(Source):
         self._next_stats = 0.0
         self._callback: Any = None
         self._comms: dict[bytes, str] = {}
+        self._aead = tlsrecords.AeadStreams()
+        self._aead_tracepoints = False
+        self._attached_at: dict[tuple[int, int], int] = {}  # library (dev, inode) -> boot ns probed
+        self._connects: list[tuple[float, tuple[Any, ...]]] = []  # (check at, CONNECT record)
+        self._unprobed: dict[int, int] = {}  # pid -> ssl.unprobed events sent
+        self._reasons: dict[str, str] = {}  # executable -> why its TLS is not visible
 
     # -- program -----------------------------------------------------------
 
@@ -210,6 +250,10 @@ class SslSource(Source):
             node = tlslibs.node_path()
             for lib in self._finder.check_all(tlslibs.system_library_paths() + ([node] if node else [])):
                 self._attach(lib)
+        for path in self._named_on_command_line():
+            lib = self._finder.check(path)
+            if lib is not None:
+                self._attach(lib)
         for pid in self._initial_pids():
             for lib in self._finder.scan_pid(pid) or ():
                 self._attach(lib)
@@ -232,6 +276,10 @@ class SslSource(Source):
             self._next_rescan = now + self.options["rescan_s"]
         if self._partials:
             self._flush_partials(now - _PARTIAL_TIMEOUT_S)
+        if self._connects and self._connects[0][0] <= now:
+            self._check_connects(now)
+        for conn, content, head in self._aead.expire(now):
+            self._emit_plain(head, conn, content)
         if now >= self._next_stats:
             self._read_drops()
             self._next_stats = now + _STATS_EVERY_S
@@ -251,6 +299,9 @@ class SslSource(Source):
             return []
         self._bpf.ring_buffer_consume()
         self._flush_partials(float("inf"))
+        self._check_connects(float("inf"))
+        for conn, content, head in self._aead.expire(everything=True):
+            self._emit_plain(head, conn, content)
         self._read_drops()
         out, self._out = self._out, []
         return out
@@ -268,9 +319,10 @@ class SslSource(Source):
         names = {n for pair in (*_PLAIN_PROGRAMS.values(), *_CALLEE_PROGRAMS.values()) for n in pair}
         if self.options["handshake"]:
             names |= {"enter_handshake", "leave_handshake"}
-        for fn_name in sorted(names):
+        for fn_name in sorted(names | set(_AEAD_TRACEPOINTS)):
+            kind = self._bpf.TRACEPOINT if fn_name in _AEAD_TRACEPOINTS else self._bpf.KPROBE
             try:
-                self._bpf.load_func(fn_name.encode(), self._bpf.KPROBE)
+                self._bpf.load_func(fn_name.encode(), kind)
             except Exception as exc:  # bcc raises bare Exception, the verifier log goes to stderr
                 raise bpfprog.BpfUnavailable(f"the kernel rejected bpf/ssl.bpf.c:{fn_name} ({exc}); "
                                              "see the verifier log above") from None
@@ -284,12 +336,42 @@ class SslSource(Source):
             return sorted(descendants([pid], {p.pid: p.ppid for p in scan_proc().values()}))
         return [pid]
 
+    def _named_on_command_line(self) -> list[str]:
+        """Executables named on the traced root's command line (``record -- ip netns exec
+        NS claude ...``): looked at before the root runs them, so their first call is seen."""
+        pid = self.options["pid"]
+        if not pid:
+            return []
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = [os.fsdecode(a) for a in f.read().split(b"\0") if a]
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+        except OSError:
+            return []
+        search = os.fsdecode(env.get(b"PATH", b"/usr/local/bin:/usr/bin:/bin")).split(":")
+        found: list[str] = []
+        for arg in argv:
+            if arg.startswith("-") or len(arg) > 4096:
+                continue
+            candidates = [arg] if "/" in arg else [os.path.join(d, arg) for d in search if d]
+            for path in candidates:
+                if os.path.isfile(path) and os.access(path, os.X_OK):
+                    found.append(os.path.realpath(path))
+                    break
+        return list(dict.fromkeys(found))
+
     def _attach(self, lib: tlslibs.TlsLibrary) -> None:
         """Put the entry and return probes on one library; announce it."""
         # Without a tree to follow, the kernel installs the breakpoints in the traced
         # process only, so other processes using the same library pay nothing.
         pid = self.options["pid"] if self.options["pid"] and not self.options["tree"] else -1
         probes: list[str] = []
+        if lib.problem is not None:
+            self.count("unprobeable")
+            log.warning("ssl: %s has %s compiled in, but its TLS functions were not found (%s): its TLS "
+                        "traffic is not visible", lib.path, lib.found_by, lib.problem)
+            return
         try:
             for site in lib.sites:
                 if site.via_callee and not self.options["fast_probes"]:
@@ -306,10 +388,24 @@ class SslSource(Source):
             self.count("attach_errors")
             log.warning("ssl: could not probe %s: %s", lib.path, exc)
             return
+        if any(site.func in tlslibs.AEAD_FUNCS for site in lib.sites):
+            self._attach_aead_tracepoints()
         self.count("attached")
-        log.info("ssl: probing %s (%s)", lib.path, ", ".join(probes))
+        self._attached_at[lib.key] = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+        how = "exports" if lib.found_by == "exports" else f"found in the code ({lib.found_by})"
+        log.info("ssl: probing %s (%s; %s)", lib.path, ", ".join(probes), how)
         self._out.append(Event("ssl.attached", time.time_ns(), self.name, data={
-            "path": lib.path, "dev": lib.dev, "inode": lib.inode, "probes": probes}))
+            "path": lib.path, "dev": lib.dev, "inode": lib.inode, "probes": probes, "found_by": lib.found_by,
+            "search_ms": round(lib.search_s * 1000, 1)}))
+
+    def _attach_aead_tracepoints(self) -> None:
+        """Tie AEAD records to sockets: the syscall tracepoints, once (they cost every read/write)."""
+        if self._aead_tracepoints:
+            return
+        for fn_name, points in _AEAD_TRACEPOINTS.items():
+            for point in points:
+                self._bpf.attach_tracepoint(tp=f"syscalls:{point}".encode(), fn_name=fn_name.encode())
+        self._aead_tracepoints = True
 
     def _probe(self, path: str, addr: int, fn_name: str, pid: int, ret: bool) -> None:
         key = (path, addr, "r" if ret else "p")
@@ -383,6 +479,12 @@ class SslSource(Source):
             now = time.monotonic()
             self._rescans.extend((now + delay, head[5]) for delay in _RESCAN_DELAYS_S)
             self._watch(head[5])
+            self._unprobed.pop(head[5], None)
+        elif kind == REC_CONNECT:
+            self._connects.append((time.monotonic() + _CONNECT_CHECK_S, head))
+        elif kind == REC_BIND:
+            for conn, content, data_head in self._aead.bound(head[5], head[2], head[15]):
+                self._emit_plain(data_head, conn, content)
         return 0
 
     def _on_chunk(self, head: tuple[Any, ...], payload: bytes) -> None:
@@ -437,11 +539,29 @@ class SslSource(Source):
             self._watch(pid)
         if head[9] < moved:
             self.count("truncated")
+        if func >= FN_SEAL:
+            aad, aad_len = head[19], head[18]
+            if func in (FN_SEAL, FN_SEAL_SCATTER):
+                ready = self._aead.sealed(pid, ssl, aad, aad_len, payload, head)
+            else:
+                ready = self._aead.opened(pid, ssl, head[15], aad, aad_len, payload, head)
+            for conn, content, data_head in ready:
+                self._emit_plain(data_head, conn, content)
+            self.stats.update(self._aead.stats)
+            return
+        self._emit_plain(head, f"{pid}:{ssl:x}", payload)
+
+    def _emit_plain(self, head: tuple[Any, ...], conn: str, payload: bytes) -> None:
+        """One ssl.data event: ``payload`` moved on ``conn`` by the call ``head`` describes."""
+        ts, latency, _, _, moved, pid, tid, uid = head[:8]
+        func = head[12]
         comm = self._comms.get(head[14])
         if comm is None:
             comm = self._comms[head[14]] = _comm(head[14])
+        if func >= FN_SEAL:  # one record: its content is what the application moved
+            moved = len(payload)
         self._out.append(Event("ssl.data", ts + self._clock.offset_ns, self.name, pid, tid, comm, {
-            "conn": f"{pid}:{ssl:x}",
+            "conn": conn,
             "dir": FUNC_DIRS.get(func, "?"),
             "func": FUNC_NAMES.get(func, "?"),
             "len": moved,
@@ -450,6 +570,49 @@ class SslSource(Source):
             "latency_ns": latency,
             "uid": uid,
         }))
+
+    # -- what cannot be seen -----------------------------------------------
+
+    def _check_connects(self, now: float) -> None:
+        """Say so for each TCP connection of a traced process whose TLS is not probed (or late)."""
+        due = [head for when, head in self._connects if when <= now]
+        self._connects = [(when, head) for when, head in self._connects if when > now]
+        for head in due:
+            pid = head[5]
+            libs = self._finder.libraries_of(pid)
+            if libs is None:
+                self.count("connect_unchecked")  # gone before it could be looked at
+                continue
+            probed = [lib for lib in libs if lib.key in self._attached_at]
+            if probed and min(self._attached_at[lib.key] for lib in probed) <= head[0]:
+                continue
+            late = bool(probed)
+            stack: str | None
+            if late:
+                reason = "its TLS functions were probed only after this connection started: its first bytes may be missing"
+                stack = probed[0].found_by
+            else:
+                broken = [lib for lib in libs if lib.problem]
+                stack = broken[0].found_by if broken else None
+                reason = (f"{broken[0].found_by} is compiled into {os.path.basename(broken[0].path)}, but its TLS "
+                          f"functions were not found ({broken[0].problem})") if broken else self._reason(pid)
+            self.count("late_connections" if late else "unprobed_connections")
+            sent = self._unprobed.get(pid, 0)
+            if sent >= _UNPROBED_PER_PID:
+                self.count("unprobed_not_reported")
+                continue
+            self._unprobed[pid] = sent + 1
+            self._out.append(Event("ssl.unprobed", head[0] + self._clock.offset_ns, self.name, pid, head[6],
+                                   _comm(head[14]), {"path": _exe(pid), "reason": reason, "dest": _dest(head),
+                                                     "late": late, "stack": stack, "uid": head[7]}))
+
+    def _reason(self, pid: int) -> str:
+        exe = _exe(pid)
+        reason = self._reasons.get(exe)
+        if reason is None:
+            mapped = [path for _, path in tlslibs.exec_mappings(pid) or ()]
+            reason = self._reasons[exe] = tlslibs.describe_unprobed(exe, mapped)
+        return reason
 
     def _read_drops(self) -> None:
         """Copy the kernel's per-CPU drop counters (running totals) into stats."""
@@ -464,3 +627,18 @@ class SslSource(Source):
 
 def _comm(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def _exe(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return "?"
+
+
+def _dest(head: tuple[Any, ...]) -> str:
+    """host:port of a CONNECT record."""
+    port, family, extra = head[16], head[17], head[19]
+    if family == AF_INET:
+        return f"{socket.inet_ntop(socket.AF_INET, extra[:4])}:{port}"
+    return f"[{socket.inet_ntop(socket.AF_INET6, extra[:16])}]:{port}"
