@@ -178,6 +178,33 @@ def dump_bpf(
     sys.stdout.write(bpfprog.program_text(source, src.defines()))  # type: ignore[attr-defined]
 
 
+@debug_app.command("find-tls")
+def find_tls(
+    paths: Annotated[list[Path], typer.Argument(help="Executables or libraries to look at.")],
+) -> None:
+    """Say which TLS functions the ssl source would probe in each file, and how it found them.
+
+    A stripped static build (Claude Code's Bun, Codex's rustls on aws-lc) is searched once
+    per build and the result cached: running this after installing or updating an agent
+    spares its first recorded run the search (~1 s).
+    """
+    from agentsight import tlslibs
+
+    for path in paths:
+        if not path.is_file():
+            fail(f"{path} is not a file")
+        lib = tlslibs.inspect_elf(str(path))
+        if lib is None:
+            print(f"{path}: no TLS library agentsight can probe")
+        elif lib.problem:
+            print(f"{path}: {lib.found_by} compiled in, but its TLS functions were not found: {lib.problem}")
+        else:
+            how = "exported" if lib.found_by == "exports" else f"{lib.found_by}, found in the code"
+            took = f" in {lib.search_s:.2f} s" if lib.search_s else " (cached)" if lib.found_by != "exports" else ""
+            sites = ", ".join(f"{site.func} at {site.symbol:#x}" for site in lib.sites)
+            print(f"{path}: {how}{took}: {sites}")
+
+
 
 
 # The held start of `record`: the command's process exists (so the sources can filter on

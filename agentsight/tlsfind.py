@@ -22,8 +22,9 @@ functions, and addresses change with every release, so they are found from the c
    it may be probed.
 
 The result is cached per build (GNU build id, else size and a hash of the file's head)
-under :data:`CACHE_DIR`, negative results included, so a second start costs one read of
-the ELF notes. x86-64 only; elsewhere nothing is found (and the caller says so).
+under :data:`CACHE_DIR` (``/var/cache/agentsight/tlsfind`` for root, else under
+``~/.cache``; ``AGENTSIGHT_TLSFIND_CACHE`` overrides), negative results included, so a
+second start costs one read of the ELF notes. x86-64 only; elsewhere nothing is found (and the caller says so).
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ __all__ = ["Found", "find", "find_uncached", "cache_key", "CACHE_DIR", "ANCHORS"
 
 log = logging.getLogger(__name__)
 
-CACHE_DIR = os.environ.get("AGENTSIGHT_TLSFIND_CACHE", "/var/cache/agentsight/tlsfind")
+CACHE_DIR = os.environ.get("AGENTSIGHT_TLSFIND_CACHE") or (
+    "/var/cache/agentsight/tlsfind" if os.geteuid() == 0
+    else os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "agentsight", "tlsfind"))
 _CACHE_VERSION = 1
 
 # Source files whose error-report call sites anchor the search, and what they find.
@@ -244,9 +247,9 @@ def _loads_of(binary: _Binary, target: int) -> list[int]:
     arr = _text_array(binary)
     for start, end in _chunks(size):
         view = arr[start:end]
-        # 48 8d 0d/15 disp32: lea disp(%rip),%rcx / %rdx
-        idx = np.flatnonzero((view[:-6] == 0x48) & (view[1:-5] == 0x8D)
-                             & ((view[2:-4] == 0x0D) | (view[2:-4] == 0x15)))
+        # 48 8d 0d/15 disp32: lea disp(%rip),%rcx / %rdx (one full-size comparison, then filter)
+        idx = np.flatnonzero(view[1:-5] == 0x8D)
+        idx = idx[(view[idx] == 0x48) & ((view[idx + 2] == 0x0D) | (view[idx + 2] == 0x15))]
         if len(idx):
             dest = base + start + idx + 7 + _rel32(view, idx + 3)
             found.extend(int(base + start + i) for i in idx[dest == target])
@@ -263,7 +266,7 @@ def _callers_of(binary: _Binary, target: int) -> list[int]:
     found: list[int] = []
     for start, end in _chunks(size):
         view = arr[start:end]
-        idx = np.flatnonzero((view[:-5] == 0xE8) | (view[:-5] == 0xE9))
+        idx = np.flatnonzero((view[:-5] | 1) == 0xE9)  # e8 call, e9 jmp
         if len(idx):
             dest = base + start + idx + 5 + _rel32(view, idx + 1)
             found.extend(int(base + start + i) for i in idx[dest == target])

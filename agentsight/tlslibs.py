@@ -187,13 +187,14 @@ def _from_code(path: str, st: os.stat_result) -> TlsLibrary | None:
     found = tlsfind.find(path)
     if found.stack is None:
         return None
+    spent = 0.0 if found.cached else found.seconds  # what looking cost this time
     wanted = ("SSL_write", "SSL_read") if found.stack == "boringssl" else AEAD_FUNCS
     sites = tuple(ProbeSite(func, addr, addr, addr) for func, addr in found.functions.items() if func in wanted)
     if not sites:
         return TlsLibrary(path, st.st_dev, st.st_ino, (), None, found.stack,
-                          found.problem or "its entry points were not found", found.seconds)
+                          found.problem or "its entry points were not found", spent)
     return TlsLibrary(path, st.st_dev, st.st_ino, sites, found.functions.get("SSL_do_handshake"), found.stack,
-                      None, found.seconds)
+                      None, spent)
 
 
 def system_library_paths() -> list[str]:
