@@ -60,6 +60,7 @@ def summary(store: Store) -> dict[str, Any]:
             endpoints[f"{host}:{c['port']}"] += 1
     hosts = sorted({c["host"] for c in calls if c["host"]})
     failed = [p for p in procs if (p["exit_code"] not in (None, 0)) or p["signal"]]
+    unseen = tls_unseen(store)
     return {
         "recording": str(store.path),
         "command": meta.get("command"),
@@ -78,9 +79,27 @@ def summary(store: Store) -> dict[str, Any]:
         "files_opened": len({f["path"] for f in files}),
         "files_written": written,
         "endpoints": dict(sorted(endpoints.items())),
+        "tls_unseen": unseen,
         "sessions": store.sessions(),
         "events_lost": int(meta.get("events_lost") or 0),
     }
+
+
+def tls_unseen(store: Store) -> list[dict[str, Any]]:
+    """Connections whose TLS plaintext agentsight could not see (``ssl.unprobed``), per
+    executable and reason: how many, to where, by which processes."""
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for e in store.events(topics=["ssl.unprobed"], limit=1 << 30):
+        d = e["data"]
+        key = (str(d.get("path")), str(d.get("reason")))
+        g = groups.setdefault(key, {"path": key[0], "reason": key[1], "late": bool(d.get("late")),
+                                    "connections": 0, "dests": {}, "pids": []})
+        g["connections"] += 1
+        dest = str(d.get("dest"))
+        g["dests"][dest] = g["dests"].get(dest, 0) + 1
+        if e["pid"] not in g["pids"]:
+            g["pids"].append(e["pid"])
+    return list(groups.values())
 
 
 def _price_source(store: Store, calls: list[dict[str, Any]]) -> str | None:
@@ -131,6 +150,11 @@ def format_summary(s: dict[str, Any]) -> str:
     written = s["files_written"]
     lines.append(f"files: {s['files_opened']} opened, {len(written)} written"
                  + (": " + ", ".join(written[:10]) + (" ..." if len(written) > 10 else "") if written else ""))
+    for u in s.get("tls_unseen", []):
+        dests = ", ".join(f"{k} ({v}x)" if v > 1 else k for k, v in list(u["dests"].items())[:6])
+        what = "TLS seen late" if u["late"] else "TLS not visible"
+        lines.append(f"{what}: {os.path.basename(u['path'])} (pid {', '.join(map(str, u['pids'][:6]))}): "
+                     f"{u['connections']} connection(s) to {dests}: {u['reason']}")
     eps = s["endpoints"]
     lines.append("endpoints: " + (", ".join(f"{k} ({v}x)" if v > 1 else k for k, v in list(eps.items())[:12])
                                   if eps else "none"))

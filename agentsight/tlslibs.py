@@ -303,9 +303,12 @@ class LibraryFinder:
                 found.append(lib)
         return found
 
-    def libraries_of(self, pid: int) -> list[TlsLibrary] | None:
-        """Every TLS library (probed or not) among the files ``pid`` maps; None when it is gone."""
-        mappings = exec_mappings(pid)
+    def libraries_of(self, pid: int, mappings: list[tuple[tuple[bytes, bytes], str]] | None = None
+                     ) -> list[TlsLibrary] | None:
+        """Every TLS library (probed or not) among the files ``pid`` maps (or ``mappings``, read
+        from its maps earlier); None when it is gone."""
+        if mappings is None:
+            mappings = exec_mappings(pid)
         if mappings is None:
             return None
         out = []

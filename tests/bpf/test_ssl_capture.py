@@ -389,3 +389,19 @@ def test_nested_calls_are_captured_and_reentries_reported_once(tmp_path: Path) -
         ("2000", "SSL_write", "write", b"plain"),
     ]
     assert cap.stats.get("read_errors", 0) == 0 and cap.stats.get("kernel_untracked", 0) == 0
+
+
+def test_a_tls_stack_that_cannot_be_probed_is_said(server: Server, cert: tuple[Path, Path]) -> None:
+    """wget uses GnuTLS: its connection is reported as not visible, naming the binary and why."""
+    wget = shutil.which("wget")
+    if wget is None:
+        pytest.skip("wget is not installed")
+    cap = capture([wget, "-q", "-O", "/dev/null", "--ca-certificate", str(cert[0]), "--post-data", "x",
+                   f"https://127.0.0.1:{server.port}/size/10"], tree=True)
+    assert not cap.data
+    unseen = [e for e in cap.events if e.topic == "ssl.unprobed"]
+    assert len(unseen) == 1, unseen
+    d = unseen[0].data
+    assert d["path"] == os.path.realpath(wget) and d["dest"] == f"127.0.0.1:{server.port}"
+    assert "GnuTLS" in d["reason"] and d["late"] is False
+    assert cap.stats["unprobed_connections"] == 1

@@ -202,7 +202,8 @@ class SslSource(Source):
         self._aead = tlsrecords.AeadStreams()
         self._aead_tracepoints = False
         self._attached_at: dict[tuple[int, int], int] = {}  # library (dev, inode) -> boot ns probed
-        self._connects: list[tuple[float, tuple[Any, ...]]] = []  # (check at, CONNECT record)
+        # (check at, CONNECT record, the process's mappings and executable when it connected)
+        self._connects: list[tuple[float, tuple[Any, ...], Any, str]] = []
         self._unprobed: dict[int, int] = {}  # pid -> ssl.unprobed events sent
         self._reasons: dict[str, str] = {}  # executable -> why its TLS is not visible
 
@@ -481,7 +482,9 @@ class SslSource(Source):
             self._watch(head[5])
             self._unprobed.pop(head[5], None)
         elif kind == REC_CONNECT:
-            self._connects.append((time.monotonic() + _CONNECT_CHECK_S, head))
+            # What it maps is read now: a short-lived process may be gone by the check.
+            pid = head[5]
+            self._connects.append((time.monotonic() + _CONNECT_CHECK_S, head, tlslibs.exec_mappings(pid), _exe(pid)))
         elif kind == REC_BIND:
             for conn, content, data_head in self._aead.bound(head[5], head[2], head[15]):
                 self._emit_plain(data_head, conn, content)
@@ -575,11 +578,11 @@ class SslSource(Source):
 
     def _check_connects(self, now: float) -> None:
         """Say so for each TCP connection of a traced process whose TLS is not probed (or late)."""
-        due = [head for when, head in self._connects if when <= now]
-        self._connects = [(when, head) for when, head in self._connects if when > now]
-        for head in due:
+        due = [c for c in self._connects if c[0] <= now]
+        self._connects = [c for c in self._connects if c[0] > now]
+        for _, head, mappings, exe in due:
             pid = head[5]
-            libs = self._finder.libraries_of(pid)
+            libs = self._finder.libraries_of(pid, mappings)
             if libs is None:
                 self.count("connect_unchecked")  # gone before it could be looked at
                 continue
@@ -595,7 +598,7 @@ class SslSource(Source):
                 broken = [lib for lib in libs if lib.problem]
                 stack = broken[0].found_by if broken else None
                 reason = (f"{broken[0].found_by} is compiled into {os.path.basename(broken[0].path)}, but its TLS "
-                          f"functions were not found ({broken[0].problem})") if broken else self._reason(pid)
+                          f"functions were not found ({broken[0].problem})") if broken else self._reason(exe, mappings)
             self.count("late_connections" if late else "unprobed_connections")
             sent = self._unprobed.get(pid, 0)
             if sent >= _UNPROBED_PER_PID:
@@ -603,14 +606,13 @@ class SslSource(Source):
                 continue
             self._unprobed[pid] = sent + 1
             self._out.append(Event("ssl.unprobed", head[0] + self._clock.offset_ns, self.name, pid, head[6],
-                                   _comm(head[14]), {"path": _exe(pid), "reason": reason, "dest": _dest(head),
+                                   _comm(head[14]), {"path": exe, "reason": reason, "dest": _dest(head),
                                                      "late": late, "stack": stack, "uid": head[7]}))
 
-    def _reason(self, pid: int) -> str:
-        exe = _exe(pid)
+    def _reason(self, exe: str, mappings: Any) -> str:
         reason = self._reasons.get(exe)
         if reason is None:
-            mapped = [path for _, path in tlslibs.exec_mappings(pid) or ()]
+            mapped = [path for _, path in mappings or ()]
             reason = self._reasons[exe] = tlslibs.describe_unprobed(exe, mapped)
         return reason
 
