@@ -566,9 +566,6 @@ class HttpStreams:
         if op == "switch":
             self._switch(conn, arg[0], arg[1], ts, out)
         elif op == "head":
-            held = conn.requests.release()
-            if held:  # an upgrade was refused: the client's next bytes are HTTP after all
-                self._feed_h1_requests(conn, held, ts, out)
             ex = conn.awaiting.popleft() if conn.awaiting else conn.new_exchange()
             conn.resp_ex, conn.ended_early = ex, False
             headers = [[n.decode("latin-1"), v.decode("latin-1")] for n, v in arg.headers]
@@ -580,6 +577,8 @@ class HttpStreams:
                 conn.responses.message_ts,
             )
             self._emit_head(conn, ex, out)
+            if ex.upgrade:  # the upgrade was refused: what the client wrote next is HTTP after all
+                self._feed_h1_requests(conn, conn.requests.release(), ts, out)
         elif op == "data" and ex is not None and ex.response is not None:
             resp = ex.response
             if resp.out is not None:

@@ -24,6 +24,9 @@ from agentsight.analysis.httpstream import HttpStreams
 from agentsight.analysis.llm import LlmCalls
 from agentsight.analysis.sse import SseMerge
 from agentsight.event import Event
+from agentsight.jsonform import event_to_json, to_jsonable
+from tests.conftest import read_jsonl
+from tests.integration.test_analyzer_stages import config
 
 SECRET = "sk-proj-Xq7fT2mLw9RkZc4VbN1aHs8DpE3uYo6Gj0iKl5MnOp"
 Records = list[tuple[str, bytes]]
@@ -341,3 +344,21 @@ def test_codex_responses_over_websocket_give_exact_llm_calls() -> None:
 
     split = [e.data for e in stages(one_byte(records)) if e.topic == "llm.call"]
     assert [_stable(c) for c in split] == [_stable(c) for c in calls]
+
+
+def test_the_actor_pipeline_gives_the_same_websocket_calls(pipeline: Any, workdir: Any) -> None:
+    """The Codex capture replayed through real actor processes (http x2 -> sse -> llm -> redact -> jsonl)."""
+    records = converse(responses_server, codex_client, path="/backend-api/codex/responses",
+                       headers={"Authorization": f"Bearer {SECRET}"})
+    cap, out = workdir / "cap.jsonl", workdir / "out.jsonl"
+    cap.write_text("".join(event_to_json(Event("ssl.data", 1_000_000 + i, "ssl", 9, 9, "codex", {
+        "conn": "9:7f01", "dir": d, "bytes": data, "len": len(data)})) + "\n" for i, (d, data) in enumerate(records)))
+    p = pipeline(config(cap, out)).start()
+    assert p.wait(90) == 0, p.stderr()
+    rows = read_jsonl(out)
+    got = [r["data"] for r in rows if r["topic"] == "llm.call"]
+    want = [json.loads(json.dumps(to_jsonable(e.data))) for e in stages(records) if e.topic == "llm.call"]
+    assert [_stable(c) for c in got] == [_stable(c) for c in want] and len(got) == 3
+    sent = len(REQUESTS) + sum(len(answer_events(n)) for n in range(3))
+    assert sum(1 for r in rows if r["topic"] == "http.ws") == sent + 2  # and a close frame each way
+    assert SECRET not in out.read_text() and "no events lost" in p.stderr()

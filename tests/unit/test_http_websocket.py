@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from agentsight.analysis.httpstream import HttpStreams
 from agentsight.event import Event
 from tests.unit.test_websocket import KEY, OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT, deflate, frame
@@ -147,3 +150,17 @@ def test_a_message_that_does_not_inflate_keeps_its_bytes_and_is_counted() -> Non
     out, h = run([("write", UPGRADE), ("read", SWITCH + frame(OP_TEXT, b"\xff\xfe not deflate", rsv1=True))])
     (m,) = ws(out)
     assert m["text"] is None and m["decode_error"].startswith("inflate:") and h.stats.ws_decode_errors == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["write", "read"]), st.binary(max_size=120)), max_size=12),
+       st.integers(1, 9))
+def test_fuzz_after_the_upgrade_never_raises_and_splits_agree(records: list[tuple[str, bytes]], step: int) -> None:
+    """Garbage in either direction after a 101: counted and skipped, never raised, any cut the same."""
+    head = [("write", UPGRADE), ("read", SWITCH)]
+    whole, h = run(head + records, max_body=64)
+    cut = [(d, data[i : i + step]) for d, data in records for i in range(0, len(data), step)]
+    split, _ = run(head + cut, max_body=64)
+    assert ws(split) == ws(whole)
+    assert all(len(m["text"] or m["data"] or b"") <= 64 for m in ws(whole))
+    assert h.stats.ws_connections == 1
