@@ -358,7 +358,7 @@ class _Conn:
     def __init__(self, key: str, owner: HttpStreams) -> None:
         self.key = key
         self.owner = owner
-        self.proto: str | None = None
+        self.proto: str | None = None  # None (undecided), "h1", "h2", "ws" (after a 101), "upgraded" (unread)
         self.probe = b""  # first written bytes, until they rule the HTTP/2 preface in or out
         self.early_reads: list[tuple[bytes, int]] = []
         self.awaiting: deque[_Exchange] = deque()

@@ -44,7 +44,8 @@ from agentsight.analysis.sse import SseEvent, parse_sse
 from agentsight.analysis.websocket import OP_CLOSE
 from agentsight.event import Event
 
-__all__ = ["LlmCalls", "LlmStats", "extract_call", "extract_ws_call", "detect_api", "provider_for_host",
+__all__ = ["LlmCalls", "LlmStats", "extract_call", "extract_ws_call", "is_ws_call_start", "ws_event", "detect_api",
+           "provider_for_host",
            "estimate_cost"]
 
 _GEMINI_PATH = re.compile(r"/models/([^/:]+):(generateContent|streamGenerateContent)$")

@@ -180,11 +180,6 @@ class WsReader:
         self._skipped = 0
         self.dropped = 0  # data messages abandoned (bad frame in the middle, or the connection ended)
 
-    @property
-    def in_message(self) -> bool:
-        """A data message has started and not ended."""
-        return self._msg is not None
-
     def feed(self, data: bytes, ts: int) -> list[WsMessage | WsError]:
         """Read more of this direction; returns the messages and errors it completed."""
         buf = self._buf + data if self._buf else data
@@ -224,8 +219,8 @@ class WsReader:
         if self._msg is not None:
             self.dropped += 1
         self._msg = self._ctl = self._frame = None
-        skipped, self._skipped = self._skipped + len(self._buf) * self._resyncing, 0
-        self._buf = b""
+        skipped = self._skipped + (len(self._buf) if self._resyncing else 0)  # bytes still being scanned
+        self._skipped, self._buf = 0, b""
         return [WsError("", skipped)] if skipped else []
 
     # ------------------------------------------------------------------ frames
