@@ -45,8 +45,7 @@ from agentsight.analysis.websocket import OP_CLOSE
 from agentsight.event import Event
 
 __all__ = ["LlmCalls", "LlmStats", "extract_call", "extract_ws_call", "is_ws_call_start", "ws_event", "detect_api",
-           "provider_for_host",
-           "estimate_cost"]
+           "provider_for_host", "estimate_cost"]
 
 _GEMINI_PATH = re.compile(r"/models/([^/:]+):(generateContent|streamGenerateContent)$")
 _CODE_ASSIST_PATH = re.compile(r"/v1internal:(generateContent|streamGenerateContent)$")
