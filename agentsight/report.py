@@ -93,7 +93,7 @@ def tls_unseen(store: Store) -> list[dict[str, Any]]:
         d = e["data"]
         key = (str(d.get("path")), str(d.get("reason")))
         g = groups.setdefault(key, {"path": key[0], "reason": key[1], "late": bool(d.get("late")),
-                                    "connections": 0, "dests": {}, "pids": []})
+                                    "connections": 0, "dests": {}, "pids": [], "event_id": e["id"]})
         g["connections"] += 1
         dest = str(d.get("dest"))
         g["dests"][dest] = g["dests"].get(dest, 0) + 1

@@ -23,7 +23,7 @@ from agentsight.event import Event
 
 __all__ = ["Row", "TopModel", "SORT_KEYS", "TOPICS", "format_plain"]
 
-TOPICS = ["session.", "llm.call", "process.", "file.open", "net.connect"]
+TOPICS = ["session.", "llm.call", "process.", "file.open", "net.connect", "ssl.unprobed"]
 SORT_KEYS = ("cost", "tokens", "calls", "cpu", "rss", "age", "activity", "pid")
 
 
@@ -48,6 +48,7 @@ class Row:
     rss: int = 0
     last_ns: int = 0
     last: str = ""
+    unseen: int = 0  # connections whose TLS could not be seen (ssl.unprobed)
     pids: set[int] = field(default_factory=set)
 
     def sort_value(self, key: str) -> Any:
@@ -149,6 +150,10 @@ class TopModel:
         elif topic == "net.connect":
             row.network += 1
             row.last = f"connect {d.get('address')}:{d.get('port')}"
+        elif topic == "ssl.unprobed":
+            row.unseen += 1
+            exe = str(d.get("path") or "?").rsplit("/", 1)[-1]
+            row.last = f"TLS {'seen late' if d.get('late') else 'not visible'}: {exe} -> {d.get('dest')}"
 
     # ------------------------------------------------------------------ resources
     def sample(self) -> None:
@@ -201,7 +206,9 @@ def _mib(n: int) -> str:
 def cells(row: Row, now_ns: int) -> list[str]:
     since = f"{_age(row.last_ns, now_ns)} ago " if row.last_ns else ""
     cost = f"${row.cost:.4f}" + ("+?" if row.unpriced else "") if row.calls else "-"
-    return [row.agent, str(row.pid), row.state, _age(row.start_ns, now_ns), row.model or "-", str(row.calls),
+    # "+N?": N connections whose calls could not be seen, so the count may be short.
+    calls = str(row.calls) + (f" +{row.unseen}?" if row.unseen else "")
+    return [row.agent, str(row.pid), row.state, _age(row.start_ns, now_ns), row.model or "-", calls,
             f"{row.tokens_in:,}", f"{row.tokens_out:,}", cost, str(row.processes), str(row.files),
             str(row.network), f"{row.cpu:.0f}", _mib(row.rss), (since + row.last).strip() or "-"]
 

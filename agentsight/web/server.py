@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from agentsight import __version__
+from agentsight.report import tls_unseen
 from agentsight.store import SCHEMA_VERSION, Store
 from agentsight.web.guard import SECURITY_HEADERS, guard_middleware
 from agentsight.web.live import Hub
@@ -153,6 +154,7 @@ class WebServer:
                     "processes": db.execute("SELECT count(*) FROM processes").fetchone()[0],
                 },
                 "topics": s.topic_counts(),
+                "tls_unseen": tls_unseen(s),
             }
         return _json(await self.read(q))
 

@@ -106,6 +106,10 @@ def label(topic: str, data: Any) -> str:
         return _short(f"{d.get('status_code')} {_text(d.get('reason'))} {_size(d.get('body_size'))}")
     if topic == "sse.event":
         return _short(f"{_text(d.get('event'))}: {_text(d.get('data'))}")
+    if topic == "ssl.unprobed":
+        what = "TLS seen late" if d.get("late") else "TLS not visible"
+        exe = _text(d.get("path")).rsplit("/", 1)[-1]
+        return _short(f"{what}: {exe} → {_text(d.get('dest'))}: {_text(d.get('reason'))}")
     if topic in ("ssl.data", "stdio.data"):
         payload = _text(d.get("bytes"))
         return _short(f"{d.get('dir', '')} {_size(d.get('len'))} {payload}")

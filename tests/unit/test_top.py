@@ -59,3 +59,15 @@ def test_resources_of_a_live_session_tree():
     m.sample()
     m.sample()
     assert m.rows["me"].rss > 10 << 20 and m.rows["me"].state == "running"
+
+
+def test_a_session_whose_tls_could_not_be_seen_is_marked():
+    m = TopModel()
+    m.feed(ev("session.start", 300, "codex", session="300@3", agent="codex", pid=300, start_ns=T, comm="codex"))
+    for _ in range(2):
+        m.feed(ev("ssl.unprobed", 301, "codex", session="300@3", agent="codex", late=False, dest="127.0.0.1:8443",
+                  path="/opt/codex/bin/codex", reason="it is a Rust program with rustls..."))
+    row = m.rows["300@3"]
+    assert row.unseen == 2 and row.last == "TLS not visible: codex -> 127.0.0.1:8443"
+    text = format_plain(m.visible())
+    assert "0 +2?" in text and "TLS not visible: codex" in text

@@ -56,6 +56,17 @@ function renderMeta() {
     h("span", null, h("b", { id: "meta-events" }, fmt.num(i.counts.events)), " events"),
     h("span", null, h("b", null, span)),
   );
+  // Connections whose TLS agentsight could not see: never silent.
+  const unseen = i.tls_unseen || [];
+  if (unseen.length) {
+    const names = [...new Set(unseen.map((u) => u.path.split("/").pop()))].join(", ");
+    const conns = unseen.reduce((n, u) => n + u.connections, 0);
+    const late = unseen.every((u) => u.late);
+    el.append(h("a.pill.warn", {
+      id: "tls-unseen", href: `/log?id=${unseen[0].event_id}`, "data-nav": true,
+      title: unseen.map((u) => `${u.path}: ${u.connections} connection(s): ${u.reason}`).join("\n"),
+    }, `⚠ TLS ${late ? "seen late" : "not visible"}: ${names} (${conns})`));
+  }
   document.getElementById("tab-llm-count").textContent = i.counts.llm_calls ? fmt.compact(i.counts.llm_calls) : "";
 }
 
@@ -114,6 +125,7 @@ function onLive(rows) {
       if (r.topic === "llm.call") i.counts.llm_calls += 1;
     }
     renderMeta();
+    if (rows.some((r) => r.topic === "ssl.unprobed")) refreshInfo();
   }
   state.bus.dispatchEvent(new CustomEvent("events", { detail: rows }));
 }
