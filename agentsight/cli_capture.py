@@ -180,21 +180,32 @@ def dump_bpf(
 
 @debug_app.command("find-tls")
 def find_tls(
-    paths: Annotated[list[Path], typer.Argument(help="Executables or libraries to look at.")],
+    paths: Annotated[list[Path], typer.Argument(help="Executables or libraries, or directories to search for them.")],
 ) -> None:
     """Say which TLS functions the ssl source would probe in each file, and how it found them.
 
     A stripped static build (Claude Code's Bun, Codex's rustls on aws-lc) is searched once
-    per build and the result cached: running this after installing or updating an agent
-    spares its first recorded run the search (~1 s).
+    per build and the result cached: running this on an agent's install directory after
+    installing or updating it spares its first recorded run the search (~1 s), during
+    which its first calls could not be seen. A directory is searched for ELF files.
     """
     from agentsight import tlslibs
 
+    files: list[tuple[Path, bool]] = []  # (file, named on the command line)
     for path in paths:
-        if not path.is_file():
-            fail(f"{path} is not a file")
+        if path.is_dir():
+            files.extend((p, False) for p in sorted(path.rglob("*"))
+                         if p.is_file() and not p.is_symlink() and _is_elf(p))
+        elif path.is_file():
+            files.append((path, True))
+        else:
+            fail(f"{path} is not a file or a directory")
+    quiet = 0
+    for path, named in files:
         lib = tlslibs.inspect_elf(str(path))
-        if lib is None:
+        if lib is None and not named:
+            quiet += 1
+        elif lib is None:
             print(f"{path}: no TLS library agentsight can probe")
         elif lib.problem:
             print(f"{path}: {lib.found_by} compiled in, but its TLS functions were not found: {lib.problem}")
@@ -203,8 +214,16 @@ def find_tls(
             took = f" in {lib.search_s:.2f} s" if lib.search_s else " (cached)" if lib.found_by != "exports" else ""
             sites = ", ".join(f"{site.func} at {site.symbol:#x}" for site in lib.sites)
             print(f"{path}: {how}{took}: {sites}")
+    if quiet:
+        print(f"({quiet} more ELF file(s) in the directories have no TLS library agentsight can probe)")
 
 
+def _is_elf(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"\x7fELF"
+    except OSError:
+        return False
 
 
 # The held start of `record`: the command's process exists (so the sources can filter on
