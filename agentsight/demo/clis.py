@@ -55,8 +55,8 @@ from typing import Any
 from agentsight.demo.agent import ANTHROPIC_KEY, OPENAI_KEY
 from agentsight.demo.llm_server import GENERATE_APIS, read_log
 
-__all__ = ["PACKAGES", "SETUPS", "PROBE_COMMAND", "PROBE_OUTPUT", "Package", "Setup", "LoopbackNetns",
-           "cache_dir", "install", "prepare", "run", "main"]
+__all__ = ["PACKAGES", "SETUPS", "PROBE_COMMAND", "PROBE_OUTPUT", "Package", "Setup", "RunResult", "LoopbackNetns",
+           "cache_dir", "install", "prepare", "run", "report", "exchange_line", "dns_nxdomain", "main"]
 
 DEFAULT_CACHE = "/var/cache/agentsight-clis"
 GEMINI_KEY = "AIzaSyDemo-agentsight-0f3b9c2e7a4d1b6c8e5"  # fake, in Google's key format
@@ -326,8 +326,28 @@ class LoopbackNetns:
         self.close()
 
 
+def dns_nxdomain(query: bytes) -> tuple[str, bytes] | None:
+    """The NXDOMAIN answer to a DNS query, and what it asked ("name TYPE"); None if it is not a query."""
+    if len(query) < 12:
+        return None
+    qid, flags, qdcount = struct.unpack("!HHH", query[:6])
+    if flags & 0x8000 or qdcount < 1:  # a response, or no question
+        return None
+    labels: list[str] = []
+    i = 12
+    while i < len(query) and query[i] and len(labels) < 64:
+        labels.append(query[i + 1:i + 1 + query[i]].decode("ascii", "replace"))
+        i += 1 + query[i]
+    if i + 5 > len(query):
+        return None
+    qtype = struct.unpack("!H", query[i + 1:i + 3])[0]
+    # Response, recursion desired + available, NXDOMAIN; the (first) question echoed back.
+    answer = struct.pack("!HHHHHH", qid, 0x8183, 1, 0, 0, 0) + query[12:i + 5]
+    return f"{'.'.join(labels)} {_QTYPES.get(qtype, qtype)}", answer
+
+
 def serve_dns(log: Path, ready: Path) -> None:
-    """Answer every DNS query on 127.0.0.1:53 with NXDOMAIN and append "name type" to ``log``.
+    """Answer every DNS query on 127.0.0.1:53 with NXDOMAIN and append "name TYPE" to ``log``.
 
     Run inside the namespace: lookups of outside names fail at once (instead of after resolver
     timeouts) and the names tried are on record.
@@ -338,19 +358,10 @@ def serve_dns(log: Path, ready: Path) -> None:
     with open(log, "a", encoding="utf-8") as out:
         while True:
             data, peer = sock.recvfrom(4096)
-            if len(data) < 12:
-                continue
-            qid, _flags, qdcount = struct.unpack("!HHH", data[:6])
-            labels: list[str] = []
-            i = 12
-            while i < len(data) and data[i] and len(labels) < 64:
-                labels.append(data[i + 1:i + 1 + data[i]].decode("ascii", "replace"))
-                i += 1 + data[i]
-            qtype = struct.unpack("!H", data[i + 1:i + 3])[0] if i + 3 <= len(data) else 0
-            out.write(f"{'.'.join(labels)} {_QTYPES.get(qtype, qtype)}\n")
-            out.flush()
-            # Response, recursion desired + available, NXDOMAIN; the question echoed back.
-            sock.sendto(struct.pack("!HHHHHH", qid, 0x8183, min(qdcount, 1), 0, 0, 0) + data[12:i + 5], peer)
+            if (reply := dns_nxdomain(data)) is not None:
+                out.write(reply[0] + "\n")
+                out.flush()
+                sock.sendto(reply[1], peer)
 
 
 _QTYPES = {1: "A", 28: "AAAA", 5: "CNAME", 12: "PTR", 33: "SRV", 65: "HTTPS"}

@@ -46,6 +46,7 @@ import signal
 import socket
 import ssl
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -54,7 +55,8 @@ from typing import Any, TextIO
 
 from aiohttp import WSMsgType, web
 
-__all__ = ["Settings", "BadRequest", "Conversation", "Answer", "count_tokens", "make_app", "make_tls", "main"]
+__all__ = ["Settings", "BadRequest", "Conversation", "Answer", "GENERATE_APIS", "Running", "count_tokens",
+           "input_tokens", "make_app", "make_tls", "read_log", "running", "main"]
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _BACKTICKS = re.compile(r"`([^`]+)`")
@@ -307,13 +309,21 @@ def _function_response_text(response: Any) -> str:
     return json.dumps(response, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
 
 
+def _field(obj: dict[str, Any], name: str) -> Any:
+    """A Gemini field by its JSON name or its proto name: Google's JSON parsing takes both (``functionCall``,
+    ``function_call``), and SDKs send either."""
+    if name in obj:
+        return obj[name]
+    return obj.get(re.sub(r"[A-Z]", lambda m: "_" + m.group(0).lower(), name))
+
+
 def read_gemini(body: dict[str, Any]) -> Conversation:
     """Gemini API ``GenerateContentRequest`` (also the ``request`` inside a Code Assist request)."""
     conv = Conversation()
     contents = body.get("contents")
     if not isinstance(contents, list) or not contents:
         raise BadRequest("* GenerateContentRequest.contents: contents is not specified")
-    system = body.get("systemInstruction") or body.get("system_instruction")
+    system = _field(body, "systemInstruction")
     if system is not None:
         conv.system = _text_of(_obj(system, "systemInstruction").get("parts"), "systemInstruction.parts")
     for raw in contents:
@@ -330,12 +340,12 @@ def read_gemini(body: dict[str, Any]) -> Conversation:
             p = _obj(part, "each part")
             if isinstance(p.get("text"), str) and not p.get("thought"):
                 texts.append(p["text"])
-            elif "functionCall" in p:
-                fc = _obj(p["functionCall"], "functionCall")
+            elif (fc := _field(p, "functionCall")) is not None:
+                fc = _obj(fc, "functionCall")
                 conv.texts += [str(fc.get("name", "")), json.dumps(fc.get("args") or {}, separators=(",", ":"),
                                                                    ensure_ascii=False)]
-            elif "functionResponse" in p:
-                results.append(_function_response_text(_obj(p["functionResponse"], "functionResponse").get("response")))
+            elif (fr := _field(p, "functionResponse")) is not None:
+                results.append(_function_response_text(_obj(fr, "functionResponse").get("response")))
         conv.texts += texts + results
         if role == "model":
             conv.has_history = True
@@ -345,18 +355,16 @@ def read_gemini(body: dict[str, Any]) -> Conversation:
             conv.last_text = "\n".join(results) if results else "\n".join(texts)
     tools = body.get("tools") or []
     for t in tools:
-        t = _obj(t, "each tool")
-        for raw in t.get("functionDeclarations") or t.get("function_declarations") or []:
+        for raw in _field(_obj(t, "each tool"), "functionDeclarations") or []:
             fd = _obj(raw, "each function declaration")
-            schema = fd.get("parametersJsonSchema") or fd.get("parameters") or {}
+            schema = _field(fd, "parametersJsonSchema") or fd.get("parameters") or {}
             conv.tools.append((str(fd.get("name")), _obj(schema, "parameters")))
     conv.tools_json = json.dumps(tools, sort_keys=True) if tools else ""
-    calling = _obj(_obj(body.get("toolConfig") or {}, "toolConfig").get("functionCallingConfig") or {},
-                   "functionCallingConfig")
-    conv.tools_allowed = str(calling.get("mode", "AUTO")).upper() != "NONE"
-    config = _obj(body.get("generationConfig") or {}, "generationConfig")
-    if config.get("responseMimeType") == "application/json":
-        schema = config.get("responseJsonSchema") or config.get("responseSchema") or {}
+    calling = _field(_obj(_field(body, "toolConfig") or {}, "toolConfig"), "functionCallingConfig") or {}
+    conv.tools_allowed = str(_obj(calling, "functionCallingConfig").get("mode", "AUTO")).upper() != "NONE"
+    config = _obj(_field(body, "generationConfig") or {}, "generationConfig")
+    if _field(config, "responseMimeType") == "application/json":
+        schema = _field(config, "responseJsonSchema") or _field(config, "responseSchema") or {}
         conv.json_schema = _obj(schema, "responseSchema")
     return conv
 
@@ -1201,6 +1209,43 @@ async def serve(port: int, settings: Settings, log: ExchangeLog, ctx: ssl.SSLCon
         await stop.wait()
     finally:
         await runner.cleanup()
+
+
+@dataclass(frozen=True)
+class Running:
+    """A server started by :func:`running`."""
+
+    url: str  # https://127.0.0.1:PORT
+    ca: Path  # the CA to trust
+    log: Path  # its exchange log
+
+
+@contextlib.contextmanager
+def running(workdir: Path, settings: Settings | None = None) -> Iterator[Running]:
+    """The server on a free port of 127.0.0.1, in a background thread (tests, embedding); its CA and
+    exchange log are written in ``workdir``. Stopped when the block ends."""
+    log_path, ca = workdir / "llm_server.jsonl", workdir / "llm_server-ca.pem"
+    log = ExchangeLog(log_path)
+    ctx = make_tls(ca)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="llm_server", daemon=True)
+    thread.start()
+    runner = web.AppRunner(make_app(settings or Settings(), log), access_log=None, handle_signals=False)
+    sock = socket.create_server(("127.0.0.1", 0))
+
+    async def start() -> None:
+        await runner.setup()
+        await web.SockSite(runner, sock, ssl_context=ctx).start()
+
+    try:
+        asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=30)
+        yield Running(f"https://127.0.0.1:{sock.getsockname()[1]}", ca, log_path)
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+        loop.close()
+        log.close()
 
 
 def main(argv: list[str] | None = None) -> int:
