@@ -7,7 +7,7 @@ from typing import Any
 
 from agentsight.event import Event
 from tests.web.conftest import open_view, screenshot, serve, wait_js
-from tests.web.recording import AGENT_PID, S, T0, agent_session, write
+from tests.web.recording import AGENT_PID, T0, S, agent_session, write
 
 
 def unprobed(ts: int, dest: str) -> Event:
