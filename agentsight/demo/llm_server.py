@@ -1,32 +1,65 @@
-"""A local fake LLM service: OpenAI Chat Completions, OpenAI Responses and Anthropic Messages over HTTPS.
+"""A local fake LLM service: OpenAI (Chat Completions, Responses), Anthropic Messages, Gemini over HTTPS.
 
 Binds 127.0.0.1 only (``--port 0`` picks a free port, announced on stdout and in
 ``--ready-file``), HTTP/1.1 keep-alive, a certificate for 127.0.0.1/localhost from its
 own throwaway CA (``--ca-out`` writes the CA for clients: ``SSL_CERT_FILE``, ``curl
 --cacert``, ``NODE_EXTRA_CA_CERTS``). The wire formats are the providers' own, streamed
-(SSE) and not, so the official SDKs parse them.
+(SSE) and not, so the official SDKs and the agent CLIs (:mod:`agentsight.demo.clis`) parse
+them. The endpoints, by the ``api`` name the log gives them:
+
+- ``openai.chat`` ``POST /v1/chat/completions``; ``openai.responses`` ``POST /v1/responses``,
+  and over WebSocket (``GET /v1/responses`` upgraded, Codex's default: one ``response.create``
+  text message per exchange, the events back as text messages; a request may name
+  ``previous_response_id`` and send only its new items; ``"generate": false`` is a warm-up
+  answered with no output); free-form (``custom``) tools and tools sent as an
+  ``additional_tools`` input item (Codex's code mode) included;
+- ``anthropic.messages`` ``POST /v1/messages`` (``system`` messages after the first one join the
+  system prompt, as Claude Code sends them); ``anthropic.count_tokens``
+  ``POST /v1/messages/count_tokens``;
+- ``gemini.generate`` ``POST /v1beta/models/{model}:generateContent`` and
+  ``:streamGenerateContent?alt=sse`` (functionCall / functionResponse parts, ``usageMetadata``;
+  JSON output when ``responseMimeType`` is ``application/json``); ``gemini.count_tokens``
+  ``:countTokens``;
+- ``gemini.code_assist`` ``POST /v1internal:generateContent`` and ``:streamGenerateContent``
+  (the request wraps a Gemini request: ``{"model", "project", "request"}``; each answer, and
+  each SSE chunk, is ``{"response": ..., "traceId"}``), ``:countTokens``, and the service calls
+  Gemini CLI makes around them (``loadCodeAssist``, ``listExperiments``, ``retrieveUserQuota``...:
+  ``gemini.code_assist.<method>``), answered as for a set-up standard-tier user;
+- model lists: ``GET /v1/models`` (``openai.models``, or ``anthropic.models`` with an
+  ``anthropic-version`` header), ``GET /v1beta/models`` (``gemini.models``).
+
+Credentials are checked for presence only: a bearer token (OpenAI, Code Assist),
+``x-api-key`` (Anthropic), ``x-goog-api-key`` or ``?key=`` (Gemini). Errors come in the
+provider's format (Google's ``{"error": {"code", "message", "status"}}`` for Gemini).
 
 The "model" is a script, deterministic from the request:
 
 - it offers tools and the last message is not a tool result -> one call of the first
-  tool named like a shell (``run_command``, ``bash``...), else the first tool; a string
-  argument gets the text between backticks in the last user message (``ls`` if none);
+  tool named like a shell (``run_command``, ``bash``, ``exec_command``,
+  ``run_shell_command``..., any case), else the first tool; a string argument gets the
+  text between the last pair of backticks in the last user message (``ls`` if none); a
+  free-form tool gets that command as its input, or, for Codex's code-mode ``exec``, a line
+  of JavaScript that runs it with ``tools.exec_command``;
+- a request for JSON output with a schema -> a JSON value of that schema (first enum value,
+  1 for numbers, a quote of the last user message for strings);
 - otherwise a text answer that quotes the last user message (or summarises the tool
   result), padded to ``--reply-words`` words.
 
 Token counts are exact and deterministic: a token is a word or a punctuation character
 (:func:`count_tokens`). Input = every text of the prompt + the tools' JSON + 3 per message
-+ 3. The "prompt cache" covers the system prompt and the tools: OpenAI reports it as
-``cached_tokens`` once the prompt holds an earlier assistant turn; Anthropic, when the
-request has a ``cache_control`` marker, as ``cache_creation_input_tokens`` on the first
-turn and ``cache_read_input_tokens`` after.
++ 3 (:func:`input_tokens`). The "prompt cache" covers the system prompt and the tools:
+OpenAI reports it as ``cached_tokens`` and Gemini as ``cachedContentTokenCount`` once the
+prompt holds an earlier assistant turn; Anthropic, when the request has a ``cache_control``
+marker, as ``cache_creation_input_tokens`` on the first turn and ``cache_read_input_tokens``
+after.
 
 Every exchange is appended to ``--log`` as one JSON line (before its answer is sent):
-``seq, api, endpoint, stream, include_usage, status, model_requested, model,
-response_id, request`` (the body as parsed, or ``request_text`` when it was not JSON),
-``answer_text, tool_calls`` ([{id, name, arguments, input}]), ``stop_reason, usage`` (the
-provider usage object with the final numbers; ``None`` when none was sent), ``error``
-(the error body), ``user_agent``.
+``seq, api, endpoint, transport`` (``http`` or ``websocket``), ``stream, include_usage,
+status, model_requested, model, response_id, request`` (the body as parsed, or
+``request_text`` when it was not JSON), ``answer_text, tool_calls`` ([{id, name, arguments,
+input}]), ``stop_reason, usage`` (the provider usage object with the final numbers; ``None``
+when none was sent), ``error`` (the error body), ``user_agent``. Token counts and model
+lists are logged too (``answer_text`` None; a count's ``usage`` is the count it answered).
 
 Latency: ``--ttft-ms`` before the first content delta, ``--chunk-ms`` between content
 deltas (a non-streamed answer waits for both as if it had been generated).
@@ -855,7 +888,7 @@ def route(method: str, path: str, headers: Any) -> Route | None:
             return Route("openai.responses", stream=True, websocket=True)
         if path == "/v1/models":
             return Route("anthropic.models" if "anthropic-version" in headers else "openai.models")
-        if path in ("/v1beta/models", "/v1/models"):
+        if path == "/v1beta/models":
             return Route("gemini.models")
         return None
     if method != "POST":
@@ -1050,17 +1083,17 @@ def make_app(settings: Settings, log: ExchangeLog) -> web.Application:
         if r is None:
             record["request_text"] = raw.decode("utf-8", "replace")
             return error(404, f"Invalid URL ({request.method} {request.path})")
-        if (denied := _unauthorised(r.api, request)) is not None:
-            record["request_text"] = raw.decode("utf-8", "replace")
-            return error(*denied)
-        if request.method == "GET" and not r.api.startswith("gemini.code_assist."):
-            return answered(_models_body(r.api), None, None)
         try:
-            body = json.loads(raw or b"{}") if request.method == "POST" else {}
+            body = json.loads(raw) if request.method == "POST" else {}
         except ValueError as exc:
             record["request_text"] = raw.decode("utf-8", "replace")
             return error(400, f"We could not parse the JSON body of your request: {exc}")
-        record["request"] = body
+        if request.method == "POST":
+            record["request"] = body
+        if (denied := _unauthorised(r.api, request)) is not None:
+            return error(*denied)
+        if request.method == "GET" and not r.api.startswith("gemini.code_assist."):
+            return answered(_models_body(r.api), None, None)
         try:
             body = _obj(body, "the request body")
             if r.api.startswith("gemini.code_assist.") and r.api != "gemini.code_assist.count_tokens":
