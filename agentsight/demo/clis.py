@@ -76,6 +76,7 @@ class Package:
     version: str
     bin: str
     note: str = ""
+    install_script: bool = False  # needs its own install script to run (npm asks for an allowScripts entry)
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,9 @@ class Setup:
 
 
 PACKAGES = {
-    "claude": Package("@anthropic-ai/claude-code", "2.1.332", "claude", "a native Bun executable"),
+    # Its postinstall copies the native binary over the bin/claude.exe placeholder.
+    "claude": Package("@anthropic-ai/claude-code", "2.1.332", "claude", "a native Bun executable",
+                      install_script=True),
     "codex": Package("@openai/codex", "0.171.0", "codex", "a node launcher for a static Rust binary"),
     "gemini": Package("@google/gemini-cli", "0.61.0", "gemini"),
     # It declares node >= 22 but runs the whole task on the machine's node 20 (checked: 0.24.4 on 20.20).
@@ -109,6 +112,18 @@ def _installed_version(prefix: Path, package: Package) -> str | None:
         return None
 
 
+def _allow_scripts(package_json: Path, packages: list[Package]) -> None:
+    """Approve these packages' install scripts in the prefix's package.json (npm 11 skips unapproved ones)."""
+    if not packages:
+        return
+    try:
+        meta = json.loads(package_json.read_text())
+    except (OSError, ValueError):
+        meta = {}
+    meta.setdefault("allowScripts", {}).update({p.name: True for p in packages})  # as npm install-scripts writes
+    package_json.write_text(json.dumps(meta, indent=2) + "\n")
+
+
 def install(prefix: Path | None = None, packages: list[Package] | None = None) -> list[Package]:
     """npm-install the pinned packages missing from ``prefix`` (exact versions); returns what it installed."""
     prefix = prefix or cache_dir()
@@ -119,6 +134,7 @@ def install(prefix: Path | None = None, packages: list[Package] | None = None) -
         if npm is None:
             raise RuntimeError("npm is not installed: install Node.js (with npm) first")
         prefix.mkdir(parents=True, exist_ok=True)
+        _allow_scripts(prefix / "package.json", [p for p in missing if p.install_script])
         subprocess.run([npm, "install", "--prefix", str(prefix), "--save-exact", "--no-audit", "--no-fund",
                         *(f"{p.name}@{p.version}" for p in missing)], check=True)
     return missing

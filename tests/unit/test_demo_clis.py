@@ -84,15 +84,20 @@ def test_install_is_idempotent(cache: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_install_runs_npm_for_missing_or_other_versions(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only what is missing or at another version; Claude Code's postinstall (it puts the native binary in
+    place) approved in the prefix's package.json first."""
     _fake_install(cache)
-    meta = cache / "node_modules/@google/gemini-cli/package.json"
-    meta.write_text(json.dumps({"version": "0.1.0"}))
+    (cache / "node_modules/@google/gemini-cli/package.json").write_text(json.dumps({"version": "0.1.0"}))
+    shutil.rmtree(cache / "node_modules/@anthropic-ai/claude-code")
+    (cache / "package.json").write_text(json.dumps({"dependencies": {"@google/gemini-cli": "^0.1.0"}}))
     ran: list[list[str]] = []
     monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/" + name)
     monkeypatch.setattr(subprocess, "run", lambda argv, check: ran.append(argv))
-    assert [p.name for p in clis.install()] == ["@google/gemini-cli"]
+    assert [p.name for p in clis.install()] == ["@anthropic-ai/claude-code", "@google/gemini-cli"]
     assert ran == [["/usr/bin/npm", "install", "--prefix", str(cache), "--save-exact", "--no-audit", "--no-fund",
-                    "@google/gemini-cli@0.61.0"]]
+                    "@anthropic-ai/claude-code@2.1.332", "@google/gemini-cli@0.61.0"]]
+    assert json.loads((cache / "package.json").read_text()) == {
+        "dependencies": {"@google/gemini-cli": "^0.1.0"}, "allowScripts": {"@anthropic-ai/claude-code": True}}
 
 
 def _query(name: str, qtype: int, qid: int = 0x1234) -> bytes:
