@@ -19,66 +19,143 @@ instance that finds the flag set re-applies the entries. So a kill mid-step
 either leaves every value old (the input batch shows up as one gap upstream)
 or every value new (the outputs show up as one gap downstream), never both.
 
-Layout: ``SLOTS`` fixed slots of 64 bytes: 56 bytes of zero-padded utf-8 link
-name, then the value as little-endian u64. Then the journal: a flag byte, 7
-spare bytes, a u64 entry count, and up to ``JOURNAL`` entries of (u64 slot, u64
-value).
+Layout (version 2)::
+
+    header   32 bytes   b"ASLS", u32 version, u64 slot count, 16 spare
+    journal  16 bytes   flag byte, 7 spare, u64 entry count
+             16 * slots entries of (u64 slot, u64 value): a step may touch every slot
+    slots    64 * slots 56 bytes of zero-padded link key, then the value as little-endian u64
+
+A link's key is its name when that fits in 56 bytes, else ``~`` and a hash of
+the whole name, so two long names never share a slot and a name is found
+again after a restart whatever its length. The file starts with
+``INITIAL_SLOTS`` slots and doubles when they are used up (rewritten beside
+and renamed over, so a kill during the growth leaves the old file whole).
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import mmap
 import os
 import struct
 from pathlib import Path
 
-__all__ = ["LinkState"]
+__all__ = ["LinkState", "link_key"]
 
+log = logging.getLogger("agentsight.linkstate")
+
+MAGIC = b"ASLS"
+VERSION = 2
+HEADER = 32
 SLOT = 64
 NAME = 56
-SLOTS = 512
-JOURNAL = 512
-J_FLAG = SLOT * SLOTS
-J_COUNT = J_FLAG + 8
-J_ENTRIES = J_FLAG + 16
-SIZE = J_ENTRIES + 16 * JOURNAL
+INITIAL_SLOTS = 256
+MAX_SLOTS = 1 << 16        # 4 MiB of slots; past that a link's value is kept in memory only
+J_FLAG = HEADER
+J_COUNT = HEADER + 8
+J_ENTRIES = HEADER + 16
+
+
+def _size(slots: int) -> int:
+    return J_ENTRIES + 16 * slots + SLOT * slots
+
+
+def link_key(name: str) -> bytes:
+    """What a slot stores for ``name``: the name itself if it fits, else a hash of all of it."""
+    raw = name.encode()
+    if len(raw) <= NAME and not raw.startswith(b"~") and b"\0" not in raw:
+        return raw
+    return b"~" + hashlib.blake2b(raw, digest_size=27).hexdigest().encode()
 
 
 class LinkState:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self.path = path
+        self._slots: dict[str, int] = {}     # key (as text) -> slot index
+        self._by_key: dict[str, int] = {}    # key -> value
+        self._memory_only: set[str] = set()
+        self._staged: dict[int, int] = {}
+        self._capacity = 0
+        self._mm = self._open()
+        self._recover()
+        self._load()
+
+    # ------------------------------------------------------------------ file
+    def _open(self) -> mmap.mmap:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            if os.fstat(fd).st_size < SIZE:
-                os.ftruncate(fd, SIZE)
-            self._mm = mmap.mmap(fd, SIZE)
+            size = os.fstat(fd).st_size
+            head = os.pread(fd, HEADER, 0)
+            if size >= HEADER and head[:4] == MAGIC and struct.unpack_from("<I", head, 4)[0] == VERSION:
+                capacity = struct.unpack_from("<Q", head, 8)[0]
+                if size < _size(capacity):
+                    os.ftruncate(fd, _size(capacity))
+            else:  # new (or not ours): start empty
+                capacity = INITIAL_SLOTS
+                os.ftruncate(fd, 0)
+                os.ftruncate(fd, _size(capacity))
+                os.pwrite(fd, MAGIC + struct.pack("<IQ", VERSION, capacity), 0)
+            self._capacity = capacity
+            return mmap.mmap(fd, _size(capacity))
         finally:
             os.close(fd)
-        self._slots: dict[str, int] = {}
-        self.values: dict[str, int] = {}
-        self._staged: dict[int, int] = {}
-        self._recover()
-        for i in range(SLOTS):
-            raw = self._mm[i * SLOT: i * SLOT + NAME].rstrip(b"\0")
+
+    def _slot_offset(self, slot: int) -> int:
+        return J_ENTRIES + 16 * self._capacity + SLOT * slot
+
+    def _load(self) -> None:
+        for i in range(self._capacity):
+            off = self._slot_offset(i)
+            raw = self._mm[off: off + NAME].rstrip(b"\0")
             if raw:
-                name = raw.decode("utf-8", "replace")
-                self._slots[name] = i
-                self.values[name] = struct.unpack_from("<Q", self._mm, i * SLOT + NAME)[0]
+                key = raw.decode("utf-8", "replace")
+                self._slots[key] = i
+                self._by_key[key] = struct.unpack_from("<Q", self._mm, off + NAME)[0]
+
+    def _grow(self) -> None:
+        """Double the slots: write the bigger file beside this one, rename it over, map it."""
+        new_cap = min(MAX_SLOTS, self._capacity * 2)
+        tmp = self.path.with_name(self.path.name + ".grow")
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.ftruncate(fd, _size(new_cap))
+            os.pwrite(fd, MAGIC + struct.pack("<IQ", VERSION, new_cap), 0)
+            old = self._mm[self._slot_offset(0): self._slot_offset(self._capacity)]
+            os.pwrite(fd, old, J_ENTRIES + 16 * new_cap)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+        self._mm.close()
+        self._mm = self._open()
+
+    # ------------------------------------------------------------------- api
+    @property
+    def values(self) -> dict[str, int]:
+        """Every value by link key (a long name's key is its hash: use :meth:`get`)."""
+        return dict(self._by_key)
 
     def get(self, name: str, default: int = 0) -> int:
         """The current value, staged ones included."""
-        return self.values.get(name, default)
+        return self._by_key.get(link_key(name).decode(), default)
 
     def set(self, name: str, value: int) -> None:
         """Write one value now (a single store: atomic on its own)."""
-        slot = self._slot(name)
-        self.values[name] = value
-        struct.pack_into("<Q", self._mm, slot * SLOT + NAME, value)
+        key = link_key(name).decode()
+        slot = self._slot(key)
+        self._by_key[key] = value
+        if slot >= 0:
+            struct.pack_into("<Q", self._mm, self._slot_offset(slot) + NAME, value)
 
     def stage(self, name: str, value: int) -> None:
         """Set a value that :meth:`commit` writes together with the others staged."""
-        self._staged[self._slot(name)] = value
-        self.values[name] = value
+        key = link_key(name).decode()
+        slot = self._slot(key)
+        self._by_key[key] = value
+        if slot >= 0:
+            self._staged[slot] = value
 
     def commit(self) -> None:
         """Write every staged value as one step (see the module doc)."""
@@ -87,16 +164,14 @@ class LinkState:
             return
         if len(staged) == 1:
             ((slot, value),) = staged.items()
-            struct.pack_into("<Q", self._mm, slot * SLOT + NAME, value)
+            struct.pack_into("<Q", self._mm, self._slot_offset(slot) + NAME, value)
             return
-        if len(staged) > JOURNAL:
-            raise RuntimeError(f"link state: {len(staged)} values in one step (the journal holds {JOURNAL})")
         for i, (slot, value) in enumerate(staged.items()):
             struct.pack_into("<QQ", self._mm, J_ENTRIES + 16 * i, slot, value)
         struct.pack_into("<Q", self._mm, J_COUNT, len(staged))
         self._mm[J_FLAG] = 1
         for slot, value in staged.items():
-            struct.pack_into("<Q", self._mm, slot * SLOT + NAME, value)
+            struct.pack_into("<Q", self._mm, self._slot_offset(slot) + NAME, value)
         self._mm[J_FLAG] = 0
 
     def _recover(self) -> None:
@@ -104,28 +179,31 @@ class LinkState:
         if self._mm[J_FLAG] != 1:
             return
         (count,) = struct.unpack_from("<Q", self._mm, J_COUNT)
-        for i in range(min(count, JOURNAL)):
+        for i in range(min(count, self._capacity)):
             slot, value = struct.unpack_from("<QQ", self._mm, J_ENTRIES + 16 * i)
-            if slot < SLOTS:
-                struct.pack_into("<Q", self._mm, slot * SLOT + NAME, value)
-                raw = self._mm[slot * SLOT: slot * SLOT + NAME].rstrip(b"\0")
-                if raw:
-                    self.values[raw.decode("utf-8", "replace")] = value
+            if slot < self._capacity:
+                struct.pack_into("<Q", self._mm, self._slot_offset(slot) + NAME, value)
         self._mm[J_FLAG] = 0
 
-    def _slot(self, name: str) -> int:
-        slot = self._slots.get(name)
-        return self._allocate(name) if slot is None else slot
-
-    def _allocate(self, name: str) -> int:
-        raw = name.encode()[:NAME]
-        used = set(self._slots.values())
-        for i in range(SLOTS):
-            if i not in used:
-                self._mm[i * SLOT: i * SLOT + NAME] = raw.ljust(NAME, b"\0")
-                self._slots[name] = i
-                return i
-        raise RuntimeError("link state full: more than 512 links on one actor")
+    def _slot(self, key: str) -> int:
+        """The slot of ``key`` (allocated on first use); -1 when the file is at its largest."""
+        slot = self._slots.get(key)
+        if slot is not None:
+            return slot
+        if key in self._memory_only:
+            return -1
+        if len(self._slots) >= self._capacity:
+            if self._capacity >= MAX_SLOTS:
+                self._memory_only.add(key)
+                log.warning("link state %s full (%d links): %s is kept in memory only", self.path,
+                            MAX_SLOTS, key)
+                return -1
+            self._grow()
+        slot = len(self._slots)
+        off = self._slot_offset(slot)
+        self._mm[off: off + NAME] = key.encode().ljust(NAME, b"\0")
+        self._slots[key] = slot
+        return slot
 
     def close(self) -> None:
         self._mm.close()

@@ -376,7 +376,7 @@ class ActorRuntime:
             self._stat("bad_frames")
             return
         link = f"{header.sender}->{self.id}"
-        expected = self.state.values.get(link, 0)
+        expected = self.state.get(link)
         if header.seq > expected:
             gap = header.seq - expected
             self.counters["dropped"] += gap

@@ -50,3 +50,31 @@ def test_a_step_killed_before_its_journal_flag_changes_nothing(tmp_path):
     s._mm.close()
     again = LinkState(path)
     assert (again.get("in"), again.get("out0")) == (1, 2)
+
+
+def test_a_long_link_name_is_found_again_after_a_restart(tmp_path):
+    # Instance names of ~22 characters make link names past the 56 bytes a slot holds.
+    long_link = "analyzers/a_rather_long_name#1->sinks/another_long_sink_name"
+    other = long_link[:56] + "-but-different"
+    path = tmp_path / "a.links"
+    s = LinkState(path)
+    s.set(long_link, 562)
+    s.set(other, 7)
+    s.close()
+    again = LinkState(path)
+    assert again.get(long_link) == 562
+    assert again.get(other) == 7
+
+
+def test_hundreds_of_senders_past_the_first_slots_persist_and_commit_together(tmp_path):
+    path = tmp_path / "a.links"
+    s = LinkState(path)
+    names = [f"sources/sender{i}->analyzers/x" for i in range(600)]
+    for i, name in enumerate(names):
+        s.set(name, i)
+    for i, name in enumerate(names):  # one step touching all of them (past any fixed journal size)
+        s.stage(name, 1000 + i)
+    s.commit()
+    s.close()
+    again = LinkState(path)
+    assert [again.get(n) for n in names] == [1000 + i for i in range(600)]
