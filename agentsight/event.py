@@ -13,7 +13,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-__all__ = ["Event", "now_ns"]
+__all__ = ["Event", "now_ns", "repair", "INT_MIN", "INT_MAX"]
+
+INT_MIN, INT_MAX = -(1 << 63), (1 << 64) - 1   # the integers msgpack can carry
+MAX_DEPTH = 400                                # msgpack refuses nesting past 511
 
 
 def now_ns() -> int:
@@ -79,3 +82,33 @@ class Event:
             f"Event({self.topic!r}, ts_ns={self.ts_ns}, source={self.source!r}, pid={self.pid}, "
             f"tid={self.tid}, comm={self.comm!r}, data={self.data!r})"
         )
+
+
+def repair(value: Any, depth: int = 0) -> Any:
+    """``value`` made msgpack-able: lone surrogates escaped, out-of-range integers as text,
+    tuples as lists, other objects as their repr, nesting cut at ``MAX_DEPTH``."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+            return value
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, bool) or value is None or isinstance(value, float | bytes):
+        return value
+    if isinstance(value, int):
+        return value if INT_MIN <= value <= INT_MAX else str(value)
+    if depth >= MAX_DEPTH:
+        return "[nested too deep]"
+    if isinstance(value, dict):
+        return {_repair_key(k): repair(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [repair(v, depth + 1) for v in value]
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    return repr(value)
+
+
+def _repair_key(k: Any) -> Any:
+    if isinstance(k, bytes) or (type(k) is int and INT_MIN <= k <= INT_MAX):
+        return k
+    return repair(k if isinstance(k, str) else repr(k))

@@ -122,6 +122,7 @@ class ActorRuntime:
         self.ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self.counters = {"received": 0, "sent": 0, "dropped": 0, "errors": 0}
         self.runtime_stats: dict[str, int] = {}
+        self._encode_warnings = 0
         self.state = LinkState(run.state_file(self.id))
         self.outputs: list[Output] = []
         self.expected: set[str] = set()
@@ -194,7 +195,22 @@ class ActorRuntime:
             sock.poll(100, zmq.POLLOUT)
             self._heartbeat()
 
-    def _number(self, out: Output, encoded: dict[int, bytes] | None = None) -> list[tuple[Any, list[bytes], int]]:
+    def _encode(self, events: list[Event]) -> wire.Encoded:
+        """Encode a batch; an event that cannot be encoded is repaired or dropped alone, and counted."""
+        enc = wire.encode_batch(events)
+        if enc.repaired or enc.dropped:
+            self._stat("unencodable_repaired", enc.repaired)
+            if enc.dropped:
+                self._stat("unencodable_dropped", enc.dropped)
+                self.counters["dropped"] += enc.dropped
+            self._encode_warnings += 1
+            if self._encode_warnings <= 5:
+                log.warning("%s: %d event(s) could not be encoded: %d repaired, %d dropped",
+                            self.id, enc.repaired + enc.dropped, enc.repaired, enc.dropped)
+        return enc
+
+    def _number(self, out: Output, encoded: dict[int, wire.Encoded] | None = None
+                ) -> list[tuple[Any, list[bytes], int]]:
         """Cut one output's batches into frames and number them on their links (not sent yet)."""
         frames = []
         for w, batch in enumerate(out.batches):
@@ -203,17 +219,19 @@ class ActorRuntime:
             link = out.links[w]
             for start in range(0, len(batch), MAX_BATCH):
                 chunk = batch[start:start + MAX_BATCH]
-                seq = self.state.get(link)
-                self.state.stage(link, seq + len(chunk))
-                body = None
+                enc = None
                 if encoded is not None and len(batch) <= MAX_BATCH:
-                    body = encoded.get(id(batch))
-                if body is None:
-                    body = wire.encode_events(chunk)
+                    enc = encoded.get(id(batch))
+                if enc is None:
+                    enc = self._encode(chunk)
                     if encoded is not None and len(batch) <= MAX_BATCH:
-                        encoded[id(batch)] = body
-                frames.append((out.sockets[w], [wire.encode_header(wire.DATA, self.id, seq, len(chunk)), body],
-                               len(chunk)))
+                        encoded[id(batch)] = enc
+                if not enc.count:
+                    continue
+                seq = self.state.get(link)
+                self.state.stage(link, seq + enc.count)
+                frames.append((out.sockets[w], [wire.encode_header(wire.DATA, self.id, seq, enc.count), enc.body],
+                               enc.count))
             out.batches[w] = []
         return frames
 
@@ -238,7 +256,7 @@ class ActorRuntime:
             self.publisher.publish(events)
         frames: list[tuple[Any, list[bytes], int]] = []
         if events:
-            encoded: dict[int, bytes] = {}
+            encoded: dict[int, wire.Encoded] = {}
             shared: list[Event] | None = None
             for out in self.outputs:
                 if out.key is None:

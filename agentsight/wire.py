@@ -23,7 +23,17 @@ filtering works::
                                       sequence per (publisher, topic)
 
 Captured bytes stay msgpack ``bin`` end to end. Anything that does not decode
-raises :class:`FrameError`; receivers count those frames and skip them.
+raises :class:`FrameError`; receivers count those frames and skip them. A header
+is checked field by field (version, kind, a sender name of at most
+``MAX_SENDER`` characters, ``0 <= seq < 2**63``, ``0 <= count <= MAX_COUNT``), and
+so is every event (each of the seven fields has its type), so a forged frame is
+refused as a whole instead of reaching a component or a recording.
+
+Encoding never raises: :func:`encode_batch` packs a batch in one call and, only if
+that fails, event by event, repairing what msgpack refuses (a lone surrogate in a
+string, as ``JSON.parse`` yields for a string cut inside an emoji, becomes its
+``\\udXXX`` escape; an integer outside 64 bits becomes its decimal text) and
+dropping alone, counted, an event that still does not encode.
 """
 
 from __future__ import annotations
@@ -33,11 +43,13 @@ from typing import Any
 
 import msgpack
 
-from agentsight.event import Event
+from agentsight.event import INT_MAX as _INT_MAX
+from agentsight.event import INT_MIN as _INT_MIN
+from agentsight.event import Event, repair
 
 __all__ = [
-    "VERSION", "DATA", "EOS", "BUS", "EVENT_FIELDS", "FrameError", "Header",
-    "encode_header", "decode_header", "encode_events", "decode_events",
+    "VERSION", "DATA", "EOS", "BUS", "EVENT_FIELDS", "FrameError", "Header", "Encoded",
+    "encode_header", "decode_header", "encode_events", "encode_batch", "repair", "decode_events",
     "data_frames", "eos_frames", "bus_frames", "decode_bus", "pack", "unpack",
 ]
 
@@ -46,6 +58,9 @@ DATA = 0
 EOS = 1
 BUS = 2
 EVENT_FIELDS = ("topic", "ts_ns", "source", "pid", "tid", "comm", "data")
+MAX_SEQ = 1 << 63          # sequence numbers never get near this; a header past it is forged or corrupt
+MAX_COUNT = 1 << 20        # events per frame (senders cut batches at 512)
+MAX_SENDER = 256           # characters of a sender name
 
 
 class FrameError(ValueError):
@@ -83,17 +98,68 @@ def decode_header(data: bytes) -> Header:
         raise FrameError(f"bad frame header: {exc}") from None
     if version != VERSION:
         raise FrameError(f"frame version {version!r}, this agentsight speaks {VERSION}")
-    if kind not in (DATA, EOS, BUS) or not isinstance(sender, str) or not isinstance(seq, int) \
-            or not isinstance(count, int) or seq < 0 or count < 0:
+    if kind not in (DATA, EOS, BUS) or type(sender) is not str or type(seq) is not int \
+            or type(count) is not int or not 0 <= seq < MAX_SEQ or not 0 <= count <= MAX_COUNT \
+            or not sender or len(sender) > MAX_SENDER:
         raise FrameError("bad frame header fields")
+    if kind == EOS and count:
+        raise FrameError("end-of-stream frame with a count")
     return Header(kind, sender, seq, count)
 
 
+def _row(e: Event) -> tuple[Any, ...]:
+    return (e.topic, e.ts_ns, e.source, e.pid, e.tid, e.comm, e.data)
+
+
 def encode_events(events: list[Event]) -> bytes:
-    return msgpack.packb(
-        [(e.topic, e.ts_ns, e.source, e.pid, e.tid, e.comm, e.data) for e in events],
-        use_bin_type=True,
-    )
+    """Pack a batch; raises (TypeError, ValueError, OverflowError...) if an event is not msgpack-able."""
+    return msgpack.packb([_row(e) for e in events], use_bin_type=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A batch body and what it took: ``count`` events in it, ``repaired`` of them fixed, ``dropped`` left out."""
+
+    body: bytes
+    count: int
+    repaired: int
+    dropped: int
+
+
+def _repair_event(e: Event) -> None:
+    """Repair an event in place (so every output and the bus carry the same repaired event)."""
+    e.topic = repair(e.topic) if isinstance(e.topic, str) else str(e.topic)
+    e.source = repair(e.source) if isinstance(e.source, str) else str(e.source)
+    e.comm = repair(e.comm) if isinstance(e.comm, str) else str(e.comm)
+    for name in ("ts_ns", "pid", "tid"):
+        v = getattr(e, name)
+        if type(v) is not int or not _INT_MIN <= v <= _INT_MAX:
+            setattr(e, name, 0)
+    e.data = repair(e.data) if isinstance(e.data, dict) else {"value": repair(e.data)}
+
+
+def encode_batch(events: list[Event]) -> Encoded:
+    """Pack a batch without ever raising: repair what does not encode, drop alone what still does not."""
+    try:
+        return Encoded(encode_events(events), len(events), 0, 0)
+    except Exception:  # msgpack raises several unrelated types
+        pass
+    parts: list[bytes] = []
+    repaired = dropped = 0
+    for e in events:
+        try:
+            parts.append(msgpack.packb(_row(e), use_bin_type=True))
+            continue
+        except Exception:
+            pass
+        try:
+            _repair_event(e)
+            parts.append(msgpack.packb(_row(e), use_bin_type=True))
+            repaired += 1
+        except Exception:
+            dropped += 1
+    head = msgpack.Packer().pack_array_header(len(parts))
+    return Encoded(head + b"".join(parts), len(parts), repaired, dropped)
 
 
 def decode_events(body: bytes, expected: int | None = None) -> list[Event]:
@@ -109,13 +175,16 @@ def decode_events(body: bytes, expected: int | None = None) -> list[Event]:
     except (TypeError, ValueError) as exc:
         raise FrameError(f"malformed event: {exc}") from None
     for e in out:
-        if type(e.data) is not dict or type(e.topic) is not str or type(e.ts_ns) is not int:
+        if type(e.data) is not dict or type(e.topic) is not str or type(e.ts_ns) is not int \
+                or type(e.source) is not str or type(e.pid) is not int or type(e.tid) is not int \
+                or type(e.comm) is not str or not e.topic:
             raise FrameError("event with wrong field types")
     return out
 
 
 def data_frames(sender: str, seq: int, events: list[Event]) -> list[bytes]:
-    return [encode_header(DATA, sender, seq, len(events)), encode_events(events)]
+    enc = encode_batch(events)
+    return [encode_header(DATA, sender, seq, enc.count), enc.body]
 
 
 def eos_frames(sender: str, seq: int) -> list[bytes]:
@@ -123,7 +192,8 @@ def eos_frames(sender: str, seq: int) -> list[bytes]:
 
 
 def bus_frames(topic: str, publisher: str, seq: int, events: list[Event]) -> list[bytes]:
-    return [topic.encode(), encode_header(BUS, publisher, seq, len(events)), encode_events(events)]
+    enc = encode_batch(events)
+    return [topic.encode(errors="backslashreplace"), encode_header(BUS, publisher, seq, enc.count), enc.body]
 
 
 def decode_bus(parts: list[bytes]) -> tuple[Header, list[Event]]:

@@ -40,9 +40,9 @@ from urllib.parse import parse_qs
 
 from agentsight.analysis.httpstream import header_value
 from agentsight.analysis.redact import redact_value
-from agentsight.analysis.sse import SseEvent, parse_sse
+from agentsight.analysis.sse import SseEvent, as_bytes, clean_timeline, parse_sse
 from agentsight.analysis.websocket import OP_CLOSE
-from agentsight.event import Event
+from agentsight.event import Event, repair
 
 __all__ = ["LlmCalls", "LlmStats", "extract_call", "extract_ws_call", "is_ws_call_start", "ws_event", "detect_api",
            "provider_for_host", "estimate_cost"]
@@ -175,6 +175,12 @@ def _tool_call(id_: Any, name: Any, arguments: Any) -> dict[str, Any]:
     text = _args_text(arguments)
     parsed = _json(text) if text else None
     return {"id": _str(id_), "name": _str(name), "arguments": text, "input": parsed}
+
+
+def _custom_tool_call(id_: Any, name: Any, text: Any) -> dict[str, Any]:
+    """A free-form ("custom") tool call: its input is plain text, not JSON arguments."""
+    raw = _str(text) or ""
+    return {"id": _str(id_), "name": _str(name), "arguments": raw, "input": raw}
 
 
 def _message(role: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -359,7 +365,10 @@ def _responses_input_item(item: Any, call: _Call) -> None:
     elif kind == "function_call":
         part = {"type": "tool_call", **_tool_call(it.get("call_id"), it.get("name"), it.get("arguments"))}
         call.messages.append(_message("assistant", [part]))
-    elif kind == "function_call_output":
+    elif kind == "custom_tool_call":
+        part = {"type": "tool_call", **_custom_tool_call(it.get("call_id"), it.get("name"), it.get("input"))}
+        call.messages.append(_message("assistant", [part]))
+    elif kind in ("function_call_output", "custom_tool_call_output"):
         out = it.get("output")
         part = {"type": "tool_result", "id": _str(it.get("call_id")), "content": _args_text(out)}
         call.messages.append(_message("tool", [part]))
@@ -402,6 +411,8 @@ def _responses_output(items: list[Any], call: _Call) -> None:
                     call.reasoning.append(_dict(s)["text"])
         elif kind == "function_call":
             call.tool_calls.append(_tool_call(it.get("call_id"), it.get("name"), it.get("arguments")))
+        elif kind == "custom_tool_call":
+            call.tool_calls.append(_custom_tool_call(it.get("call_id"), it.get("name"), it.get("input")))
 
 
 def _responses_status(call: _Call, resp: dict[str, Any]) -> None:
@@ -430,6 +441,7 @@ def _responses_stream(events: list[SseEvent], call: _Call) -> None:
     text: dict[int, list[str]] = {}
     reasoning: dict[int, list[str]] = {}
     args: dict[int, list[str]] = {}
+    free: dict[int, list[str]] = {}  # free-form (custom) tool input
     final: dict[str, Any] | None = None
     for ev in events:
         d = _dict(_json(ev.data))
@@ -451,6 +463,9 @@ def _responses_stream(events: list[SseEvent], call: _Call) -> None:
         elif kind == "response.function_call_arguments.delta":
             args.setdefault(idx, []).append(_str(d.get("delta")) or "")
             call.token(ev.ts_ns)
+        elif kind == "response.custom_tool_call_input.delta":
+            free.setdefault(idx, []).append(_str(d.get("delta")) or "")
+            call.token(ev.ts_ns)
         elif kind == "response.output_item.done":
             items[idx] = _dict(d.get("item"))  # the finished item is authoritative
         elif kind in ("response.completed", "response.incomplete", "response.failed"):
@@ -466,6 +481,10 @@ def _responses_stream(events: list[SseEvent], call: _Call) -> None:
         it = items.setdefault(idx, {"type": "function_call"})
         if not it.get("arguments"):
             it["arguments"] = "".join(chunks)
+    for idx, chunks in free.items():
+        it = items.setdefault(idx, {"type": "custom_tool_call"})
+        if not it.get("input"):
+            it["input"] = "".join(chunks)
     for idx, chunks in text.items():
         it = items.setdefault(idx, {"type": "message"})
         if not it.get("content"):
@@ -761,9 +780,10 @@ def _error_from(body: Any) -> dict[str, Any]:
 def _sse_events(resp: dict[str, Any]) -> list[SseEvent]:
     sse = resp.get("sse")
     if isinstance(sse, dict) and isinstance(sse.get("events"), list):
-        return [SseEvent(e["event"], e["data"], e.get("id"), e.get("retry"), e.get("end", 0), e.get("ts_ns"))
-                for e in sse["events"] if isinstance(e, dict) and "data" in e]
-    return parse_sse(bytes(resp.get("body") or b""), resp.get("timeline"))
+        return [SseEvent(_str(e.get("event")) or "message", e["data"], _str(e.get("id")), _int(e.get("retry")),
+                         _int(e.get("end")) or 0, _int(e.get("ts_ns")))
+                for e in sse["events"] if isinstance(e, dict) and isinstance(e.get("data"), str)]
+    return parse_sse(as_bytes(resp.get("body")), resp.get("timeline"))
 
 
 def _request_call(api: str, path: str, req_body: Any) -> _Call:
@@ -816,7 +836,8 @@ def extract_call(exchange: dict[str, Any], *, prices: bool = True) -> dict[str, 
             if status is not None and status >= 400:
                 call.error = _error_from(rbody)
             elif rbody is not None:
-                first_body_ts = resp["timeline"][0][1] if resp.get("timeline") else resp.get("ts_first_byte_ns")
+                timeline = clean_timeline(resp.get("timeline"))
+                first_body_ts = timeline[0][1] if timeline else _int(resp.get("ts_first_byte_ns"))
                 _RESPONSE[api](rbody, call, first_body_ts)
             elif resp.get("body"):
                 call.notes.append("response body is not JSON")
@@ -1056,11 +1077,11 @@ class LlmCalls:
         """Build a record; a payload shape this code did not foresee is counted, reported, never fatal."""
         try:
             record = build()
-        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+        except Exception as exc:  # any shape at all: an error record, never a dead stage
             self.stats.errors += 1
             return [Event("llm.error", event.ts_ns, self.source, event.pid, event.tid, event.comm,
-                          {"conn": event.data.get("conn"), "seq": event.data.get("seq"),
-                           "error": f"{type(exc).__name__}: {exc}"})]
+                          repair({"conn": event.data.get("conn"), "seq": event.data.get("seq"),
+                                  "error": f"{type(exc).__name__}: {exc}"}))]
         if record is None:
             return []
         self.stats.calls += 1
@@ -1068,6 +1089,9 @@ class LlmCalls:
             self.stats.unpriced += 1
         if self.redact:
             record = redact_value(record)
+        # JSON brings what msgpack cannot carry (a lone surrogate of a string cut inside an
+        # emoji, integers past 64 bits): escaped here, so the record travels as it is.
+        record = repair(record)
         return [Event("llm.call", event.ts_ns, self.source, event.pid, event.tid, event.comm, record)]
 
     # ------------------------------------------------------------------ WebSocket

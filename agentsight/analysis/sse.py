@@ -21,7 +21,8 @@ from typing import Any
 
 from agentsight.event import Event
 
-__all__ = ["SseEvent", "SseParser", "SseMerge", "parse_sse", "stamp", "merged_message", "is_event_stream", "DONE"]
+__all__ = ["SseEvent", "SseParser", "SseMerge", "parse_sse", "stamp", "merged_message", "is_event_stream", "DONE",
+           "as_bytes", "clean_timeline"]
 
 DONE = "[DONE]"  # OpenAI-style end-of-stream sentinel carried in a data field
 
@@ -143,11 +144,34 @@ class SseParser:
         return ev
 
 
-def stamp(events: list[SseEvent], timeline: list[list[int]] | None) -> list[SseEvent]:
+def as_bytes(value: Any) -> bytes:
+    """A body field as bytes: bytes as they are, text encoded, anything else (a forged record) empty."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace")
+    return b""
+
+
+def clean_timeline(timeline: Any) -> list[list[int]]:
+    """The ``[[size, ts_ns], ...]`` pairs of a timeline field, without the entries that are not two integers."""
+    if not isinstance(timeline, list):
+        return []
+    return [[p[0], p[1]] for p in timeline
+            if isinstance(p, list | tuple) and len(p) >= 2 and type(p[0]) is int and type(p[1]) is int]
+
+
+def _key(d: dict[str, Any]) -> tuple[str, int]:
+    seq = d.get("seq")
+    return str(d.get("conn")), seq if type(seq) is int else 0
+
+
+def stamp(events: list[SseEvent], timeline: Any) -> list[SseEvent]:
     """Give each event the timestamp of the record that delivered its last byte.
 
     ``timeline`` is the response's ``[[cumulative decoded size, ts_ns], ...]``.
     """
+    timeline = clean_timeline(timeline)
     if not timeline:
         return events
     out: list[SseEvent] = []
@@ -159,7 +183,7 @@ def stamp(events: list[SseEvent], timeline: list[list[int]] | None) -> list[SseE
     return out
 
 
-def parse_sse(body: bytes, timeline: list[list[int]] | None = None) -> list[SseEvent]:
+def parse_sse(body: bytes, timeline: Any = None) -> list[SseEvent]:
     """Parse a whole event-stream body, events stamped from ``timeline`` when given."""
     return stamp(SseParser().feed(body), timeline)
 
@@ -204,23 +228,23 @@ class SseMerge:
             if is_event_stream(d.get("content_type")):
                 if len(self._streams) >= self.max_streams:
                     self._streams.pop(next(iter(self._streams)))
-                self._streams[(str(d.get("conn")), int(d.get("seq") or 0))] = SseParser()
+                self._streams[_key(d)] = SseParser()
             return [event]
         if event.topic == "http.stream.chunk":
-            parser = self._streams.get((str(d.get("conn")), int(d.get("seq") or 0)))
+            parser = self._streams.get(_key(d))
             if parser is None or not self.live:
                 return [event]
             out = [event]
-            for ev in parser.feed(bytes(d.get("data") or b""), event.ts_ns):
+            for ev in parser.feed(as_bytes(d.get("data")), event.ts_ns):
                 self.events += 1
                 out.append(Event("sse.event", event.ts_ns, self.source, event.pid, event.tid, event.comm,
                                  {"conn": d.get("conn"), "seq": d.get("seq"), **ev.as_dict()}))
             return out
         if event.topic == "http.exchange":
-            self._streams.pop((str(d.get("conn")), int(d.get("seq") or 0)), None)
+            self._streams.pop(_key(d), None)
             resp = d.get("response")
             if isinstance(resp, dict) and is_event_stream(resp.get("content_type")) and "sse" not in resp:
                 parser = SseParser()
-                events = stamp(parser.feed(bytes(resp.get("body") or b"")), resp.get("timeline"))
+                events = stamp(parser.feed(as_bytes(resp.get("body"))), resp.get("timeline"))
                 resp["sse"] = merged_message(events, parser.discarded_tail)
         return [event]

@@ -126,3 +126,52 @@ def test_a_bad_filter_is_rejected_at_validate_time_with_its_position(workdir):
     assert r.returncode != 0
     assert "[analyzers.noise]" in r.stderr + r.stdout
     assert "position 4" in r.stderr + r.stdout
+
+
+def test_odd_strings_and_huge_integers_cost_no_other_event_and_no_actor(pipeline, workdir):
+    """Exchanges whose JSON holds a lone surrogate or an integer past 64 bits, among good ones:
+    every exchange and every call arrives, the llm actor never restarts, the repairs are counted."""
+    cap, out = workdir / "cap.jsonl", workdir / "out.jsonl"
+    lines = []
+    good, odd = 60, 6
+    for i in range(good + odd):
+        content = "fine" if i % 11 else ("cut inside an emoji \ud83d" if i % 2 else 2 ** 64 + i)
+        body = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": content}],
+                           "max_tokens": 2 ** 70 if i % 11 == 0 else 10}).encode()
+        answer = json.dumps({"id": f"c{i}", "model": "gpt-4o", "choices": [{"message": {
+            "role": "assistant", "content": "ok \udc00" if i % 11 == 0 else "ok"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1}}).encode()
+        ex = {"conn": f"1:{i}", "seq": 0, "host": "api.openai.com",
+              "request": {"method": "POST", "path": "/v1/chat/completions", "host": "api.openai.com",
+                          "query": "", "headers": [], "body": body, "body_text": body.decode()},
+              "response": {"status_code": 200, "content_type": "application/json", "body": answer,
+                           "body_text": answer.decode(), "complete": True, "headers": []}}
+        lines.append(event_to_json(Event("http.exchange", 1_000 + i, "http", 1, 1, "agent", ex)))
+    # The source itself reads an event that does not encode as it is (the replay's JSON escape).
+    lines.append('{"topic":"x.odd","ts_ns":5,"source":"t","pid":1,"tid":1,"comm":"a",'
+                 '"data":{"s":"\\ud83d","n":18446744073709551616}}')
+    cap.write_text("\n".join(lines) + "\n")
+    p = pipeline(f"""
+[sources.cap]
+type = "replay"
+path = "{cap}"
+
+[analyzers.llm]
+type = "llm"
+inputs = ["cap"]
+
+[sinks.out]
+type = "jsonl"
+inputs = ["llm"]
+path = "{out}"
+""").start()
+    assert p.wait(60) == 0, p.stderr()
+    rows = read_jsonl(out)
+    topics = [r["topic"] for r in rows]
+    assert topics.count("http.exchange") == good + odd
+    assert topics.count("llm.call") == good + odd
+    assert topics.count("x.odd") == 1
+    odd_row = next(r for r in rows if r["topic"] == "x.odd")
+    assert odd_row["data"] == {"s": "\\ud83d", "n": "18446744073709551616"}
+    assert "crashed" not in p.stderr()
+    assert p.lost_reported() == 0

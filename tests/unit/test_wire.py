@@ -67,3 +67,43 @@ def test_random_bytes_never_raise_anything_but_frame_error(data):
             decode(data)
         except wire.FrameError:
             pass
+
+
+def test_an_unencodable_event_is_repaired_or_dropped_alone_and_the_batch_still_encodes():
+    good = [ev(i) for i in range(3)]
+    surrogate = Event("llm.call", 1, "llm", 1, 1, "node", {"prompt": "cut inside an emoji \ud83d", "\ud800k": 1})
+    huge = Event("llm.call", 1, "llm", 1, 1, "node", {"max_tokens": 2 ** 64, "n": [-(2 ** 70)]})
+    odd = Event("llm.call", 1, "llm", 1, 1, "node", {"set": {1, 2}, "t": (1, 2)})
+    enc = wire.encode_batch([good[0], surrogate, good[1], huge, odd, good[2]])
+    assert (enc.count, enc.repaired, enc.dropped) == (6, 3, 0)
+    out = wire.decode_events(enc.body, enc.count)
+    assert [out[0], out[2], out[5]] == good
+    assert out[1].data == {"prompt": "cut inside an emoji \\ud83d", "\\ud800k": 1}
+    assert out[3].data == {"max_tokens": str(2 ** 64), "n": [str(-(2 ** 70))]}
+    assert out[4].data == {"set": "{1, 2}", "t": [1, 2]}
+
+
+def test_forged_events_with_wrong_field_types_are_refused():
+    def body(row: list) -> bytes:
+        return msgpack.packb([row], use_bin_type=True)
+
+    good = ["ssl.data", 1, "ssl", 1, 2, "node", {}]
+    assert wire.decode_events(body(good), 1)[0].comm == "node"
+    for i, bad in enumerate(([1], "ts", 5, "pid", 2.0, b"comm", [1, 2])):
+        row = list(good)
+        row[i] = bad
+        with pytest.raises(wire.FrameError):
+            wire.decode_events(body(row), 1)
+
+
+@pytest.mark.parametrize("header", [
+    (wire.VERSION, wire.DATA, "s", 2 ** 64 - 1, 1),   # an impossible sequence number
+    (wire.VERSION, wire.DATA, "s", 1, 2 ** 40),       # an impossible count
+    (wire.VERSION, wire.DATA, "", 1, 1),              # no sender
+    (wire.VERSION, wire.DATA, "s" * 1000, 1, 1),
+    (wire.VERSION, wire.EOS, "s", 1, 3),
+    (wire.VERSION, wire.DATA, "s", True, 1),
+])
+def test_impossible_headers_are_frame_errors(header):
+    with pytest.raises(wire.FrameError):
+        wire.decode_header(msgpack.packb(header))
