@@ -50,6 +50,7 @@ __all__ = ["main", "ActorRuntime", "partition_key", "stable_hash"]
 log = logging.getLogger("agentsight.runtime")
 
 MAX_BATCH = 512          # events per frame on a data edge
+MAX_GAP = 1 << 32        # a sequence jump past this is a bad frame, not a loss
 DATA_HWM = 64            # frames queued per link, each side
 EXIT_FATAL = 3
 BUS_COMPONENT = "bus"           # the component cannot start here; restarting will not help
@@ -395,6 +396,14 @@ class ActorRuntime:
             return
         link = f"{header.sender}->{self.id}"
         expected = self.state.get(link)
+        if header.seq - expected > MAX_GAP:
+            # No sender gets this far ahead of its receiver: a forged or corrupt header, not a loss.
+            self.counters["errors"] += 1
+            self._stat("impossible_sequence")
+            if self.runtime_stats["impossible_sequence"] <= 5:
+                log.warning("%s: refused a frame from %s at sequence %d (expected %d)", self.id, header.sender,
+                            header.seq, expected)
+            return
         if header.seq > expected:
             gap = header.seq - expected
             self.counters["dropped"] += gap

@@ -321,33 +321,39 @@ class Supervisor:
                 continue
             if inst is None or not isinstance(msg, dict):
                 continue
-            op = msg.get("op")
-            if op == "ready":
-                inst.state = "running"
-            elif op == "hb":
-                inst.counters = {k: int(msg.get("counters", {}).get(k, 0)) for k in COUNTERS}
-                inst.stats = dict(msg.get("stats") or {})
-            elif op == "stopped":
-                if msg.get("counters"):
-                    inst.counters.update({k: int(v) for k, v in msg["counters"].items() if k in COUNTERS})
-            elif op == "eos":
-                sender = self.instances.get(str(msg.get("from", "")))
-                if sender is not None:
-                    sender.eos_acks.add(inst.id)
-            elif op == "draining":
-                inst.draining = True
-            elif op == "finished":
-                inst.state = "finished"
-            elif op in ("fatal", "error"):
-                inst.message = str(msg.get("message", ""))
-            elif op == "reconfigured":
-                if not msg.get("ok"):
-                    reason = msg.get("reason", "")
-                    if str(reason).startswith("rejected"):
-                        self.say(f"{inst.id}: change not applied, {reason}")
-                    else:
-                        self.say(f"{inst.id}: {reason}, restarting it")
-                        self.pending_replace.add(inst.name)
+            try:
+                self._on_control(inst, msg)
+            except (TypeError, ValueError, AttributeError) as exc:  # a malformed message: skipped, said
+                log.warning("bad control message from %s: %s", inst.id, exc)
+
+    def _on_control(self, inst: Instance, msg: dict[str, Any]) -> None:
+        op = msg.get("op")
+        if op == "ready":
+            inst.state = "running"
+        elif op == "hb":
+            inst.counters = {k: int(msg.get("counters", {}).get(k, 0)) for k in COUNTERS}
+            inst.stats = dict(msg.get("stats") or {})
+        elif op == "stopped":
+            if msg.get("counters"):
+                inst.counters.update({k: int(v) for k, v in msg["counters"].items() if k in COUNTERS})
+        elif op == "eos":
+            sender = self.instances.get(str(msg.get("from", "")))
+            if sender is not None:
+                sender.eos_acks.add(inst.id)
+        elif op == "draining":
+            inst.draining = True
+        elif op == "finished":
+            inst.state = "finished"
+        elif op in ("fatal", "error"):
+            inst.message = str(msg.get("message", ""))
+        elif op == "reconfigured":
+            if not msg.get("ok"):
+                reason = msg.get("reason", "")
+                if str(reason).startswith("rejected"):
+                    self.say(f"{inst.id}: change not applied, {reason}")
+                else:
+                    self.say(f"{inst.id}: {reason}, restarting it")
+                    self.pending_replace.add(inst.name)
 
     def _send(self, inst: Instance, msg: dict[str, Any]) -> None:
         try:
@@ -423,11 +429,15 @@ class Supervisor:
             self.stop_requested = True
 
     def _answer_status(self) -> None:
+        """Answer one status request; any request (however many parts) gets the report."""
         try:
-            self.status.recv(flags=zmq.NOBLOCK)
+            self.status.recv_multipart(flags=zmq.NOBLOCK)
         except zmq.Again:
             return
-        self.status.send(json.dumps(self.status_report()).encode())
+        try:
+            self.status.send(json.dumps(self.status_report()).encode(), flags=zmq.NOBLOCK)
+        except zmq.ZMQError as exc:  # a client gone mid-request must not stop the pipeline
+            log.warning("status request not answered: %s", exc)
 
     def status_report(self) -> dict[str, Any]:
         return {
