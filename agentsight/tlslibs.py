@@ -262,6 +262,9 @@ class LibraryFinder:
     def __init__(self) -> None:
         self._seen: dict[tuple[int, int], TlsLibrary | None] = {}
         self._mapped: dict[tuple[bytes, bytes], tuple[int, int] | None] = {}
+        # What each process mapped when last looked at (oldest forgotten first): a process
+        # that is gone by the time its connection is checked is judged on that.
+        self.last_maps: dict[int, tuple[str, list[tuple[tuple[bytes, bytes], str]]]] = {}
 
     def check(self, path: str) -> TlsLibrary | None:
         """The library at ``path`` if it is new and has TLS functions (or a TLS stack we know)."""
@@ -296,12 +299,23 @@ class LibraryFinder:
         mappings = exec_mappings(pid)
         if mappings is None:
             return None
+        self.remember(pid, mappings)
         found = []
         for key, path in mappings:
             _, lib = self._stat_key(pid, key, path)
             if lib is not None:
                 found.append(lib)
         return found
+
+    def remember(self, pid: int, mappings: list[tuple[tuple[bytes, bytes], str]]) -> None:
+        try:
+            exe = os.readlink(f"/proc/{pid}/exe")
+        except OSError:
+            exe = "?"
+        self.last_maps.pop(pid, None)
+        self.last_maps[pid] = (exe, mappings)
+        if len(self.last_maps) > 4096:
+            del self.last_maps[next(iter(self.last_maps))]
 
     def libraries_of(self, pid: int, mappings: list[tuple[tuple[bytes, bytes], str]] | None = None
                      ) -> list[TlsLibrary] | None:

@@ -5,7 +5,12 @@
 #   - kernel headers bcc can find at /lib/modules/$(uname -r)/build
 #   - tracefs mounted
 #   - .venv (system site packages, so it sees bcc) with `pip install -e .[test]`
+#   - with --clis (scripts/test.sh passes it): the pinned agent CLIs the tests run
+#     (Claude Code, Codex, Gemini CLI, Qwen Code) from npm, searched once for their TLS
+#     functions (`agentsight debug find-tls`), as a user does after installing an agent
 set -euo pipefail
+clis=0
+[ "${1:-}" = "--clis" ] && clis=1
 cd "$(dirname "$0")/.."
 
 say() { echo "setup: $*"; }
@@ -72,5 +77,18 @@ if [ ! -e "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
   say "installed agentsight into .venv"
+fi
+if [ $clis -eq 1 ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    apt_install nodejs npm
+  fi
+  cache=${AGENTSIGHT_CLI_CACHE:-/var/cache/agentsight-clis}
+  if ! .venv/bin/python -m agentsight.demo.clis install >/tmp/agentsight-npm.log 2>&1; then
+    cat /tmp/agentsight-npm.log >&2
+    echo "setup: npm install of the agent CLIs failed (log above)" >&2
+    exit 1
+  fi
+  .venv/bin/agentsight debug find-tls "$cache/node_modules" >/dev/null
+  say "agent CLIs in $cache ($(ls "$cache/node_modules/.bin" | tr '\n' ' '))"
 fi
 say "ready: .venv/bin/agentsight"

@@ -454,9 +454,14 @@ def _probe_seen(exchanges: list[dict[str, Any]]) -> bool:
                if e.get("api") in GENERATE_APIS)
 
 
-def run(name: str, run_dir: Path, timeout: float = 180.0, prompt: str = PROMPT) -> RunResult:
+def run(name: str, run_dir: Path, timeout: float = 180.0, prompt: str = PROMPT,
+        wrap: list[str] | None = None, wrap_env: dict[str, str] | None = None) -> RunResult:
     """Run setup ``name`` once, offline, in a fresh loopback namespace; everything it writes goes to
-    ``run_dir`` (``home/``, ``work/``, ``server.jsonl``, ``dns.log``, ``ca.pem``)."""
+    ``run_dir`` (``home/``, ``work/``, ``server.jsonl``, ``dns.log``, ``ca.pem``).
+
+    ``wrap`` runs the CLI under another command, outside the namespace (``["agentsight",
+    "record", "--db", F, "--"]``): ``wrap + ["ip", "netns", "exec", NS, cli...]``, with
+    ``wrap_env`` added to its environment."""
     if name not in SETUPS:
         raise KeyError(f"unknown CLI {name!r}: choose from {', '.join(SETUPS)}")
     package = SETUPS[name].package
@@ -484,7 +489,8 @@ def run(name: str, run_dir: Path, timeout: float = 180.0, prompt: str = PROMPT) 
                                   run_dir / "server.port", run_dir / "server.out", "the LLM server"))
             port = int((run_dir / "server.port").read_text())
             argv, env = prepare(name, home, f"https://127.0.0.1:{port}", ca, prompt)
-            code, wall, out, err = _run_cli(ns.argv(argv), env, work, timeout)
+            code, wall, out, err = _run_cli([*(wrap or []), *ns.argv(argv)], {**env, **(wrap_env or {})}, work,
+                                            timeout)
         finally:
             for proc in reversed(helpers):
                 _stop(proc)

@@ -116,3 +116,30 @@ def test_garbage_bodies_do_not_crash_the_stage() -> None:
     assert ev.data["messages"] == [] and ev.data["usage"]["input_tokens"] is None
     assert stage.feed(Event("http.request", 1, "http", data={})) == []
     assert stage.stats.calls == 2 and stage.stats.errors == 0
+
+
+def test_free_form_tool_calls_of_the_responses_api() -> None:
+    """Codex's `exec` tool is free-form: its call carries plain text (custom_tool_call), streamed or not."""
+    code = 'const r = await tools.exec_command({cmd: "ls"});\ntext(r.output);\n'
+    req = {"model": "gpt-5", "input": [
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "list files"}]},
+        {"type": "custom_tool_call", "call_id": "call_0", "name": "exec", "input": "text('hi')"},
+        {"type": "custom_tool_call_output", "call_id": "call_0", "output": "hi"}],
+        "tools": [{"type": "custom", "name": "exec"}]}
+    item = {"type": "custom_tool_call", "id": "ctc_1", "call_id": "call_1", "name": "exec", "input": code}
+    plain = extract_call(exchange("/v1/responses", req, {"id": "resp_1", "model": "gpt-5", "status": "completed",
+                                                         "output": [item]}, host="api.openai.com"))
+    sse = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in [
+        {"type": "response.created", "response": {"id": "resp_2", "model": "gpt-5", "status": "in_progress"}},
+        {"type": "response.output_item.added", "output_index": 0, "item": {**item, "input": ""}},
+        *({"type": "response.custom_tool_call_input.delta", "output_index": 0, "delta": code[i:i + 9]}
+          for i in range(0, len(code), 9)),
+        {"type": "response.completed", "response": {"id": "resp_2", "model": "gpt-5", "status": "completed"}}])
+    streamed = extract_call(exchange("/v1/responses", {**req, "stream": True}, sse, ctype="text/event-stream",
+                                     host="api.openai.com"))
+    for rec in (plain, streamed):
+        assert rec is not None
+        assert rec["tool_calls"] == [{"id": "call_1", "name": "exec", "arguments": code, "input": code}]
+        parts = [p for m in rec["messages"] for p in m["parts"]]
+        assert {"type": "tool_call", "id": "call_0", "name": "exec", "arguments": "text('hi')", "input": "text('hi')"} in parts
+        assert {"type": "tool_result", "id": "call_0", "content": "hi"} in parts

@@ -482,9 +482,14 @@ class SslSource(Source):
             self._watch(head[5])
             self._unprobed.pop(head[5], None)
         elif kind == REC_CONNECT:
-            # What it maps is read now: a short-lived process may be gone by the check.
+            # What it maps is read now (a short-lived process may be gone by the check), or,
+            # if it is gone already, what it mapped when last looked at.
             pid = head[5]
-            self._connects.append((time.monotonic() + _CONNECT_CHECK_S, head, tlslibs.exec_mappings(pid), _exe(pid)))
+            mappings = tlslibs.exec_mappings(pid)
+            if mappings is not None:
+                self._finder.remember(pid, mappings)
+            exe, mappings = self._finder.last_maps.get(pid, ("?", None))
+            self._connects.append((time.monotonic() + _CONNECT_CHECK_S, head, mappings, exe))
         elif kind == REC_BIND:
             for conn, content, data_head in self._aead.bound(head[5], head[2], head[15]):
                 self._emit_plain(data_head, conn, content)
@@ -629,13 +634,6 @@ class SslSource(Source):
 
 def _comm(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
-
-
-def _exe(pid: int) -> str:
-    try:
-        return os.readlink(f"/proc/{pid}/exe")
-    except OSError:
-        return "?"
 
 
 def _dest(head: tuple[Any, ...]) -> str:
