@@ -188,7 +188,17 @@ class Analyzer(Component):
 
 
 class Sink(Component):
-    """Consumes events."""
+    """Consumes events.
+
+    The runtime acknowledges a batch upstream only once the sink has made it durable:
+    ``write`` may buffer, ``flush`` makes everything written so far durable (a file
+    flushed, a transaction committed). Around each flush the runtime records
+    ``position()`` (where the sink will stand once the flush lands: bytes for a file,
+    the last row id for a recording), so that after a ``kill -9`` it can ask
+    ``durable_position()`` whether the flush landed and ``truncate()`` what was
+    written past the last acknowledged position. A sink with nothing durable keeps
+    the defaults (position 0).
+    """
 
     KIND = "sink"
 
@@ -200,3 +210,17 @@ class Sink(Component):
 
     def flush(self) -> None:
         """Make everything written so far durable/visible."""
+
+    def position(self) -> int:
+        """Where the sink stands once everything written so far is flushed (grows with writes)."""
+        return 0
+
+    def durable_position(self) -> int:
+        """Where the sink durably stands now (at open, after a crash)."""
+        return self.position()
+
+    def truncate(self, position: int) -> None:
+        """Drop what was written past ``position`` (never acknowledged, so counted as lost)."""
+
+    def after_flush(self) -> None:
+        """Hook after a flush is acknowledged (a file rotates here, never mid-flush)."""

@@ -51,6 +51,7 @@ log = logging.getLogger("agentsight.runtime")
 
 MAX_BATCH = 512          # events per frame on a data edge
 MAX_GAP = 1 << 32        # a sequence jump past this is a bad frame, not a loss
+DROPPED = "count:dropped"  # the link state slot of the instance's lost-event count
 DATA_HWM = 64            # frames queued per link, each side
 EXIT_FATAL = 3
 BUS_COMPONENT = "bus"           # the component cannot start here; restarting will not help
@@ -124,7 +125,12 @@ class ActorRuntime:
         self.counters = {"received": 0, "sent": 0, "dropped": 0, "errors": 0}
         self.runtime_stats: dict[str, int] = {}
         self._encode_warnings = 0
+        # A sink's input consumed but not yet durable: link -> next sequence, acknowledged at flush.
+        self._unacked: dict[str, int] = {}
+        self._unacked_events = 0
+        self._sink_at = 0       # the sink's position at its last acknowledged flush
         self.state = LinkState(run.state_file(self.id))
+        self.counters["dropped"] = self.state.get(DROPPED)
         self.outputs: list[Output] = []
         self.expected: set[str] = set()
         self.eos_from: set[str] = set()
@@ -190,7 +196,7 @@ class ActorRuntime:
             except zmq.Again:
                 pass
             if self.stopping and time.monotonic() > self.stop_deadline:
-                self.counters["dropped"] += count
+                self._lost(count)
                 self._stat("dropped_at_stop", count)
                 return False
             sock.poll(100, zmq.POLLOUT)
@@ -203,7 +209,7 @@ class ActorRuntime:
             self._stat("unencodable_repaired", enc.repaired)
             if enc.dropped:
                 self._stat("unencodable_dropped", enc.dropped)
-                self.counters["dropped"] += enc.dropped
+                self._lost(enc.dropped)
             self._encode_warnings += 1
             if self._encode_warnings <= 5:
                 log.warning("%s: %d event(s) could not be encoded: %d repaired, %d dropped",
@@ -300,6 +306,13 @@ class ActorRuntime:
         except zmq.Again:
             pass
 
+    def _lost(self, n: int) -> None:
+        """Count ``n`` events lost. The count lives in the link state, staged to be committed with the
+        step it belongs to (a gap with the input it was found on), so a restart neither loses nor
+        repeats it; heartbeats report it cumulative across restarts."""
+        self.counters["dropped"] += n
+        self.state.stage(DROPPED, self.counters["dropped"])
+
     def _stat(self, name: str, n: int = 1) -> None:
         self.runtime_stats[name] = self.runtime_stats.get(name, 0) + n
 
@@ -311,6 +324,9 @@ class ActorRuntime:
         stats = dict(self.component.stats)
         for k, v in self.runtime_stats.items():
             stats[k] = stats.get(k, 0) + v
+        # Events numbered for (the first) downstream so far, across restarts (the link state keeps them).
+        if self.outputs:
+            stats["numbered_out"] = sum(self.state.get(link) for link in self.outputs[0].links)
         counters = dict(self.counters)
         # A component's own losses (kernel ring buffer, bus gaps) are named *_lost.
         counters["dropped"] += sum(v for k, v in self.component.stats.items() if k.endswith("_lost"))
@@ -395,7 +411,9 @@ class ActorRuntime:
             self._stat("bad_frames")
             return
         link = f"{header.sender}->{self.id}"
-        expected = self.state.get(link)
+        expected = self._unacked.get(link)
+        if expected is None:
+            expected = self.state.get(link)
         if header.seq - expected > MAX_GAP:
             # No sender gets this far ahead of its receiver: a forged or corrupt header, not a loss.
             self.counters["errors"] += 1
@@ -406,13 +424,16 @@ class ActorRuntime:
             return
         if header.seq > expected:
             gap = header.seq - expected
-            self.counters["dropped"] += gap
+            self._lost(gap)
             self._stat("lost_in_transit", gap)
             log.warning("%s: %d events lost on %s", self.id, gap, link)
         elif header.seq < expected:
             self._stat("sequence_resets")
         if header.kind == wire.EOS:
-            self.state.set(link, header.seq)
+            if self._unacked:
+                self._flush_sink()
+            self.state.stage(link, header.seq)
+            self.state.commit()
             self.eos_from.add(header.sender)
             log.info("%s: end of stream from %s at %d", self.id, header.sender, header.seq)
             # The sender keeps its sockets open until the supervisor hears this (see await_release).
@@ -424,8 +445,13 @@ class ActorRuntime:
             return
         self.counters["received"] += header.count
 
-        def consumed() -> None:  # written now: a sink's step, a skipped frame
-            self.state.set(link, header.seq + header.count)
+        def consumed() -> None:  # written now: a skipped frame, a sink that keeps nothing
+            self.state.stage(link, header.seq + header.count)
+            self.state.commit()
+
+        def written() -> None:  # a sink's batch: acknowledged once durable (see _flush_sink)
+            self._unacked[link] = header.seq + header.count
+            self._unacked_events += header.count
 
         def consumed_with_outputs() -> None:  # committed with the outputs' numbers (see emit)
             self.state.stage(link, header.seq + header.count)
@@ -441,18 +467,22 @@ class ActorRuntime:
             events = wire.decode_events(parts[1], header.count)
         except wire.FrameError as exc:
             self.counters["errors"] += 1
-            self.counters["dropped"] += header.count
+            self._lost(header.count)
             self._stat("bad_frames")
-            consumed()
+            if link in self._unacked:
+                self._unacked[link] = header.seq + header.count
+            else:
+                consumed()
             log.warning("%s: skipped a bad frame from %s: %s", self.id, header.sender, exc)
             return
         if isinstance(self.component, Sink):
-            consumed()
             try:
                 self.component.write(events)
             except Exception:
                 self.counters["errors"] += 1
+                self._lost(header.count)
                 log.exception("%s: sink write failed", self.id)
+            written()
             return
         assert isinstance(self.component, Analyzer)
         out: list[Event] | None = None
@@ -464,6 +494,71 @@ class ActorRuntime:
             out = self._run_hook(self.component.process, events)
         # The outputs' numbers and the consumed input are committed as one step: see linkstate.
         self.emit(out, consumed_with_outputs)
+
+    # ---------------------------------------------------------------- sinks
+    def _flush_sink(self) -> None:
+        """Make what the sink was given durable, then acknowledge it (link state), as one step.
+
+        Before the flush, the new input positions and the sink's position after the flush are
+        committed with the count of events riding on it ("sink:pending"); after it, the count is
+        cleared. A kill in between leaves the count set, and :meth:`_recover_sink` asks the sink
+        whether the flush landed: if not, those events are counted as lost.
+        """
+        sink = self.component
+        assert isinstance(sink, Sink)
+        if not self._unacked:
+            return
+        after = sink.position()
+        for link, seq in self._unacked.items():
+            self.state.stage(link, seq)
+        self.state.stage("sink:before", self._sink_at)
+        self.state.stage("sink:after", after)
+        self.state.stage("sink:pending", self._unacked_events)
+        self.state.commit()
+        try:
+            sink.flush()
+        except Exception:
+            self.counters["errors"] += 1
+            self._lost(self._unacked_events)
+            log.exception("%s: sink flush failed", self.id)
+        self.state.stage("sink:pending", 0)
+        self.state.commit()
+        self._unacked.clear()
+        self._unacked_events = 0
+        self._sink_at = after
+        try:
+            sink.after_flush()
+        except Exception:
+            self.counters["errors"] += 1
+            log.exception("%s: after flush", self.id)
+        if sink.position() != after:  # rotated: a new file starts at 0
+            self._sink_at = sink.position()
+            self.state.set("sink:after", self._sink_at)
+
+    def _recover_sink(self) -> None:
+        """After a restart: count a flush the predecessor died in, cut what it wrote unacknowledged."""
+        sink = self.component
+        assert isinstance(sink, Sink)
+        durable = sink.durable_position()
+        if not self.state.get("sink:init"):  # first start in this run: take the file as it is
+            self.state.stage("sink:after", durable)
+            self.state.stage("sink:init", 1)
+            self.state.commit()
+            self._sink_at = durable
+            return
+        target = self.state.get("sink:after")
+        pending = self.state.get("sink:pending")
+        if pending and durable < target:
+            self._lost(pending)
+            self._stat("lost_in_flush", pending)
+            log.warning("%s: %d events of a flush cut short by a crash are lost", self.id, pending)
+            target = self.state.get("sink:before")
+        if durable > target:
+            sink.truncate(target)
+        self.state.stage("sink:after", target)
+        self.state.stage("sink:pending", 0)
+        self.state.commit()
+        self._sink_at = sink.position()
 
     def _run_hook(self, hook: Callable[[Event], Iterable[Event]], events: list[Event]) -> list[Event]:
         out: list[Event] = []
@@ -488,6 +583,8 @@ class ActorRuntime:
         opener = getattr(self.component, "open", None)
         if opener is not None:
             opener()
+        if isinstance(self.component, Sink) and not self.raw:
+            self._recover_sink()
         self._ctl({"op": "ready", "pid": os.getpid()})
 
     def loop(self) -> None:
@@ -538,6 +635,8 @@ class ActorRuntime:
                     except zmq.Again:
                         break
                     self._on_frame(parts)
+                if self._unacked:
+                    self._flush_sink()
             now = time.monotonic()
             if now >= next_tick:
                 next_tick = now + 0.1
@@ -547,7 +646,7 @@ class ActorRuntime:
                     self.publisher.read_subscriptions()
             if isinstance(self.component, Sink) and now >= next_flush:
                 next_flush = now + flush_every
-                self.component.flush()
+                self.component.flush()  # a sink that keeps nothing durable (console) still shows it
             self._heartbeat()
             if self.stopping and (self.expected <= self.eos_from or now > self.stop_deadline):
                 # Everything upstream has ended (or we are out of time): drain what is queued.
@@ -557,6 +656,8 @@ class ActorRuntime:
                     except zmq.Again:
                         break
                     self._on_frame(parts)
+                    if len(self._unacked) and self._unacked_events >= MAX_BATCH * 64:
+                        self._flush_sink()
                 missing = self.expected - self.eos_from
                 if missing:
                     log.warning("%s: stopping without end-of-stream from %s", self.id, ", ".join(sorted(missing)))
@@ -569,6 +670,7 @@ class ActorRuntime:
                 self.counters["errors"] += 1
                 log.exception("%s: flush failed", self.id)
         elif isinstance(self.component, Sink):
+            self._flush_sink()
             self.component.flush()
         self.send_eos()
 
@@ -585,6 +687,7 @@ class ActorRuntime:
             self.component.close()
         except Exception:
             log.exception("%s: close failed", self.id)
+        self.state.commit()  # losses counted at the very end (dropped past the stop deadline)
         self._heartbeat(force=True)
         self._ctl({"op": "stopped", "counters": self.counters})
         for out in self.outputs:

@@ -156,20 +156,38 @@ class Store:
         with self.db:
             self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, str(value)))
 
-    def add(self, events: Iterable[Event]) -> None:
-        """Record a batch in one transaction."""
-        with self.db:
-            cur = self.db.cursor()
-            for e in events:
-                data = e.data if isinstance(e.data, dict) else {}
-                session = _session(data)
-                cur.execute(
-                    "INSERT INTO events (ts_ns, topic, source, pid, tid, comm, session, data) VALUES (?,?,?,?,?,?,?,?)",
-                    (e.ts_ns, e.topic, e.source, e.pid, e.tid, e.comm, session,
-                     json.dumps(to_jsonable(data), ensure_ascii=False, separators=(",", ":"), default=str)))
-                derive = _DERIVE.get(e.topic)
-                if derive is not None:
-                    derive(cur, e, data, session, cur.lastrowid or 0)
+    def add(self, events: Iterable[Event], *, commit: bool = True) -> None:
+        """Record a batch in one transaction (``commit=False``: in the open one; the caller commits).
+
+        A batch that fails half-way leaves nothing of itself behind either way.
+        """
+        if commit:
+            with self.db:
+                self._add(events)
+            return
+        if not self.db.in_transaction:
+            self.db.execute("BEGIN")
+        self.db.execute("SAVEPOINT batch")
+        try:
+            self._add(events)
+        except BaseException:
+            self.db.execute("ROLLBACK TO batch")
+            self.db.execute("RELEASE batch")
+            raise
+        self.db.execute("RELEASE batch")
+
+    def _add(self, events: Iterable[Event]) -> None:
+        cur = self.db.cursor()
+        for e in events:
+            data = e.data if isinstance(e.data, dict) else {}
+            session = _session(data)
+            cur.execute(
+                "INSERT INTO events (ts_ns, topic, source, pid, tid, comm, session, data) VALUES (?,?,?,?,?,?,?,?)",
+                (e.ts_ns, e.topic, e.source, e.pid, e.tid, e.comm, session,
+                 json.dumps(to_jsonable(data), ensure_ascii=False, separators=(",", ":"), default=str)))
+            derive = _DERIVE.get(e.topic)
+            if derive is not None:
+                derive(cur, e, data, session, cur.lastrowid or 0)
 
     # ------------------------------------------------------------------ reading
     def _rows(self, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:

@@ -229,7 +229,8 @@ class Supervisor:
             stdin=subprocess.DEVNULL, start_new_session=True, env=env)
         inst.state = "starting"
         inst.started_at = time.monotonic()
-        inst.counters = dict.fromkeys(COUNTERS, 0)
+        inst.counters = {k: inst.counters.get(k, 0) if k == "dropped" and inst.kind != "bus" else 0
+                         for k in COUNTERS}
         inst.message = ""
         inst.draining = False
         inst.eos_acks = set()
@@ -364,9 +365,13 @@ class Supervisor:
     def _on_exit(self, inst: Instance) -> None:
         assert inst.proc is not None
         code = inst.proc.returncode
+        # An actor reports its lost count cumulative across restarts (kept in its link state, see
+        # runtime._lost): it carries over; the other counters start again with each process.
+        cumulative = ("dropped",) if inst.kind != "bus" else ()
         for k in COUNTERS:
-            inst.retired[k] += inst.counters.get(k, 0)
-        inst.counters = dict.fromkeys(COUNTERS, 0)
+            if k not in cumulative:
+                inst.retired[k] += inst.counters.get(k, 0)
+        inst.counters = {k: inst.counters.get(k, 0) if k in cumulative else 0 for k in COUNTERS}
         if inst.removing or inst.state == "stopping":
             inst.state = "stopped"
             return
@@ -609,7 +614,9 @@ class Supervisor:
     def summary(self) -> str:
         rows = [i.row() for i in self.instances.values()]
         lost = sum(r["dropped"] for r in rows)
-        return actor_table(rows) + "\n" + (f"events lost: {lost}" if lost else "no events lost")
+        numbered = sum(int(i.stats.get("numbered_out", 0)) for i in self.instances.values() if i.kind == "source")
+        return (actor_table(rows) + "\n" + (f"events lost: {lost}" if lost else "no events lost")
+                + f"\nevents from the sources: {numbered}")
 
 
 def actor_table(rows: list[dict[str, Any]], pid: bool = False) -> str:

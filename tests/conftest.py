@@ -144,3 +144,34 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     text = path.read_text() if path.exists() else ""
     complete = text[: text.rfind("\n") + 1]
     return [json.loads(line) for line in complete.splitlines() if line.strip()]
+
+
+def status_now(run_dir: Path, timeout: float = 5.0) -> dict[str, Any]:
+    """The supervisor's status report, asked on its socket directly (no CLI process start in between)."""
+    import zmq
+
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(f"ipc://{run_dir}/status")
+        sock.send(b"status")
+        if not sock.poll(int(timeout * 1000)):
+            raise AssertionError("the supervisor did not answer a status request")
+        return json.loads(sock.recv())
+    finally:
+        sock.close()
+
+
+def summary_rows(stderr: str) -> dict[str, dict[str, Any]]:
+    """The exit summary's per-actor table: id -> state, restarts, received, sent, dropped, errors."""
+    rows: dict[str, dict[str, Any]] = {}
+    lines = stderr.splitlines()
+    start = max(i for i, line in enumerate(lines) if line.startswith("actor "))
+    for line in lines[start + 1:]:
+        parts = line.split()
+        if len(parts) != 7 or not parts[2].isdigit():
+            break
+        rows[parts[0]] = {"state": parts[1], **dict(zip(("restarts", "received", "sent", "dropped", "errors"),
+                                                         map(int, parts[2:]), strict=True))}
+    return rows

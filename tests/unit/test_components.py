@@ -53,8 +53,10 @@ def test_jsonl_round_trips_through_replay_byte_for_byte(tmp_path):
 def test_jsonl_rotates(tmp_path):
     sink = JsonlSink("out", {"path": str(tmp_path / "o.jsonl"), "max_bytes": 2000, "max_files": 2})
     sink.open()
-    for _ in range(10):
+    for _ in range(10):  # as the runtime drives it: write, flush, then rotation if due
         sink.write(Generator("g", {"count": 5}).poll(0))
+        sink.flush()
+        sink.after_flush()
     sink.close()
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["o.jsonl", "o.jsonl.1", "o.jsonl.2"]

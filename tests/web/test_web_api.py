@@ -166,6 +166,9 @@ def test_web_sink_records_and_serves(tmp_path):
     try:
         sink.write([Event("gen.event", 1_000, "g", 1, 1, "x", {"n": 1})])
         status, _, info = get(sink.url + "api/info")
+        assert status == 200 and info["counts"]["events"] == 0  # written, not yet committed: not shown
+        sink.flush()
+        status, _, info = get(sink.url + "api/info")
         assert status == 200 and info["counts"]["events"] == 1
         assert info["meta"]["web_url"] == sink.url
     finally:

@@ -1,6 +1,6 @@
 """Write events as JSON lines, owner-only, with size-based rotation.
 
-``path`` grows to ``max_bytes``, then becomes ``path.1`` (older files shift up to
+``path`` grows to ``max_bytes`` (checked after each flush), then becomes ``path.1`` (older files shift up to
 ``path.<max_files>``, the oldest is deleted). Bytes are encoded as described in
 :mod:`agentsight.jsonform`, so ``replay`` reads the file back byte for byte.
 """
@@ -49,6 +49,23 @@ class JsonlSink(Sink):
         text = "".join(event_to_json(e) + "\n" for e in events)
         self._file.write(text)
         self._size += len(text.encode()) if not text.isascii() else len(text)
+
+    def position(self) -> int:
+        return self._size
+
+    def durable_position(self) -> int:
+        assert self._file is not None
+        return os.fstat(self._file.fileno()).st_size
+
+    def truncate(self, position: int) -> None:
+        """Cut lines written (by a killed predecessor) past the last acknowledged flush."""
+        assert self._file is not None
+        self._file.flush()
+        os.truncate(self._file.fileno(), position)
+        self._size = position
+        self.count("truncated_unacknowledged")
+
+    def after_flush(self) -> None:
         limit = self.options["max_bytes"]
         if limit and self._size >= limit:
             self._rotate()

@@ -1,7 +1,8 @@
 """Write events into a SQLite recording (:mod:`agentsight.store`), owner-only, WAL.
 
-Each batch the runtime hands over is one transaction, so a reader (``report``,
-``serve``) sees whole batches while the recording grows.
+The batches the runtime hands over between two flushes are one transaction, so a
+reader (``report``, ``serve``) sees whole batches while the recording grows, and
+the runtime acknowledges them only once committed (the position is the last row id).
 """
 
 from __future__ import annotations
@@ -38,9 +39,17 @@ class SqliteSink(Sink):
 
     def write(self, events: list[Event]) -> None:
         assert self.store is not None
-        self.store.add(events)
+        self.store.add(events, commit=False)
+
+    def flush(self) -> None:
+        if self.store is not None:
+            self.store.db.commit()
+
+    def position(self) -> int:
+        return self.store.last_id() if self.store is not None else 0
 
     def close(self) -> None:
         if self.store is not None:
+            self.flush()
             self.store.close()
             self.store = None

@@ -90,15 +90,23 @@ class WebSink(Sink):
         print(f"agentsight[sinks/{self.name}]: web UI on {self.url}timeline", file=sys.stderr, flush=True)
 
     def write(self, events: list[Event]) -> None:
-        self._store.add(events)
+        self._store.add(events, commit=False)
         self.count("events", len(events))
-        self._thread.notify()
+
+    def flush(self) -> None:
+        if self._store is not None:
+            self._store.db.commit()
+            self._thread.notify()
+
+    def position(self) -> int:
+        return self._store.last_id() if self._store is not None else 0
 
     def close(self) -> None:
         if self._thread is not None:
             self._thread.stop()
             self._thread = None
         if self._store is not None:
+            self._store.db.commit()
             self._store.close()
             self._store = None
         if self._private is not None:
