@@ -156,13 +156,19 @@ def _debug_ssl(tmp: Path, *target: str) -> tuple[subprocess.Popen[bytes], Path]:
     log, rt = tmp / "ssl.jsonl", tmp / "rt"
     debug = subprocess.Popen([*AGENTSIGHT, "debug", "ssl", *target, "--quiet", "--log-file", str(log),
                               "--runtime-dir", str(rt)], stderr=subprocess.DEVNULL)
+    _wait_status(debug, rt)
+    return debug, log
+
+
+def _wait_status(proc: subprocess.Popen[bytes], rt: Path) -> None:
+    """Until the supervisor's status reply says every actor runs."""
     deadline = time.monotonic() + 120
-    while True:  # the supervisor's status reply says when every actor runs
-        assert debug.poll() is None, "debug ssl exited"
-        assert time.monotonic() < deadline, "debug ssl did not start"
+    while True:
+        assert proc.poll() is None, "the pipeline exited"
+        assert time.monotonic() < deadline, "the pipeline did not start"
         r = subprocess.run([*AGENTSIGHT, "status", "--runtime-dir", str(rt), "--json"], capture_output=True, text=True)
         if r.returncode == 0 and all(i["state"] == "running" for i in json.loads(r.stdout)["instances"]):
-            return debug, log
+            return
         time.sleep(0.2)
 
 
@@ -227,3 +233,35 @@ def test_debug_ssl_by_pid_follows_the_process_into_claude(tmp_path: Path) -> Non
     assert result.ok
     assert _written(data).count(b"POST /v1/messages") == len(
         [e for e in result.exchanges if e.get("api") == "anthropic.messages"])
+
+
+def test_the_always_on_pipeline_sees_claude_code(tmp_path: Path) -> None:
+    """config/agents.toml (every agent on the machine, no target) records Claude Code's calls."""
+    need("claude")
+    _warm()
+    config = (Path(__file__).parents[2] / "config" / "agents.toml").read_text()
+    db = tmp_path / "agents.db"
+    config = config.replace('path = "agents.db"', f'path = "{db}"').replace(
+        'type = "web"               # http://127.0.0.1:7395/timeline', 'type = "web"\nport = 0')
+    (tmp_path / "agents.toml").write_text(config)
+    rt = tmp_path / "rt"
+    run = subprocess.Popen([*AGENTSIGHT, "run", "--config", str(tmp_path / "agents.toml"), "--runtime-dir", str(rt)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_status(run, rt)
+        result = clis.run("claude", tmp_path / "run", timeout=240)
+        assert result.ok
+        want = sorted(e["response_id"] for e in result.exchanges if e.get("api") == "anthropic.messages")
+        deadline = time.monotonic() + 30
+        got: list[str] = []
+        while time.monotonic() < deadline and got != want:
+            with Store(db, readonly=True) as s:
+                got = sorted(s.llm_call(r["id"])["data"]["response_id"] for r in s.llm_calls(limit=1000))
+            time.sleep(0.3)
+    finally:
+        run.terminate()
+        _, err = run.communicate(timeout=120)
+    assert got == want, err.decode(errors="replace")[-2000:]
+    with Store(db, readonly=True) as s:
+        agents = {r["agent"] for r in s.processes() if r["agent"]}
+    assert "claude-code" in agents
