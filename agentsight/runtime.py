@@ -52,6 +52,8 @@ log = logging.getLogger("agentsight.runtime")
 MAX_BATCH = 512          # events per frame on a data edge
 MAX_GAP = 1 << 32        # a sequence jump past this is a bad frame, not a loss
 DROPPED = "count:dropped"  # the link state slot of the instance's lost-event count
+HELD = "count:held"        # events held for a downstream being restarted
+HOLD_MAX = 64 * MAX_BATCH  # held events past which we stop taking input until the hold ends
 DATA_HWM = 64            # frames queued per link, each side
 EXIT_FATAL = 3
 BUS_COMPONENT = "bus"           # the component cannot start here; restarting will not help
@@ -132,6 +134,8 @@ class ActorRuntime:
         self.state = LinkState(run.state_file(self.id))
         self.counters["dropped"] = self.state.get(DROPPED)
         self.outputs: list[Output] = []
+        self.retired: list[Output] = []          # ended outputs whose sockets stay open until pruned
+        self.held: dict[str, list[Event]] = {}   # downstream being restarted -> what we produced for it
         self.expected: set[str] = set()
         self.eos_from: set[str] = set()
         self.stopping = False
@@ -148,22 +152,32 @@ class ActorRuntime:
         self.input: zmq.Socket[bytes] | None = None
 
     # ---------------------------------------------------------------- wiring
-    def wire_up(self) -> None:
-        """(Re)compute outputs, expected senders and publishing from the pipeline spec."""
+    def wire_up(self, hold: Iterable[str] = ()) -> None:
+        """(Re)compute outputs, expected senders and publishing from the pipeline spec.
+
+        An output that is no longer wanted is retired: it gets its end of stream and its sockets
+        stay open (closing them could drop the tail still queued) until the supervisor says
+        ``prune``. A downstream named in ``hold`` is being restarted: what we produce for it is
+        kept here (see :meth:`emit`) until a later reconfigure brings it back, then sent to the
+        new instances, so a restart loses nothing.
+        """
         wanted: dict[tuple[Any, ...], ComponentSpec] = {}
         for d in self.pipeline.downstream(self.spec.name):
             part = d.partition_by or getattr(component_class(d.kind, d.type), "DEFAULT_PARTITION", "pid")
             wanted[(d.name, d.workers, part)] = d
+        for name in hold:
+            self.held.setdefault(name, [])
         keep = []
         for out in self.outputs:
             if out.signature in wanted:
                 keep.append(out)
                 del wanted[out.signature]
             else:
-                self._close_output(out)
+                self._retire_output(out)
         for sig, d in wanted.items():
             keep.append(Output(self, d, sig[2]))
         self.outputs = keep
+        self._release_held(set(hold))
         if self.raw and any(o.workers > 1 for o in self.outputs):
             self.raw = False  # a partitioned downstream needs keys, so events must be decoded
         self.expected = set()
@@ -179,12 +193,39 @@ class ActorRuntime:
                 self.publisher.close()
                 self.publisher = None
 
-    def _close_output(self, out: Output) -> None:
+    def _retire_output(self, out: Output) -> None:
         self._flush_output(out)
         for link, sock in zip(out.links, out.sockets, strict=True):
             self._send(sock, wire.eos_frames(self.id, self.state.get(link)), 0)
-            sock.setsockopt(zmq.LINGER, 5000)
-            sock.close()
+        self.retired.append(out)
+
+    def _prune(self) -> None:
+        """Close retired outputs: the supervisor saw their receivers exit, so nothing is in flight."""
+        for out in self.retired:
+            for sock in out.sockets:
+                sock.close(linger=0)
+        self.retired = []
+
+    def held_count(self) -> int:
+        return sum(len(v) for v in self.held.values())
+
+    def _release_held(self, holding: set[str]) -> None:
+        """Send what was held for a restarted downstream to its new instances (or let it go if it is gone)."""
+        if not self.held:
+            return
+        present = {out.target: out for out in self.outputs}
+        names = {d.name for d in self.pipeline.downstream(self.spec.name)}
+        frames: list[tuple[Any, list[bytes], int]] = []
+        for name in list(self.held):
+            out = present.get(name)
+            if out is not None:
+                out.add(self.held.pop(name))
+                frames.extend(self._number(out))
+            elif name not in names and name not in holding:
+                self.held.pop(name)  # removed from the pipeline for good: no destination left
+        self.state.stage(HELD, self.held_count())
+        self.state.commit()
+        self._send_all(frames)
 
     # -------------------------------------------------------------- sending
     def _send(self, sock: zmq.Socket[bytes], frames: list[bytes], count: int) -> bool:
@@ -275,6 +316,11 @@ class ActorRuntime:
                     out.add(events)
             for out in self.outputs:
                 frames.extend(self._number(out, encoded))
+            if self.held:
+                for kept in self.held.values():
+                    kept.extend(events)
+                # Held events died with us if we are killed: counted then (see start).
+                self.state.stage(HELD, self.held_count())
         if consumed is not None:
             consumed()
         self.state.commit()
@@ -376,12 +422,14 @@ class ActorRuntime:
                 for gone in msg.get("gone", []):
                     self.expected.discard(gone)
             elif op == "reconfigure":
-                self._reconfigure(spec_from_dict(msg["pipeline"]))
+                self._reconfigure(spec_from_dict(msg["pipeline"]), [str(h) for h in msg.get("hold") or ()])
+            elif op == "prune":
+                self._prune()
             elif op == "gone":
                 # An upstream instance that will never send EOS (it failed for good).
                 self.expected.discard(msg.get("instance", ""))
 
-    def _reconfigure(self, pipeline: PipelineSpec) -> None:
+    def _reconfigure(self, pipeline: PipelineSpec, hold: list[str] | None = None) -> None:
         new = pipeline.components.get(self.spec.name)
         if new is None or new.structure() != self.spec.structure():
             self._ctl({"op": "reconfigured", "ok": False, "reason": "structure changed"})
@@ -397,7 +445,7 @@ class ActorRuntime:
             self._ctl({"op": "reconfigured", "ok": False, "reason": "options need a restart"})
             return
         self.pipeline, self.spec = pipeline, new
-        self.wire_up()
+        self.wire_up(hold or ())
         self._ctl({"op": "reconfigured", "ok": True})
 
     # ----------------------------------------------------------------- input
@@ -443,6 +491,8 @@ class ActorRuntime:
             self.counters["errors"] += 1
             self._stat("bad_frames")
             return
+        # A sender restarted under the same name (a reload) sends again after its end of stream.
+        self.eos_from.discard(header.sender)
         self.counters["received"] += header.count
 
         def consumed() -> None:  # written now: a skipped frame, a sink that keeps nothing
@@ -585,6 +635,12 @@ class ActorRuntime:
             opener()
         if isinstance(self.component, Sink) and not self.raw:
             self._recover_sink()
+        held = self.state.get(HELD)
+        if held:  # a predecessor was killed while holding events for a restarting downstream
+            self._lost(held)
+            self._stat("lost_in_hold", held)
+            self.state.stage(HELD, 0)
+            self.state.commit()
         self._ctl({"op": "ready", "pid": os.getpid()})
 
     def loop(self) -> None:
@@ -597,6 +653,11 @@ class ActorRuntime:
         poller = zmq.Poller()
         poller.register(self.control, zmq.POLLIN)
         while not self.stopping and not src.finished:
+            if self.held and self.held_count() >= HOLD_MAX:  # the restarted downstream is not back yet
+                if poller.poll(50):
+                    self._handle_control()
+                self._heartbeat()
+                continue
             try:
                 events = src.poll(0.05)
             except Exception as exc:
@@ -621,11 +682,14 @@ class ActorRuntime:
         poller = zmq.Poller()
         poller.register(self.control, zmq.POLLIN)
         poller.register(self.input, zmq.POLLIN)
+        control_only = zmq.Poller()
+        control_only.register(self.control, zmq.POLLIN)
         next_tick = time.monotonic() + 0.1
         flush_every = 0.2
         next_flush = time.monotonic() + flush_every
         while True:
-            ready = dict(poller.poll(50))
+            holding = bool(self.held) and self.held_count() >= HOLD_MAX and not self.stopping
+            ready = dict((control_only if holding else poller).poll(50))
             if self.control in ready:
                 self._handle_control()
             if self.input in ready:
@@ -687,6 +751,9 @@ class ActorRuntime:
             self.component.close()
         except Exception:
             log.exception("%s: close failed", self.id)
+        if self.held:  # stopped while a downstream restart was under way: what we held is lost
+            self._lost(self.held_count())
+            self.state.stage(HELD, 0)
         self.state.commit()  # losses counted at the very end (dropped past the stop deadline)
         self._heartbeat(force=True)
         self._ctl({"op": "stopped", "counters": self.counters})

@@ -554,14 +554,34 @@ class Supervisor:
         restart = {n for n, c in new.components.items()
                    if n in old.components and old.components[n].structure() != c.structure()}
         if restart:
-            # Two steps: take the restructured components out, then put the new ones in.
-            interim = replace(new, components={n: c for n, c in new.components.items() if n not in restart})
-            self._apply_diff(old, interim)
-            self._apply_diff(interim, new)
+            self._restart(restart, new)
         else:
             self._apply_diff(old, new)
 
-    def _apply_diff(self, old: PipelineSpec, new: PipelineSpec) -> None:
+    def _restart(self, names: set[str], new: PipelineSpec) -> None:
+        """Restart components (their structure changed, or their options need it) losing nothing.
+
+        Two steps. Out: every upstream ends its stream to the old instances and holds what it
+        produces for them; the old instances drain and exit. In: the new instances start, then
+        the upstreams send what they held, and go on. Order per key holds: the old instances
+        have delivered everything before the new ones get anything.
+        """
+        old = self.spec
+        interim = replace(new, components={n: c for n, c in new.components.items() if n not in names})
+        t0 = time.monotonic()
+        self._apply_diff(old, interim, hold=names, quiet=True)
+        self._apply_diff(interim, new, quiet=True)
+        how = []
+        for n in sorted(names):
+            a, b = old.components.get(n), new.components.get(n)
+            if a is not None and b is not None and a.workers != b.workers:
+                how.append(f"{n} (workers {a.workers} -> {b.workers})")
+            else:
+                how.append(n)
+        self.say(f"config reloaded: restarted {', '.join(how)} in {time.monotonic() - t0:.2f}s")
+
+    def _apply_diff(self, old: PipelineSpec, new: PipelineSpec, hold: Iterable[str] = (),
+                    quiet: bool = False) -> None:
         added = [n for n in new.components if n not in old.components]
         removed = [n for n in old.components if n not in new.components]
         changed = [n for n in new.components if n in old.components and old.components[n] != new.components[n]]
@@ -572,7 +592,7 @@ class Supervisor:
                     self._start_group([i for c in group for i in self._instances_of(c)])
                 except StartupFailed as exc:
                     self.say(f"reload: {exc}")
-        msg = {"op": "reconfigure", "pipeline": new.to_dict()}
+        msg = {"op": "reconfigure", "pipeline": new.to_dict(), "hold": sorted(hold)}
         for inst in self.instances.values():
             if inst.name in new.components and inst.name not in added and inst.alive():
                 self._send(inst, msg)
@@ -587,9 +607,17 @@ class Supervisor:
                 self._tick(0.05, restart=False)
             for inst in insts:
                 if inst.alive() and inst.proc is not None:
+                    self.say(f"{inst.id} did not stop in time; killing it")
                     os.killpg(inst.proc.pid, signal.SIGKILL)
                     inst.proc.wait()
                 del self.instances[inst.id]
+        if removed:
+            # The removed instances are gone: their upstreams may close the outputs that fed them.
+            for inst in self.instances.values():
+                if inst.alive():
+                    self._send(inst, {"op": "prune"})
+        if quiet:
+            return
         parts = []
         if added:
             parts.append("started " + ", ".join(added))
@@ -605,10 +633,7 @@ class Supervisor:
         comp = self.spec.components.get(name)
         if comp is None:
             return
-        without = replace(self.spec, components={n: c for n, c in self.spec.components.items() if n != name})
-        full = self.spec
-        self._apply_diff(full, without)
-        self._apply_diff(without, full)
+        self._restart({name}, self.spec)
 
     # -------------------------------------------------------------- summary
     def summary(self) -> str:
