@@ -54,7 +54,7 @@ import h11
 
 from agentsight.analysis.content_coding import ContentDecoder
 from agentsight.analysis.http2 import PREFACE, H2Data, H2Error, H2Headers, H2Observer, H2Reset
-from agentsight.analysis.redact import redact_bytes, redact_headers, redact_text
+from agentsight.analysis.redact import StreamRedactor, redact_bytes, redact_headers, redact_text
 from agentsight.analysis.websocket import (
     OP_CLOSE,
     OP_PING,
@@ -278,6 +278,7 @@ class _Message:
     decoded_size: int = 0
     out: dict[str, Any] | None = None
     event_stream: bool = False
+    redactor: StreamRedactor | None = None  # streamed chunks: a secret split across them goes whole
 
     def add(self, data: bytes, ts: int) -> None:
         self.wire_size += len(data)
@@ -839,7 +840,7 @@ class HttpStreams:
         msg = ex.response
         if msg is None or msg.out is not None:
             return
-        self._flush_chunk(conn, ex, ts, out)
+        self._flush_chunk(conn, ex, ts, out, final=True)
         msg.complete, msg.error, msg.ts_end = error is None, error, ts
         d = self._message_dict(msg)
         self.stats.responses += 1
@@ -894,20 +895,34 @@ class HttpStreams:
             "ts_first_byte_ns": resp.ts_start,
         })
 
-    def _flush_chunk(self, conn: _Conn, ex: _Exchange, ts: int, out: list[Event]) -> None:
+    def _flush_chunk(self, conn: _Conn, ex: _Exchange, ts: int, out: list[Event], final: bool = False) -> None:
         resp = ex.response
-        if resp is None or not resp.pending_chunk:
+        if resp is None or not (resp.pending_chunk or (final and resp.redactor is not None and resp.redactor.held)):
             return
         chunk = bytes(resp.pending_chunk)
         resp.pending_chunk.clear()
+        raw_len = len(chunk)
+        if self.redact:
+            # Redacted as one stream: the tail that may be the start of a secret waits for the next chunk.
+            if resp.redactor is None:
+                resp.redactor = StreamRedactor()
+            before = resp.redactor.held
+            data = resp.redactor.feed(chunk)
+            if final:
+                data += resp.redactor.flush()
+            raw_len = before + len(chunk) - resp.redactor.held
+            if not data:
+                return
+        else:
+            data = chunk
         offset = resp.chunk_offset
-        resp.chunk_offset += len(chunk)
+        resp.chunk_offset += raw_len
         self._emit(conn, "http.stream.chunk", ts, out, {
             "conn": conn.key,
             "seq": ex.seq,
             "stream_id": ex.stream_id,
             "offset": offset,
-            "data": redact_bytes(chunk) if self.redact else chunk,
+            "data": data,
             "content_type": header_value(resp.headers, "content-type"),
         })
 

@@ -13,8 +13,20 @@ What is found:
 - well-known key formats anywhere (OpenAI ``sk-``/``sk-proj-``, Anthropic
   ``sk-ant-``, Google ``AIza``, GitHub, Slack, AWS access key ids, JWTs);
 - JSON fields and query-string parameters whose name says they hold a secret
-  (``"api_key": "..."``, ``?key=...``, ``&access_token=...``);
+  (``"api_key": "..."``, ``?key=...``, ``&access_token=...``, and a query string
+  held alone, ``key=...&alt=sse``);
+- PEM private-key blocks (``-----BEGIN ... PRIVATE KEY-----`` to its END line, or to
+  the end of the text when cut short), raw or JSON-escaped;
 - ``Name: value`` header lines inside raw HTTP/1 payload bytes.
+
+Text is redacted whole, after reassembly. Where it arrives in pieces that are each
+passed on (TLS records with ``--raw``, stdio writes, streamed response chunks),
+:class:`StreamRedactor` holds back the tail of a piece that could be the start of a
+secret (a partial match, or a match that reaches the piece's end and may go on)
+until the next piece shows how it ends. And where pieces were redacted before being
+joined (the deltas of a streamed answer), a marker followed by what can only be the
+rest of the same secret swallows it: ``[REDACTED:sk-ant]`` then ``Ij5Kl...`` is
+``[REDACTED:sk-ant]``.
 
 Limits: HTTP/2 header values inside raw frames may be Huffman-coded by HPACK
 and are not recognised in the raw bytes (the decoded ``http.*`` records are
@@ -29,6 +41,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import regex
+
 __all__ = [
     "REDACTED",
     "SENSITIVE_HEADERS",
@@ -38,6 +52,7 @@ __all__ = [
     "redact_bytes",
     "redact_headers",
     "redact_value",
+    "StreamRedactor",
 ]
 
 REDACTED = "[REDACTED]"
@@ -94,6 +109,15 @@ _KEY_FORMATS: list[tuple[str, str]] = [
     ("aws", r"(?:AKIA|ASIA)[0-9A-Z]{16}"),
     ("jwt", r"eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
 ]
+# A PEM private key: BEGIN line, body (raw newlines or JSON's \n escapes, never a quote), END line
+# when it has arrived. A certificate or public key is not a secret and is left alone.
+_PEM_LABEL = r"-----(?:BEGIN|END) (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
+_PEM = (r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----(?:(?!-----END)[^\"'<>])*"
+        r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----)?")
+# What can follow a marker only if the secret went on past the piece it was found in.
+_KEY_KINDS = "|".join(re.escape(k) for k, _ in _KEY_FORMATS) + "|bearer|private-key"
+_KEY_REST = r"\[REDACTED:(?:" + _KEY_KINDS + r")\]([A-Za-z0-9_\-.+/=~]+)"
+_VALUE_REST = r"\[REDACTED:(?!(?:" + _KEY_KINDS + r")\])[a-z0-9_.\-]+\]([^\"'\\\s&#<>,;)\]}]+)"
 
 
 def _kind_of(value: str) -> str | None:
@@ -117,8 +141,10 @@ class _Rules:
         self.json_field = re.compile(
             enc(rf"""(?i)(["'](?:{SENSITIVE_FIELDS})["']\s*:\s*["']){not_redacted}([^"'\\\r\n]{{4,}})""")
         )
-        # ?key=value&... in URLs and form bodies.
-        self.query = re.compile(enc(rf"(?i)([?&;](?:{SENSITIVE_PARAMS})=){not_redacted}([^&#\s\"'<>]+)"))
+        # ?key=value&... in URLs and form bodies, or a query string on its own (key=value&...).
+        self.query = re.compile(enc(rf"(?i)((?:^|[?&;])(?:{SENSITIVE_PARAMS})=){not_redacted}([^&#\s\"'<>]+)"))
+        self.pem = re.compile(enc(_PEM))
+        self.rest = [re.compile(enc(_KEY_REST)), re.compile(enc(_VALUE_REST))]
         # A bearer token in free text; the digit look-ahead keeps prose ("bearer authentication") intact.
         self.scheme = re.compile(
             enc(rf"(?i)\b(bearer)(\s++){not_redacted}(?=[A-Za-z._~+/=\-]*[0-9])([A-Za-z0-9._~+/=\-]{{12,}})")
@@ -133,7 +159,13 @@ class _Rules:
         self.param_hints = [enc(f + "=") for f in SENSITIVE_PARAMS.split("|")]
         self.key_hints = [enc(h) for h in ("sk-", "aiza", "gh", "github_pat_", "xox", "akia", "asia", "eyj")]
         self.bearer = enc("bearer")
-        every = self.header_hints + self.field_hints + self.param_hints + self.key_hints + [self.bearer]
+        self.pem_hint = enc("private key")
+        self.marker_hint = enc("[redacted:")
+        every = self.header_hints + self.field_hints + self.param_hints + self.key_hints + [
+            self.bearer, self.pem_hint, self.marker_hint]
+        # The same rules, in the order they run, for StreamRedactor's partial matching.
+        self.sources = [_PEM, self.header_line.pattern, self.json_field.pattern, self.query.pattern,
+                        self.scheme.pattern, *(p for _, p in _KEY_FORMATS)]
         self.any_hint = re.compile(enc("|".join(re.escape(h.decode() if as_bytes else h) for h in every)))
 
     def apply(self, s: Any) -> Any:
@@ -149,6 +181,8 @@ class _Rules:
             kind = _kind_of_any(m.group(3)) or m.group(1).lower()
             return m.group(1) + m.group(2) + enc(_marker(kind))
 
+        if self.pem_hint in low:
+            s = self.pem.sub(enc(_marker("private-key")), s)
         if any(h in low for h in self.header_hints):
             s = self.header_line.sub(field, s)
         if any(h in low for h in self.field_hints):
@@ -160,6 +194,9 @@ class _Rules:
         if any(h in low for h in self.key_hints):
             for kind, rx in self.keys:
                 s = rx.sub(_key_replacer(s, enc(_marker(kind))), s)
+        if self.marker_hint in low or self.marker_hint in s.lower():
+            for rx in self.rest:
+                s = rx.sub(lambda m: m.group(0)[: m.start(1) - m.start(0)], s)
         return s
 
 
@@ -242,3 +279,58 @@ def redact_value(value: Any) -> Any:
 def _is_secret_key(key: str) -> bool:
     k = key.lower()
     return k in _FIELD_NAMES or is_sensitive_header(k) or k.endswith(("_api_key", "apikey", "_secret"))
+
+
+class StreamRedactor:
+    """Redacts a byte stream that arrives in pieces, so a secret split across pieces goes whole.
+
+    :meth:`feed` returns the redacted bytes that are safe to pass on now; the tail that could
+    be the start of a secret (a partial match of a rule, or a match reaching the end of what
+    has arrived, which may go on) is held back, at most ``hold_max`` bytes, and put in front
+    of the next piece. :meth:`flush` returns what is held, redacted, at the stream's end.
+    """
+
+    def __init__(self, hold_max: int = 8192) -> None:
+        self.hold_max = hold_max
+        self._held = b""
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    def feed(self, data: bytes) -> bytes:
+        text = self._held + data
+        cut = _safe_cut(text, self.hold_max)
+        self._held = text[cut:]
+        return redact_bytes(text[:cut]) if cut else b""
+
+    def flush(self) -> bytes:
+        held, self._held = self._held, b""
+        return redact_bytes(held) if held else b""
+
+
+_PARTIAL = [regex.compile(p.encode() if isinstance(p, str) else p) for p in _BYTES_RULES.sources]
+
+
+def _safe_cut(text: bytes, hold_max: int) -> int:
+    """Where ``text`` can be cut so that no secret straddles the cut (everything after it is held)."""
+    n = len(text)
+    start = max(0, n - hold_max)
+    cut = n
+    for rx in _PARTIAL:
+        for m in rx.finditer(text, start, partial=True):
+            if m.end() == n and m.start() < n:
+                cut = min(cut, m.start())
+                break
+    # A complete match of another rule that starts before the cut and ends after it moves it back.
+    moved = cut < n
+    while moved:
+        moved = False
+        for rx in _PARTIAL:
+            for m in rx.finditer(text, start):
+                if m.start() >= cut:
+                    break
+                if cut < m.end():
+                    cut, moved = m.start(), True
+                    break
+    return max(cut, start)

@@ -62,3 +62,59 @@ def test_nested_values() -> None:
 def test_idempotent() -> None:
     once = redact_text(f'Authorization: Bearer {KEYS["sk"]}\n{{"api_key": "{KEYS["sk-ant"]}"}}')
     assert redact_text(once) == once
+
+
+PEM = ("-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj\n"
+       "MzEfYyjiWA4R4/M2bS1GB4t7NXp98C3SC6dVMvDuictGeurT8jNbvJZHtCSuYEvu\n-----END PRIVATE KEY-----")
+
+
+@pytest.mark.parametrize("label", ["", "RSA ", "EC ", "OPENSSH ", "ENCRYPTED "])
+def test_pem_private_key_blocks_whole_raw_or_json_escaped(label: str) -> None:
+    pem = PEM.replace("PRIVATE KEY", f"{label}PRIVATE KEY")
+    for text in (f"here: {pem} done", '{"key_file": ' + __import__("json").dumps(pem) + "}"):
+        out = redact_text(text)
+        assert "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC" not in out and "[REDACTED:private-key]" in out, out
+        assert "MzEfYyjiWA4R4" not in redact_bytes(text.encode()).decode()
+    # A block cut short (no END line yet) is redacted to its end too.
+    assert "MzEfYyjiWA4R4" not in redact_text(pem.split("-----END")[0])
+    assert redact_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----") \
+        == "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"
+
+
+def test_a_query_string_held_alone_is_redacted_from_its_first_parameter() -> None:
+    assert redact_text("key=not-a-google-key-123&alt=sse") == "key=[REDACTED:secret]&alt=sse"
+    assert redact_text("alt=sse&key=abc123") == "alt=sse&key=[REDACTED:secret]"
+    assert redact_text("monkey=banana") == "monkey=banana"
+
+
+SPLIT_SECRETS = [
+    b"Authorization: Bearer " + KEYS["sk"].encode() + b"\r\n",
+    b"x-api-key: " + KEYS["sk-ant"].encode() + b"\r\n",
+    b'{"text": "your key is ' + KEYS["sk-ant"].encode() + b' ok"}',
+    b"GET /v1/models?key=" + b"plainsecretvalue99" + b" HTTP/1.1\r\n",
+    PEM.encode(),
+]
+
+
+@pytest.mark.parametrize("secret", SPLIT_SECRETS)
+def test_a_secret_split_across_records_is_redacted_whole(secret: bytes) -> None:
+    from agentsight.analysis.redact import StreamRedactor
+
+    stream = b"POST /v1/messages HTTP/1.1\r\nHost: api\r\n" + secret + b"\r\nafter the secret"
+    core = secret.split(b": ")[-1].split(b"=")[-1][10:30]
+    for cut in range(1, len(stream)):
+        for pieces in ([stream[:cut], stream[cut:]], [stream[:cut], stream[cut:cut + 7], stream[cut + 7:]]):
+            r = StreamRedactor()
+            out = b"".join(r.feed(p) for p in pieces) + r.flush()
+            assert core not in out, (cut, out)
+            assert out.endswith(b"after the secret")
+    # Nothing is held back without a reason: plain text goes out as it comes.
+    r = StreamRedactor()
+    assert r.feed(b"plain text, nothing secret here\n") == b"plain text, nothing secret here\n"
+
+
+def test_a_key_cut_by_an_earlier_redaction_is_not_left_half_shown() -> None:
+    """Pieces redacted before reassembly (a key echoed across two answer deltas): the marker swallows the rest."""
+    joined = redact_text("[REDACTED:sk-ant]" + KEYS["sk-ant"][25:] + " ok")
+    assert joined == "[REDACTED:sk-ant] ok"
+    assert redact_text("[REDACTED:bearer]abc.def-ghi and more") == "[REDACTED:bearer] and more"

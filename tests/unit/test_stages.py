@@ -91,3 +91,103 @@ def test_http_stage_closes_an_exited_process_connections_after_the_grace_period(
     time.sleep(0.06)
     (abandoned,) = [e for e in h.tick(0) if e.topic == "http.exchange"]
     assert abandoned.data["request"]["path"] == "/again" and abandoned.data["response"] is None
+
+
+def _through(stages, events):
+    for st in stages:
+        out = []
+        for e in events:
+            out.extend(st.process(e))
+        out.extend(st.flush())
+        events = out
+    return events
+
+
+def _sse(kind: str, payload: dict) -> str:
+    import json
+
+    return f"event: {kind}\ndata: {json.dumps(payload)}\n\n"
+
+
+ANT_KEY = "sk-ant-api03-Ab1Cd2Ef3Gh4Ij5Kl6Mn7Op8Qr9St0Uv1Wx2Yz3Ab4Cd5Ef6Gh7Ij8"
+PEM_KEY = ("-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gunVTLw\n"
+           "7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u+qKhbwKfBstIs+bMY2Zkp18gnTxKLxoS2tFc\n-----END RSA PRIVATE KEY-----")
+
+
+def _anthropic_stream(deltas: list[str]) -> bytes:
+    body = _sse("message_start", {"type": "message_start", "message": {"id": "m1", "model": "claude-x",
+                                                                         "usage": {"input_tokens": 3}}})
+    body += _sse("content_block_start", {"type": "content_block_start", "index": 0,
+                                         "content_block": {"type": "text", "text": ""}})
+    for d in deltas:
+        body += _sse("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                             "delta": {"type": "text_delta", "text": d}})
+    body += _sse("message_stop", {"type": "message_stop"})
+    return body.encode()
+
+
+def _request(body_text: str, query: str = "") -> bytes:
+    body = body_text.encode()
+    return (f"POST /v1/messages{query} HTTP/1.1\r\nHost: api.anthropic.com\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def _stages():
+    from agentsight.actors.analyzers.llm import Llm
+    from agentsight.actors.analyzers.sse import Sse
+
+    return [Http("http"), Sse("sse"), Llm("llm"), Redact("redact")]
+
+
+def _leaks(events, fragment: str) -> list[str]:
+    return [e.topic for e in events if fragment in repr(e.data) or fragment.encode() in repr(e.data).encode()]
+
+
+def test_a_key_echoed_in_a_streamed_answer_and_split_across_tls_reads_is_redacted_whole():
+    import json
+
+    req = _request(json.dumps({"model": "claude-x", "stream": True, "messages": [{"role": "user", "content": "hi"}]}))
+    stream = _anthropic_stream([f"your key is {ANT_KEY} ok"])
+    cut = stream.index(ANT_KEY.encode()) + 20
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    reads = [head] + [b"%x\r\n" % len(p) + p + b"\r\n" for p in (stream[:cut], stream[cut:])] + [b"0\r\n\r\n"]
+    out = _through(_stages(), [ssl(req)] + [ssl(r, direction="read") for r in reads])
+    assert "llm.call" in [e.topic for e in out] and "sse.event" in [e.topic for e in out]
+    assert _leaks(out, ANT_KEY[22:40]) == []
+
+
+def test_a_key_split_across_two_answer_deltas_is_redacted_whole_in_the_call():
+    import json
+
+    req = _request(json.dumps({"model": "claude-x", "stream": True, "messages": [{"role": "user", "content": "hi"}]}))
+    stream = _anthropic_stream([f"your key is {ANT_KEY[:25]}", f"{ANT_KEY[25:]} ok"])
+    resp = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: %d\r\n\r\n" % len(stream) + stream
+    out = _through(_stages(), [ssl(req), ssl(resp, direction="read")])
+    (call,) = [e for e in out if e.topic == "llm.call"]
+    assert ANT_KEY[30:45] not in repr(call.data) and "[REDACTED:sk-ant] ok" in repr(call.data)
+
+
+def test_a_pem_private_key_and_a_query_key_never_reach_the_records():
+    import json
+
+    req = _request(json.dumps({"model": "claude-x", "messages": [{"role": "user", "content": f"use {PEM_KEY}"}]}),
+                   query="?key=not-google-but-secret-77")
+    answer = json.dumps({"id": "m", "model": "claude-x", "content": [{"type": "text", "text": "ok"}],
+                         "usage": {"input_tokens": 1, "output_tokens": 1}}).encode()
+    resp = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(answer) + answer
+    out = _through(_stages(), [ssl(req), ssl(resp, direction="read")])
+    assert "llm.call" in [e.topic for e in out]
+    assert _leaks(out, "MIIEowIBAAKCAQEAu1SU1") == [] and _leaks(out, "7onLRnrq0") == []
+    assert _leaks(out, "not-google-but-secret") == []
+    (request,) = [e for e in out if e.topic == "http.request"]
+    assert request.data["query"] == "key=[REDACTED:secret]"
+
+
+def test_an_authorization_header_split_across_two_writes_is_redacted_whole_in_raw_records():
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer " + KEY.encode() + \
+        b"\r\nContent-Length: 2\r\n\r\n{}"
+    for cut in range(head.index(b"Authorization"), head.index(b"\r\nContent-Length") + 1, 5):
+        out = _through([Http("h", {"raw": True}), Redact("r")], [ssl(head[:cut]), ssl(head[cut:])])
+        raw = b"".join(e.data["bytes"] for e in out if e.topic == "ssl.data")
+        assert KEY[10:30].encode() not in raw, cut
+        assert raw.endswith(b"Content-Length: 2\r\n\r\n{}")
