@@ -50,8 +50,9 @@ ConfigOpt = Annotated[Path, typer.Option("--config", "-C", help="pipeline.toml t
 # The web UI options `run`, `debug` and `record` share (defaults: agentsight.web).
 ServerHostOpt = Annotated[str, typer.Option("--server-host", help="Web UI address.")]
 ServerPortOpt = Annotated[int, typer.Option("--server-port", help="Web UI port.")]
-ServerTokenOpt = Annotated[str, typer.Option("--server-token", help="Token the web UI requires (needed off "
-                                             "loopback).")]
+ServerTokenOpt = Annotated[str, typer.Option("--server-token", envvar="AGENTSIGHT_TOKEN", show_envvar=True,
+                                             help="Token the web UI requires (default: the one stored in "
+                                             "~/.config/agentsight/web-token; set it off loopback).")]
 
 
 def need_bpf(prefix: str = "", hint: str = "") -> None:
@@ -279,7 +280,8 @@ def serve(
     db: Annotated[Path, typer.Option("--db", help="Recording to serve (read-only; rows appended later show live).")],
     host: Annotated[str, typer.Option(help="Address to listen on; a non-loopback one needs --token.")] = DEFAULT_HOST,
     port: Annotated[int, typer.Option(help="TCP port.")] = DEFAULT_PORT,
-    token: Annotated[str, typer.Option(help="Secret the page and API require.", envvar="AGENTSIGHT_TOKEN")] = "",
+    token: Annotated[str, typer.Option(help="Secret the page and API require (default: the stored one, "
+                                       "~/.config/agentsight/web-token).", envvar="AGENTSIGHT_TOKEN")] = "",
 ) -> None:
     """Serve the web UI (timeline, process tree, LLM calls, log) over a recording."""
     from agentsight.web.serve import ServeError

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from agentsight.actors.sources.stdio import MAX_BYTES_LIMIT
 from agentsight.capture import Capture, CaptureError, build_spec, needs_bpf, parse_extra
 from agentsight.cli import ServerHostOpt, ServerPortOpt, ServerTokenOpt, app, fail, need_bpf, need_port
 from agentsight.web import DEFAULT_HOST, DEFAULT_PORT
@@ -24,7 +25,45 @@ app.add_typer(debug_app, name="debug")
 EXTRA = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 # The source that options after `--` go to, per subcommand.
-PRIMARY = {"ssl": "ssl", "process": "process", "stdio": "stdio", "system": "system", "trace": "ssl"}
+PRIMARY = {"ssl": "ssl", "process": "process", "stdio": "stdio", "system": "system", "trace": "ssl", "mcp": "stdio"}
+
+
+# The OpenTelemetry export flags `debug` and `record` share (the otlp sink: docs/otlp.md).
+OtelOpt = Annotated[str, typer.Option("--otel", metavar="ENDPOINT", help="Also export GenAI traces and metrics "
+                                      "over OTLP/HTTP to this base URL (http://HOST:4318; /v1/traces and "
+                                      "/v1/metrics are appended). The OTEL_EXPORTER_OTLP_* variables apply.")]
+OtelContentOpt = Annotated[bool, typer.Option("--otel-content", help="With --otel: also export prompts, answers, "
+                                              "tool arguments and results (redacted).")]
+OtelAttributesOpt = Annotated[str, typer.Option("--otel-attributes", help="With --otel: attribute sets, comma "
+                                                "separated: genai (OpenTelemetry GenAI conventions), "
+                                                "openinference (Phoenix, Arize).")]
+OtelMetricsOpt = Annotated[bool, typer.Option("--otel-metrics/--no-otel-metrics", help="With --otel: export "
+                                              "metrics too (Phoenix takes none).")]
+
+
+def _otel(cap: Capture, endpoint: str, content: bool, attributes: str, metrics: bool) -> None:
+    """Set the OpenTelemetry export of a capture from the --otel flags."""
+    cap.otel = endpoint
+    cap.otel_content = content
+    cap.otel_attributes = [a.strip() for a in attributes.split(",") if a.strip()]
+    cap.otel_metrics = metrics
+
+
+def otel_line(sup: Any, endpoint: str) -> str | None:
+    """What the otlp sink did, one line for the end of `record` and `debug` (None without one)."""
+    inst = next((i for i in sup.instances.values() if i.kind == "sink" and i.name == "otlp"), None)
+    if inst is None:
+        return None
+    s = inst.stats
+    line = f"OpenTelemetry: {s.get('spans_exported', 0):,} span(s) exported to {endpoint}"
+    if s.get("spans_lost"):
+        why = [(s.get("spans_failed_export", 0), "failed (receiver down, refusing or too slow)"),
+               (s.get("spans_dropped_queue_full", 0), "dropped from the full queue"),
+               (s.get("spans_unsent_at_stop", 0), "still queued at the stop")]
+        line += f"; {s['spans_lost']:,} lost: " + ", ".join(f"{n:,} {what}" for n, what in why if n)
+    if s.get("metric_exports_failed"):
+        line += f"; {s['metric_exports_failed']} of {s.get('metric_exports', 0)} metric export(s) failed"
+    return line
 
 
 def run_capture(cap: Capture, *, on_running: Any = None, should_stop: Any = None,
@@ -58,6 +97,8 @@ def run_capture(cap: Capture, *, on_running: Any = None, should_stop: Any = None
                        f"{names[i + 1]!r}", err=True)
     if summary:
         typer.echo(sup.summary(), err=True)
+        if cap.otel and (line := otel_line(sup, cap.otel)):
+            typer.echo(line, err=True)
     return code, sup
 
 
@@ -75,6 +116,9 @@ _AFTER = " Options after `--` set options of the {} source (`-- --NAME VALUE`, n
 @debug_app.command("system", context_settings=EXTRA,
                    help="CPU and memory of a process tree (-p) or the machine, with alert thresholds."
                    + _AFTER.format("system"))
+@debug_app.command("mcp", context_settings=EXTRA,
+                   help="MCP calls live: JSON-RPC over the stdio of -p PID's tree or -c COMM's processes, and over "
+                   "HTTP (TLS) anywhere, each tool call tied to the LLM call that asked for it." + _AFTER.format("stdio"))
 @debug_app.command("trace", context_settings=EXTRA,
                    help="Everything at once: TLS parsed into HTTP and LLM calls, processes, files, network, "
                    "agent sessions (stdio and system with --stdio/--system)." + _AFTER.format("ssl"))
@@ -106,7 +150,8 @@ def debug(
                                                           "to probe (repeatable).")] = None,
     stdio_uid: Annotated[int, typer.Option("--stdio-uid", help="stdio: only this user id (-1: any).")] = -1,
     stdio_all_fds: Annotated[bool, typer.Option("--stdio-all-fds", help="stdio: every fd, not only 0-2.")] = False,
-    stdio_max_bytes: Annotated[int, typer.Option("--stdio-max-bytes", help="stdio: bytes kept per call.")] = 8192,
+    stdio_max_bytes: Annotated[int | None, typer.Option("--stdio-max-bytes", help="stdio: bytes kept per call "
+                                                        "(default 8192; 16384 for mcp).")] = None,
     duration: Annotated[int, typer.Option("--duration", help="process: report exits of processes that lived at "
                                           "least this many ms.")] = 0,
     mode: Annotated[int, typer.Option("--mode", help="process: 0 all events, 1 lifecycle only, 2 only matching "
@@ -125,31 +170,41 @@ def debug(
     server_token: ServerTokenOpt = "",
     name: Annotated[str, typer.Option("--name", help="Pipeline name (tap/status find it by this).")] = "debug",
     runtime_dir: Annotated[str, typer.Option("--runtime-dir", help="Where the run keeps its sockets.")] = "",
+    otel: OtelOpt = "",
+    otel_content: OtelContentOpt = False,
+    otel_attributes: OtelAttributesOpt = "genai",
+    otel_metrics: OtelMetricsOpt = True,
 ) -> None:
     kind = ctx.info_name or "trace"
     trace = kind == "trace"
-    parse_all = trace or http_parser or sse_merge or bool(http_filter)
+    mcp = kind == "mcp"
+    parse_all = trace or mcp or http_parser or sse_merge or bool(http_filter) or bool(otel)  # --otel: LLM calls
+    if mcp and stdio is None and not (pid or comm):
+        typer.echo("agentsight: no -p/-c: MCP over stdio needs a target, only MCP over HTTP is seen", err=True)
     cap = Capture(
         name=name,
         ssl=ssl if ssl is not None else kind in ("ssl", "trace"),
         process=process if process is not None else kind in ("process", "trace"),
-        stdio=stdio if stdio is not None else kind == "stdio",
+        stdio=stdio if stdio is not None else kind == "stdio" or (mcp and bool(pid or comm)),
         system=system if system is not None else kind == "system",
-        pid=pid, tree=tree if tree is not None else trace, comm=comm,
+        pid=pid, tree=tree if tree is not None else trace or mcp, comm=comm,
         ssl_uid=ssl_uid, ssl_handshake=ssl_handshake, binary_path=list(binary_path or []),
         duration_ms=duration, mode=mode,
-        stdio_uid=stdio_uid, stdio_all_fds=stdio_all_fds, stdio_max_bytes=stdio_max_bytes,
+        stdio_uid=stdio_uid, stdio_all_fds=stdio_all_fds,
+        stdio_max_bytes=stdio_max_bytes or (MAX_BYTES_LIMIT if mcp else 8192),
         interval=interval, cpu_threshold=cpu_threshold, rss_threshold_mb=memory_threshold,
-        http=parse_all, http_raw=http_raw_data, sse_live=sse_merge, llm=parse_all, sessions=trace,
+        http=parse_all, http_raw=http_raw_data, sse_live=sse_merge, llm=parse_all, sessions=trace or mcp,
+        mcp=trace or mcp,
         http_filter=list(http_filter or []), ssl_filter=list(ssl_filter or []),
         redact=not disable_auth_removal,
         console=not quiet, console_format="json" if as_json else "auto",
-        console_topics=[] if sse_merge or trace else ["ssl.", "http.request", "http.response", "http.exchange",
-                                                      "http.error", "llm.", "process.", "file.", "net.",
-                                                      "stdio.", "system.", "session."],
+        console_topics=["mcp."] if mcp else [] if sse_merge or trace else [
+            "ssl.", "http.request", "http.response", "http.exchange", "http.error", "llm.", "process.", "file.",
+            "net.", "stdio.", "system.", "session.", "mcp."],
         log_file=log_file, server=server, server_host=server_host, server_port=server_port,
         server_token=server_token, runtime_dir=runtime_dir,
     )
+    _otel(cap, otel, otel_content, otel_attributes, otel_metrics)
     try:
         cap.extra = parse_extra(list(ctx.args), PRIMARY[kind])
     except CaptureError as exc:
@@ -301,6 +356,10 @@ def record(
                                       "recording, not only the parsed HTTP exchanges.")] = False,
     name: Annotated[str, typer.Option("--name", help="Pipeline name (tap/status/top find it by this).")] = "record",
     runtime_dir: Annotated[str, typer.Option("--runtime-dir", help="Where the run keeps its sockets.")] = "",
+    otel: OtelOpt = "",
+    otel_content: OtelContentOpt = False,
+    otel_attributes: OtelAttributesOpt = "genai",
+    otel_metrics: OtelMetricsOpt = True,
 ) -> None:
     """Run a command (an agent) and record everything it and its children do; print a summary.
 
@@ -343,12 +402,14 @@ def record(
     cap = Capture(
         name=name, ssl=True, process=True, stdio=stdio and bool(target), system=system and bool(target),
         pid=target, tree=bool(target), comm="" if target else comm, binary_path=list(binary_path or []),
-        http=True, http_raw=raw, llm=True, sessions=True, root_pids=[target] if target else [],
+        http=True, http_raw=raw, llm=True, sessions=True, root_pids=[target] if target else [], mcp=True,
+        stdio_max_bytes=MAX_BYTES_LIMIT,  # MCP messages over stdio: as much of each as the source keeps
         redact=not disable_auth_removal, console=events, console_format="auto",
         db=str(path), db_meta={"command": described, "recorder": "agentsight record"},
         server=server, server_host=server_host, server_port=server_port, server_token=server_token,
         runtime_dir=runtime_dir,
     )
+    _otel(cap, otel, otel_content, otel_attributes, otel_metrics)
 
     def release() -> None:
         nonlocal go_w
@@ -358,7 +419,7 @@ def record(
             go_w = -1
         with Store(path) as store:  # the clock starts when the command does, not when bcc started compiling
             store.set_meta("started_ns", str(time.time_ns()))
-        where = f"; web UI on http://{server_host}:{server_port}" if server else ""
+        where = "; web UI at the URL above" if server else ""
         typer.echo(f"agentsight: recording {described} into {path}{where}", err=True)
 
     attached = _process(pid) if pid else None
@@ -384,7 +445,8 @@ def record(
     if code == 2:
         typer.echo("agentsight: the capture could not start (see above)", err=True)
         raise typer.Exit(2)
-    lost = sum(i.row()["dropped"] for i in sup.instances.values())
+    # The recording's own losses: spans the OTLP export lost are said apart (otel_line), the recording has them.
+    lost = sum(i.row()["dropped"] for i in sup.instances.values() if not (i.kind == "sink" and i.name == "otlp"))
     with Store(path) as store:
         store.set_meta("ended_ns", str(time.time_ns()))
         store.set_meta("exit_code", str(exit_code))
@@ -395,6 +457,8 @@ def record(
             if p.exists():
                 os.chown(p, owner["user"], owner["group"])
     typer.echo(text, err=True)
+    if otel and (line := otel_line(sup, otel)):
+        typer.echo(line, err=True)
     if server:
         typer.echo(f"agentsight: the web UI stopped with the recording; browse it again with: "
                    f"agentsight serve --db {path}", err=True)

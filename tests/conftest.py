@@ -18,6 +18,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENTSIGHT = [sys.executable, "-m", "agentsight"]
+# The web UI's generated token goes to a private file for the test run, not the user's ~/.config.
+os.environ.setdefault("AGENTSIGHT_TOKEN_FILE", str(Path(tempfile.mkdtemp(prefix="as-tok-")) / "web-token"))
 
 
 def wait_for(cond: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "condition") -> Any:

@@ -1,16 +1,22 @@
-"""What the web server refuses: other hosts without a token, cross-origin requests, foreign Host names.
+"""What the web server refuses: requests without the token, cross-origin requests, foreign Host names.
 
 The rules, checked on every request before any handler runs:
 
-- Binding: a non-loopback ``host`` needs a token (:func:`check_binding`), so nothing
-  reaches the server from another machine unless the user asked for both.
+- A token always: loopback is not private (every local user can connect to it), and
+  a recording holds prompts and answers. Without one given (``--server-token``, the
+  ``AGENTSIGHT_TOKEN`` environment variable, which ``ps`` does not show, or a sink's
+  ``token``), :func:`resolve_token` uses the one stored in
+  ``~/.config/agentsight/web-token`` (0600, made on first use), and the server says
+  its URL once with the token in it, ready to open.
+- Binding: a non-loopback ``host`` needs a token given explicitly (:func:`check_binding`),
+  so nothing reaches the server from another machine unless the user asked for both.
 - Token (when set): ``Authorization: Bearer <token>``, or ``?token=<token>`` once,
   which sets an HttpOnly SameSite=Strict cookie and redirects to the same URL
   without it, so the token does not stay in the address bar or in history.
 - Same origin only: a request whose ``Origin`` is not this server's own origin, or
   that the browser marks ``Sec-Fetch-Site: cross-site``, gets 403. No CORS headers
   are ever sent, so other sites cannot read responses either.
-- Host: without a token, the ``Host`` header must name a loopback address, so a
+- Host: on a loopback binding, the ``Host`` header must name a loopback address, so a
   page on another site cannot reach the server through DNS rebinding.
 """
 
@@ -18,15 +24,61 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import os
+import secrets
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-__all__ = ["is_loopback", "check_binding", "guard_middleware", "COOKIE"]
+__all__ = ["is_loopback", "check_binding", "guard_middleware", "COOKIE", "TOKEN_ENV", "TokenError",
+           "token_path", "stored_token", "resolve_token"]
 
 COOKIE = "agentsight_token"
+TOKEN_ENV = "AGENTSIGHT_TOKEN"             # the token, kept out of the command line
+TOKEN_FILE_ENV = "AGENTSIGHT_TOKEN_FILE"   # where the generated token is stored (tests use a private one)
+
+
+class TokenError(ValueError):
+    """The stored token cannot be used (a file that is not the user's, or readable by others)."""
+
+
+def token_path() -> Path:
+    if os.environ.get(TOKEN_FILE_ENV):
+        return Path(os.environ[TOKEN_FILE_ENV])
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "agentsight" / "web-token"
+
+
+def stored_token() -> str:
+    """The user's web UI token: read from :func:`token_path`, or made (0600) on first use."""
+    path = token_path()
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        token = secrets.token_urlsafe(24)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except FileExistsError:
+            return stored_token()  # another process made it first
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        return token
+    if not path.is_file() or path.is_symlink() or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        raise TokenError(f"{path} must be a file of yours that only you can read (chmod 600 {path}), "
+                         "or give a token with --server-token / $AGENTSIGHT_TOKEN")
+    token = path.read_text().strip()
+    if not token:
+        raise TokenError(f"{path} is empty: delete it to make a new token")
+    return token
+
+
+def resolve_token(token: str) -> str:
+    """The token to require: the one given, else $AGENTSIGHT_TOKEN, else the stored one."""
+    return token or os.environ.get(TOKEN_ENV, "") or stored_token()
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -78,8 +130,12 @@ def _refuse(status: int, message: str) -> web.Response:
     return resp
 
 
-def guard_middleware(token: str) -> Middleware:
-    """The aiohttp middleware applying the rules above; ``token`` empty means no token."""
+def guard_middleware(token: str, check_host: bool = True) -> Middleware:
+    """The aiohttp middleware applying the rules above (``token`` empty: none required, tests of the rules only).
+
+    ``check_host``: the server listens on loopback only, so a Host header must name loopback
+    (a page on another site reaching it through DNS rebinding is refused before the token).
+    """
     secret = token.encode()
 
     def token_ok(candidate: str | None) -> bool:
@@ -88,7 +144,7 @@ def guard_middleware(token: str) -> Middleware:
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         host = request.headers.get("Host", "")
-        if not token and not is_loopback(_host_name(host)):
+        if (check_host or not token) and not is_loopback(_host_name(host)):
             return _refuse(403, f"Host {host!r} is not a loopback name; open http://127.0.0.1:<port>/")
         origin = request.headers.get("Origin")
         if origin is not None and origin != "null":

@@ -15,7 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
-from agentsight.web.guard import check_binding
+from agentsight.web.guard import TokenError, check_binding, resolve_token
 from agentsight.web.server import WebServer
 
 __all__ = ["ServerThread", "serve", "ServeError"]
@@ -85,6 +85,10 @@ def serve(db: Path, host: str, port: int, token: str) -> None:
     problem = check_binding(host, token)
     if problem:
         raise ServeError(problem)
+    try:
+        token = resolve_token(token)
+    except TokenError as exc:
+        raise ServeError(str(exc)) from None
     if not db.is_file():
         raise ServeError(f"no such recording: {db} (make one with `agentsight record` or a web/sqlite sink)")
     try:
@@ -103,7 +107,7 @@ def serve(db: Path, host: str, port: int, token: str) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, done.set)
-        url = server.url + (f"timeline?token={token}" if token else "timeline")
+        url = server.url + f"timeline?token={token}"
         print(f"agentsight: serving {db} on {url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
         await done.wait()
         await server.stop()

@@ -24,7 +24,7 @@ from aiohttp import web
 from agentsight import __version__
 from agentsight.report import tls_unseen
 from agentsight.store import SCHEMA_VERSION, Store
-from agentsight.web.guard import SECURITY_HEADERS, guard_middleware
+from agentsight.web.guard import SECURITY_HEADERS, guard_middleware, is_loopback
 from agentsight.web.live import Hub
 from agentsight.web.summary import brief
 from agentsight.web.timeline import Filter, ordered_lanes, overview, window
@@ -83,9 +83,11 @@ def _filter(request: web.Request) -> Filter:
 class WebServer:
     """The app over one recording file; ``start``/``stop`` run on the caller's event loop."""
 
-    def __init__(self, db: str | Path, *, host: str, port: int, token: str = "", watch: bool = False,
+    def __init__(self, db: str | Path, *, host: str, port: int, token: str, watch: bool = False,
                  live: bool = True) -> None:
         self.db = Path(db)
+        if not token:
+            raise ValueError("the web UI needs a token (see agentsight.web.guard.resolve_token)")
         self.host, self.port, self.token = host, port, token
         self.watch = watch
         self.live = live
@@ -113,7 +115,8 @@ class WebServer:
 
     # ------------------------------------------------------------------ app
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[guard_middleware(self.token)], client_max_size=64 * 1024)
+        app = web.Application(middlewares=[guard_middleware(self.token, check_host=is_loopback(self.host))],
+                              client_max_size=64 * 1024)
         r = app.router
         r.add_get("/", self.root)
         for path in PAGES:

@@ -16,6 +16,7 @@ from agentsight.web.server import WebServer
 from tests.web.recording import agent_session, write
 
 CHROMIUM = "/usr/bin/chromium"
+TOKEN = "test-token-0123456789"   # every test server's; the browser context sends it on every request
 
 
 def artifacts_dir() -> Path:
@@ -40,10 +41,12 @@ class Served:
         self.thread = thread
         self.server = thread.server
         self.url = thread.server.url.rstrip("/")
+        self.token = thread.server.token
 
 
 def serve(db: Path, **kw: Any) -> Served:
     kw.setdefault("host", "127.0.0.1")
+    kw.setdefault("token", TOKEN)
     thread = ServerThread(WebServer(db, port=0, **kw))
     thread.start()
     return Served(thread)
@@ -71,7 +74,8 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    ctx = browser.new_context(viewport={"width": 1600, "height": 1000}, timezone_id="UTC")
+    ctx = browser.new_context(viewport={"width": 1600, "height": 1000}, timezone_id="UTC",
+                              extra_http_headers={"Authorization": f"Bearer {TOKEN}"})
     pg = ctx.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))

@@ -13,15 +13,17 @@ from typing import Any
 import pytest
 
 from agentsight.actor import OptionError
+from agentsight.web.server import WebServer
 from agentsight.actors.sinks.web import WebSink
 from agentsight.config import ConfigError, loads
 from agentsight.web.guard import check_binding, is_loopback
-from tests.web.conftest import serve
+from tests.web.conftest import TOKEN, serve
 from tests.web.recording import AGENT_PID, NEEDLE, lane_counts
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
-    req = urllib.request.Request(url, headers=headers or {})
+    """GET with the test servers' token (unless ``headers`` brings its own Authorization)."""
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {TOKEN}", **(headers or {})})
     opener = urllib.request.build_opener(NoRedirect)
     try:
         with opener.open(req, timeout=10) as resp:
@@ -161,14 +163,18 @@ def test_web_sink_refuses_other_hosts_without_token():
 def test_web_sink_records_and_serves(tmp_path):
     from agentsight.event import Event
 
+    from agentsight.web.guard import stored_token
+
     sink = WebSink("web", {"port": 0, "db": str(tmp_path / "w.db")})
     sink.open()
+    auth = {"Authorization": f"Bearer {stored_token()}"}  # no token configured: the user's stored one
     try:
         sink.write([Event("gen.event", 1_000, "g", 1, 1, "x", {"n": 1})])
-        status, _, info = get(sink.url + "api/info")
+        assert get(sink.url + "api/info", {"Authorization": ""})[0] == 401  # any other local user
+        status, _, info = get(sink.url + "api/info", auth)
         assert status == 200 and info["counts"]["events"] == 0  # written, not yet committed: not shown
         sink.flush()
-        status, _, info = get(sink.url + "api/info")
+        status, _, info = get(sink.url + "api/info", auth)
         assert status == 200 and info["counts"]["events"] == 1
         assert info["meta"]["web_url"] == sink.url
     finally:
@@ -192,3 +198,43 @@ def test_serve_command_errors_are_one_line(tmp_path: Path, recording: Path):
     out = subprocess.run([*run, "--db", str(recording), "--host", "0.0.0.0"], capture_output=True, text=True,
                          timeout=30)
     assert out.returncode == 2 and "without a token" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_token_is_always_required_and_the_generated_one_is_stored_owner_only(tmp_path, monkeypatch, recording):
+    """Loopback is not private: without a token given, the server uses (and makes) the user's stored one."""
+    import os
+    import stat
+
+    from agentsight.web.guard import TokenError, resolve_token, stored_token
+
+    path = tmp_path / "cfg" / "web-token"
+    monkeypatch.setenv("AGENTSIGHT_TOKEN_FILE", str(path))
+    monkeypatch.delenv("AGENTSIGHT_TOKEN", raising=False)
+    token = resolve_token("")
+    assert len(token) >= 24 and path.read_text().strip() == token
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600 and stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+    assert resolve_token("") == token == stored_token()  # the same next time: bookmarks keep working
+    monkeypatch.setenv("AGENTSIGHT_TOKEN", "from-the-env")  # kept out of `ps`
+    assert resolve_token("") == "from-the-env" and resolve_token("given") == "given"
+    os.chmod(path, 0o644)
+    with pytest.raises(TokenError, match="chmod 600"):
+        stored_token()
+    with pytest.raises(ValueError, match="needs a token"):
+        WebServer(recording, host="127.0.0.1", port=0, token="")
+
+    # `agentsight serve` prints the ready-to-open URL with the token, and only it opens the page.
+    os.chmod(path, 0o600)
+    monkeypatch.delenv("AGENTSIGHT_TOKEN")
+    proc = subprocess.Popen([sys.executable, "-m", "agentsight", "serve", "--db", str(recording), "--port", "0"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        url = line.split(" on ", 1)[1].split()[0]
+        assert url.endswith(f"timeline?token={token}")
+        base = url.split("timeline")[0]
+        assert get(base + "api/info", {"Authorization": ""})[0] == 401
+        status, hdrs, _ = get(url, {"Authorization": ""})
+        assert status == 303 and "HttpOnly" in hdrs["Set-Cookie"]
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -35,8 +35,10 @@ port = 0
 db = "{db}"
 """).start()
     url = wait_for(lambda: web_url(db), 30, what="the web sink to listen")
-    assert "web UI on" in p.stderr()
-    open_view(page, url + "log", "log")
+    # The sink says its URL once, with the (stored, generated) token in it: ready to open.
+    printed = next(line for line in p.stderr().splitlines() if "web UI on" in line).split(" on ", 1)[1]
+    assert printed.startswith(url + "timeline?token=")
+    open_view(page, url + "log?token=" + printed.split("token=", 1)[1], "log")
     start_id = page.evaluate("window.agentsight.state.info.last_id")
     # Every event the generator emits from now on must be on the page within 1 s of its timestamp.
     wait_js(page, "window.agentsight.live.filter(x => x.view === 'log').length >= 8", timeout=15)

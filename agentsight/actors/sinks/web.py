@@ -5,8 +5,10 @@ or a private temporary one removed at close), then wakes the open pages, which
 show the new events within a second. The HTTP server (:mod:`agentsight.web`) runs
 in a background thread of this actor's process, on ``host:port``
 (127.0.0.1:7395 by default; port 0 picks a free one, written to the recording's
-meta as ``web_url``). A non-loopback ``host`` needs a ``token``; the config is
-refused otherwise.
+meta as ``web_url``). It always requires a token: ``token``, else
+``$AGENTSIGHT_TOKEN``, else the user's stored one (:func:`agentsight.web.guard.resolve_token`);
+the URL with it is printed once at start. A non-loopback ``host`` needs ``token`` set;
+the config is refused otherwise.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ class WebSink(Sink):
     OPTIONS = {
         "host": Option(str, DEFAULT_HOST, "address to listen on; a non-loopback one needs a token"),
         "port": Option(int, DEFAULT_PORT, "TCP port to listen on", check=_port),
-        "token": Option(str, "", "secret the page and API require (Authorization: Bearer, or ?token= once)"),
+        "token": Option(str, "", "secret the page and API require (Authorization: Bearer, or ?token= once); "
+                                 "empty: $AGENTSIGHT_TOKEN, else the stored ~/.config/agentsight/web-token"),
         "db": Option(str, "", "recording file to write and serve (empty: a private temporary file, "
                               "removed at stop)"),
     }
@@ -77,7 +80,13 @@ class WebSink(Sink):
         else:
             path = self._private = private_db_path()
         self._store = Store(path)
-        server = WebServer(path, host=o["host"], port=o["port"], token=o["token"])
+        from agentsight.web.guard import TokenError, resolve_token
+
+        try:
+            token = resolve_token(o["token"])
+        except TokenError as exc:
+            raise OptionError(str(exc)) from None
+        server = WebServer(path, host=o["host"], port=o["port"], token=token)
         self._thread = ServerThread(server)
         try:
             self._thread.start()
@@ -87,7 +96,8 @@ class WebSink(Sink):
             raise OptionError(str(exc)) from None
         # Where the page is (port 0 picks a free port): in the recording, and said once.
         self._store.set_meta("web_url", self.url)
-        print(f"agentsight[sinks/{self.name}]: web UI on {self.url}timeline", file=sys.stderr, flush=True)
+        print(f"agentsight[sinks/{self.name}]: web UI on {self.url}timeline?token={token}", file=sys.stderr,
+              flush=True)
 
     def write(self, events: list[Event]) -> None:
         self._store.add(events, commit=False)
