@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from agentsight.actor import OptionError
-from agentsight.web.server import WebServer
 from agentsight.actors.sinks.web import WebSink
 from agentsight.config import ConfigError, loads
 from agentsight.web.guard import check_binding, is_loopback
+from agentsight.web.server import WebServer
 from tests.web.conftest import TOKEN, serve
 from tests.web.recording import AGENT_PID, NEEDLE, lane_counts
 
@@ -162,7 +162,6 @@ def test_web_sink_refuses_other_hosts_without_token():
 
 def test_web_sink_records_and_serves(tmp_path):
     from agentsight.event import Event
-
     from agentsight.web.guard import stored_token
 
     sink = WebSink("web", {"port": 0, "db": str(tmp_path / "w.db")})
