@@ -108,7 +108,8 @@ def run(
 ) -> None:
     """Run the pipeline in pipeline.toml until Ctrl-C (or until its sources finish)."""
     from agentsight.config import validate as validate_spec
-    from agentsight.supervisor import AlreadyRunning, Supervisor
+    from agentsight.endpoints import RunDirError
+    from agentsight.supervisor import Supervisor
 
     def with_server(spec: Any) -> Any:
         """The spec plus a web sink fed what the file's sinks are fed."""
@@ -133,23 +134,27 @@ def run(
 
     if needs_bpf(spec):
         need_bpf(f"{config}: ")
-    sup = Supervisor(spec, config, runtime_dir)
-    if server:
-        sup.amend = with_server
     try:
+        sup = Supervisor(spec, config, runtime_dir)
+        if server:
+            sup.amend = with_server
         code = sup.run_forever()
-    except AlreadyRunning as exc:
+    except RunDirError as exc:
         fail(str(exc))
     typer.echo(sup.summary(), err=True)
     raise typer.Exit(code)
 
 
 def _bus_endpoint(connect: str | None, pipeline: str, runtime_dir: Path | None) -> str:
-    from agentsight.endpoints import RunDir, default_runtime_dir
+    from agentsight.endpoints import RunDir, RunDirError, default_runtime_dir
 
     if connect:
         return connect
-    run = RunDir(runtime_dir or default_runtime_dir(pipeline))
+    try:
+        run = RunDir(runtime_dir or default_runtime_dir(pipeline))
+        run.check()  # a bus in a directory someone else made could be theirs
+    except RunDirError as exc:
+        fail(str(exc))
     if not (run.path / "bus").exists():
         fail(f"no running pipeline {pipeline!r} with a bus at {run.path} (start one with `agentsight run`, "
              "or pass --connect)")
@@ -221,10 +226,14 @@ def status(
     """Per-actor state, pid, restarts and received/sent/dropped/errors of a running pipeline."""
     import zmq
 
-    from agentsight.endpoints import RunDir, default_runtime_dir
+    from agentsight.endpoints import RunDir, RunDirError, default_runtime_dir
     from agentsight.supervisor import actor_table
 
-    run = RunDir(runtime_dir or default_runtime_dir(pipeline))
+    try:
+        run = RunDir(runtime_dir or default_runtime_dir(pipeline))
+        run.check()
+    except RunDirError as exc:
+        fail(str(exc))
     if not (run.path / "status").exists():
         fail(f"no running pipeline {pipeline!r} at {run.path}")
     sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.REQ)

@@ -69,6 +69,7 @@ def otel_line(sup: Any, endpoint: str) -> str | None:
 def run_capture(cap: Capture, *, on_running: Any = None, should_stop: Any = None,
                 summary: bool = True) -> tuple[int, Any]:
     """Validate and run a capture pipeline under the supervisor; returns its exit code and the supervisor."""
+    from agentsight.endpoints import RunDirError
     from agentsight.supervisor import AlreadyRunning, Supervisor
 
     try:
@@ -84,10 +85,10 @@ def run_capture(cap: Capture, *, on_running: Any = None, should_stop: Any = None
     names = [cap.name] if cap.runtime_dir else [cap.name, *(f"{cap.name}-{i}" for i in range(2, 10))]
     for i, name in enumerate(names):
         spec.name = name
-        sup = Supervisor(spec, None, Path(cap.runtime_dir) if cap.runtime_dir else None)
-        sup.on_running = on_running
-        sup.should_stop = should_stop
         try:
+            sup = Supervisor(spec, None, Path(cap.runtime_dir) if cap.runtime_dir else None)
+            sup.on_running = on_running
+            sup.should_stop = should_stop
             code = sup.run_forever()
             break
         except AlreadyRunning as exc:
@@ -95,6 +96,8 @@ def run_capture(cap: Capture, *, on_running: Any = None, should_stop: Any = None
                 fail(f"{exc} (pass --name to run another capture beside it)")
             typer.echo(f"agentsight: a pipeline named {name!r} is already running; this one is "
                        f"{names[i + 1]!r}", err=True)
+        except RunDirError as exc:  # a runtime dir that is not the user's own and private
+            fail(str(exc))
     if summary:
         typer.echo(sup.summary(), err=True)
         if cap.otel and (line := otel_line(sup, cap.otel)):

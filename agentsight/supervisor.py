@@ -44,7 +44,7 @@ import zmq
 
 from agentsight import wire
 from agentsight.config import ComponentSpec, ConfigError, PipelineSpec, load
-from agentsight.endpoints import RunDir, default_runtime_dir, instance_id
+from agentsight.endpoints import RunDir, RunDirError, default_runtime_dir, instance_id, private_dir
 from agentsight.runtime import BUS_COMPONENT, EXIT_FATAL
 
 __all__ = ["Supervisor", "Instance", "AlreadyRunning", "StartupFailed", "COUNTERS", "actor_table"]
@@ -53,7 +53,7 @@ log = logging.getLogger("agentsight")
 COUNTERS = ("received", "sent", "dropped", "errors")
 
 
-class AlreadyRunning(RuntimeError):
+class AlreadyRunning(RunDirError):
     pass
 
 
@@ -131,6 +131,7 @@ class Supervisor:
         print(f"agentsight: {msg}", file=sys.stderr, flush=True)
 
     def _claim_run_dir(self) -> None:
+        private_dir(self.run.path)  # someone else's directory (or a symlink) is refused, never emptied
         pid_file = self.run.pid_file
         if pid_file.exists():
             try:

@@ -118,3 +118,51 @@ def test_ctrl_c_while_a_capture_starts_stops_it_at_once(workdir):
     p.wait(30)
     assert time.monotonic() - t0 < 5, err.read_text()
     assert "killing" not in err.read_text()
+
+
+def _as_nobody() -> list[str]:
+    import shutil
+
+    return ["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 and shutil.which("runuser") else []
+
+
+def test_a_runtime_dir_that_is_not_yours_or_not_private_is_refused_by_run_tap_and_status(workdir):
+    """In /tmp another user can make the directory first and plant a bus there: refuse it, in one line."""
+    from agentsight.endpoints import RunDirError, private_dir
+
+    planted = workdir / "planted"
+    planted.mkdir(mode=0o777)
+    os.chmod(planted, 0o777)
+    (planted / "bus").touch()
+    (planted / "status").touch()
+    cfg = workdir / "p.toml"
+    cfg.write_text(f'name = "p"\n[sources.g]\ntype = "generator"\ncount = 1\n[sinks.n]\ntype = "null"\n'
+                   f'inputs = ["g"]\n[supervisor]\nruntime_dir = "{planted}"\n')
+    for args in (["tap", "--runtime-dir", str(planted), "--duration", "1"],
+                 ["status", "--runtime-dir", str(planted)], ["run", "--config", str(cfg)]):
+        r = subprocess.run([*AGENTSIGHT, *args], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2, (args, r.stderr)
+        assert "lets others in" in r.stderr and "Traceback" not in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert (planted / "bus").exists()  # refused, never emptied
+    made = private_dir(workdir / "fresh", create=True)
+    assert oct(os.stat(made).st_mode & 0o777) == "0o700"
+    link = workdir / "link"
+    link.symlink_to(made)
+    with pytest.raises(RunDirError, match="symlink"):
+        private_dir(link)
+    if os.geteuid() == 0:
+        os.chown(made, 65534, 65534)  # made by someone else (nobody)
+        with pytest.raises(RunDirError, match="belongs to uid 65534"):
+            private_dir(made)
+
+
+@pytest.mark.skipif(not _as_nobody(), reason="needs root to run a command as another user")
+def test_status_of_another_users_pipeline_is_one_line_not_a_traceback(workdir):
+    run_dir = workdir / "run"
+    run_dir.mkdir(mode=0o700)
+    (run_dir / "status").touch()
+    r = subprocess.run([*_as_nobody(), *AGENTSIGHT, "status", "--runtime-dir", str(run_dir)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "permission denied" in r.stderr and len(r.stderr.strip().splitlines()) == 1
