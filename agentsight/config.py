@@ -9,7 +9,7 @@
     [sinks.NAME]     type = "...", inputs = [...], <options>
     [bus]            enabled, listen, secret_key, authorized_keys, hwm
     [supervisor]     graceful_timeout, heartbeat_interval, ready_timeout, max_restarts,
-                     restart_window, runtime_dir, watch, exit_when_sources_done
+                     restart_window, retry_after, runtime_dir, watch, exit_when_sources_done
 
 Components know each other only by name. :func:`validate` returns every problem,
 each with the section it is in; :func:`load` raises :class:`ConfigError` with all
@@ -76,6 +76,7 @@ class SupervisorSpec:
     ready_timeout: float = 30.0
     max_restarts: int = 5
     restart_window: float = 60.0
+    retry_after: float = 30.0
     runtime_dir: str = ""
     watch: bool = True
     exit_when_sources_done: bool = True

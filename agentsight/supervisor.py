@@ -10,8 +10,10 @@ Policy lives here; the actor processes own their sockets and hooks.
   instances started together and awaited until they report ready.
 - Crash: an instance that exits without being asked is restarted after a backoff
   (0.1 s doubling up to 2 s); more than ``max_restarts`` in ``restart_window``
-  seconds and the supervisor gives up on it and says so. An actor that reports a
-  fatal start error (no root, no bcc, bad file) is not restarted.
+  seconds and it is flapping: the supervisor stops restarting it for ``retry_after``
+  seconds (state ``backoff``), says so, then tries again with a fresh budget (as
+  circus does). An actor that reports a fatal start error (no root, no bcc, bad
+  file) is not restarted.
 - Stop (Ctrl-C, SIGTERM, all sources finished): every actor is told to stop; the
   end-of-stream cascade drains the graph in topological order (see
   :mod:`agentsight.runtime`); whatever is still alive after ``graceful_timeout`` is
@@ -71,7 +73,7 @@ class Instance:
     workers: int
     id: str
     proc: subprocess.Popen[bytes] | None = None
-    state: str = "new"       # starting, running, restarting, failed, stopping, stopped, finished
+    state: str = "new"       # starting, running, restarting, backoff, failed, stopping, stopped, finished
     restarts: int = 0
     restart_times: deque[float] = field(default_factory=deque)
     consecutive: int = 0
@@ -290,11 +292,17 @@ class Supervisor:
             self._answer_status()
         now = time.monotonic()
         for inst in list(self.instances.values()):
-            if inst.proc is not None and inst.state not in ("stopped", "failed", "finished", "restarting") \
+            if inst.proc is not None and inst.state not in ("stopped", "failed", "finished", "restarting", "backoff") \
                     and inst.proc.poll() is not None:
                 self._on_exit(inst)
-            if restart and inst.state == "restarting" and now >= inst.next_start and not self.stop_requested:
-                self.say(f"restarting {inst.id} (restart {inst.restarts})")
+            if restart and inst.state in ("restarting", "backoff") and now >= inst.next_start \
+                    and not self.stop_requested:
+                if inst.state == "backoff":
+                    inst.restarts += 1
+                    inst.restart_times.append(now)
+                    self.say(f"retrying {inst.id} after its backoff (restart {inst.restarts})")
+                else:
+                    self.say(f"restarting {inst.id} (restart {inst.restarts})")
                 self._spawn(inst)
         self._release_drained()
         if restart:
@@ -391,11 +399,16 @@ class Supervisor:
         while inst.restart_times and now - inst.restart_times[0] > window:
             inst.restart_times.popleft()
         if len(inst.restart_times) >= self.spec.supervisor.max_restarts:
-            inst.state = "failed"
-            inst.message = f"gave up after {len(inst.restart_times)} restarts in {window:.0f}s (last: {how})"
-            self.say(f"{inst.id} crashed ({how}); giving up: {len(inst.restart_times)} restarts "
-                     f"in {window:.0f}s is over the budget of {self.spec.supervisor.max_restarts}")
-            self._announce_gone(inst)
+            retry = self.spec.supervisor.retry_after
+            inst.state = "backoff"
+            inst.message = (f"flapping: {len(inst.restart_times)} restarts in {window:.0f}s (last: {how}); "
+                            f"next try in {retry:.0f}s")
+            self.say(f"{inst.id} crashed ({how}); giving up for now: {len(inst.restart_times)} restarts "
+                     f"in {window:.0f}s is over the budget of {self.spec.supervisor.max_restarts}; "
+                     f"retrying in {retry:.0f}s")
+            inst.restart_times.clear()
+            inst.consecutive = 0
+            inst.next_start = now + retry
             self.exit_code = 1
             return
         if now - inst.started_at > 10:
@@ -470,7 +483,7 @@ class Supervisor:
                 except ProcessLookupError:
                     pass
                 inst.proc.wait()
-            if not inst.alive() and inst.state in ("restarting", "starting", "new"):
+            if not inst.alive() and inst.state in ("restarting", "backoff", "starting", "new"):
                 inst.state = "stopped"
         # Upstreams that will never send an end of stream: failed, never started (a stop
         # during startup, when only the downstream levels are up), or not alive any more.

@@ -124,17 +124,22 @@ def test_ctrl_c_stops_cleanly(pipeline, workdir):
     assert p.lost_reported() == 0
 
 
-def test_flapping_actor_is_given_up_on_and_said_so(pipeline, workdir):
+def test_a_flapping_actor_is_left_alone_for_a_while_then_tried_again_and_said_so(pipeline, workdir):
     out = workdir / "out.jsonl"
-    extra = "\n[supervisor]\nmax_restarts = 2\nrestart_window = 60.0\n" f'runtime_dir = "{workdir / "run"}"\n'
+    extra = ("\n[supervisor]\nmax_restarts = 2\nrestart_window = 60.0\nretry_after = 2.0\n"
+             f'runtime_dir = "{workdir / "run"}"\n')
     p = pipeline(chain(out, 0, rate=2_000, workers=1) + extra).start()
     for _ in range(3):
         r = wait_for(lambda: (x := p.instance("analyzers/tag"))["state"] == "running" and x, 10, what="running")
         os.kill(r["pid"], signal.SIGKILL)
         wait_for(lambda pid=r["pid"]: p.instance("analyzers/tag")["pid"] != pid
-                 or p.instance("analyzers/tag")["state"] == "failed", 10, what="restart or give up")
-    wait_for(lambda: p.instance("analyzers/tag")["state"] == "failed", 10, what="given up")
-    assert "giving up" in p.stderr()
-    # The rest keeps running.
+                 or p.instance("analyzers/tag")["state"] == "backoff", 10, what="restart or back off")
+    waiting = wait_for(lambda: (x := p.instance("analyzers/tag"))["state"] == "backoff" and x, 10, what="backoff")
+    assert "retrying in 2s" in p.stderr() and "next try in 2s" in waiting["message"]
+    # The rest keeps running, and the actor gets another chance, not a verdict for good.
     assert p.instance("sources/gen")["state"] == "running"
+    back = wait_for(lambda: (x := p.instance("analyzers/tag"))["state"] == "running" and x, 10, what="retried")
+    assert back["restarts"] == 3 and "retrying analyzers/tag after its backoff" in p.stderr()
+    size = out.stat().st_size
+    wait_for(lambda: out.stat().st_size > size, 10, what="events flowing again")
     p.stop()
