@@ -41,6 +41,7 @@ TYPES: dict[str, dict[str, str]] = {
         "null": "agentsight.actors.sinks.null:NullSink",
         "web": "agentsight.actors.sinks.web:WebSink",
     },
+        "otlp": "agentsight.actors.sinks.otlp:OtlpSink",
 }
 
 

@@ -373,10 +373,14 @@ class ActorRuntime:
         # Events numbered for (the first) downstream so far, across restarts (the link state keeps them).
         if self.outputs:
             stats["numbered_out"] = sum(self.state.get(link) for link in self.outputs[0].links)
+        self._ctl({"op": "hb", "counters": self.reported_counters(), "stats": stats})
+
+    def reported_counters(self) -> dict[str, int]:
+        """The counters as reported: ``dropped`` adds the component's own losses (stats named *_lost:
+        kernel ring buffer, bus gaps, spans an exporter could not deliver)."""
         counters = dict(self.counters)
-        # A component's own losses (kernel ring buffer, bus gaps) are named *_lost.
         counters["dropped"] += sum(v for k, v in self.component.stats.items() if k.endswith("_lost"))
-        self._ctl({"op": "hb", "counters": counters, "stats": stats})
+        return counters
 
     def await_release(self) -> None:
         """Stay connected until every downstream instance has our end-of-stream.
@@ -756,7 +760,7 @@ class ActorRuntime:
             self.state.stage(HELD, 0)
         self.state.commit()  # losses counted at the very end (dropped past the stop deadline)
         self._heartbeat(force=True)
-        self._ctl({"op": "stopped", "counters": self.counters})
+        self._ctl({"op": "stopped", "counters": self.reported_counters()})
         for out in self.outputs:
             for s in out.sockets:
                 s.setsockopt(zmq.LINGER, 5000)
