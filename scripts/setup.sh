@@ -8,9 +8,18 @@
 #   - with --clis (scripts/test.sh passes it): the pinned agent CLIs the tests run
 #     (Claude Code, Codex, Gemini CLI, Qwen Code) from npm, searched once for their TLS
 #     functions (`agentsight debug find-tls`), as a user does after installing an agent
+#   - with --phoenix (scripts/test.sh passes it): Arize Phoenix, the OTLP receiver the export
+#     tests start, in a virtualenv of its own (its dependencies pin other SDK versions than ours)
 set -euo pipefail
 clis=0
-[ "${1:-}" = "--clis" ] && clis=1
+phoenix=0
+for arg in "$@"; do
+  case "$arg" in
+    --clis) clis=1 ;;
+    --phoenix) phoenix=1 ;;
+    *) echo "setup: unknown option $arg (known: --clis, --phoenix)" >&2; exit 2 ;;
+  esac
+done
 cd "$(dirname "$0")/.."
 
 say() { echo "setup: $*"; }
@@ -90,5 +99,20 @@ if [ $clis -eq 1 ]; then
   fi
   .venv/bin/agentsight debug find-tls "$cache/node_modules" >/dev/null
   say "agent CLIs in $cache ($(ls "$cache/node_modules/.bin" | tr '\n' ' '))"
+fi
+if [ $phoenix -eq 1 ]; then
+  PHOENIX_VERSION=20.26.1
+  pvenv=${AGENTSIGHT_PHOENIX:-/var/cache/agentsight-phoenix}
+  if [ ! -e "$pvenv/.installed-$PHOENIX_VERSION" ]; then
+    rm -rf "$pvenv"
+    /usr/bin/python3 -m venv "$pvenv"
+    if ! "$pvenv/bin/pip" install -q "arize-phoenix==$PHOENIX_VERSION" >/tmp/agentsight-phoenix-pip.log 2>&1; then
+      cat /tmp/agentsight-phoenix-pip.log >&2
+      echo "setup: pip install of arize-phoenix failed (log above)" >&2
+      exit 1
+    fi
+    touch "$pvenv/.installed-$PHOENIX_VERSION"
+    say "installed arize-phoenix $PHOENIX_VERSION into $pvenv"
+  fi
 fi
 say "ready: .venv/bin/agentsight"

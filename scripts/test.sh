@@ -3,7 +3,7 @@
 # (the eBPF tests run when this is root, which CI is).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh --clis
+scripts/setup.sh --clis --phoenix
 .venv/bin/ruff check agentsight tests scripts
 .venv/bin/mypy agentsight
 .venv/bin/pytest -ra "$@"

@@ -177,3 +177,16 @@ def summary_rows(stderr: str) -> dict[str, dict[str, Any]]:
         rows[parts[0]] = {"state": parts[1], **dict(zip(("restarts", "received", "sent", "dropped", "errors"),
                                                          map(int, parts[2:]), strict=True))}
     return rows
+
+
+@pytest.fixture(scope="session")
+def phoenix() -> Iterator[Any]:
+    """Arize Phoenix, the OTLP receiver of the export tests, started once for the whole session (tests/phoenix.py)."""
+    from tests.phoenix import Phoenix, phoenix_executable
+
+    exe = phoenix_executable()
+    if exe is None:
+        pytest.skip("arize-phoenix is not installed: sudo scripts/setup.sh --phoenix")
+    server = Phoenix(exe)
+    yield server
+    server.close()

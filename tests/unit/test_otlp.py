@@ -335,3 +335,20 @@ def test_mapper_counts_mcp_calls_it_cannot_export_yet() -> None:
     m = SpanMapper()
     assert m.feed(ev("mcp.call", 1, 1, {"method": "tools/call"})) == []
     assert m.stats["mcp_calls_not_exported"] == 1
+
+
+def test_otel_flags_add_the_otlp_sink_to_a_capture() -> None:
+    from agentsight.capture import Capture, CaptureError, build_spec
+
+    cap = Capture(ssl=True, process=True, http=True, llm=True, sessions=True, otel="http://127.0.0.1:4318",
+                  otel_content=True, otel_attributes=["genai", "openinference"], otel_metrics=False)
+    spec = build_spec(cap.pipeline())
+    sink = spec.components["otlp"]
+    assert sink.type == "otlp" and sink.inputs == ["redact"]  # after redaction, like every sink
+    assert sink.options["endpoint"] == "http://127.0.0.1:4318" and sink.options["content"] is True
+    assert sink.options["attributes"] == ["genai", "openinference"] and sink.options["metrics"] is False
+    assert "otlp" not in build_spec(Capture(ssl=True).pipeline()).components
+    with pytest.raises(CaptureError, match="attribute sets"):
+        build_spec(Capture(ssl=True, otel="http://x:4318", otel_attributes=["zipkin"]).pipeline())
+    with pytest.raises(CaptureError, match="not an http"):
+        build_spec(Capture(ssl=True, otel="collector:4318").pipeline())
