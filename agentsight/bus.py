@@ -10,7 +10,10 @@ Frames are forwarded as they are (see :mod:`agentsight.wire` for the layout);
 subscriptions from both XPUB sides go upstream to the publishers, so nothing is
 encoded for a topic nobody wants. The bus is lossy by design: an XPUB drops
 frames for a subscriber that does not keep up, and subscribers see the gap in the
-per-(publisher, topic) sequence numbers.
+per-(publisher, topic) sequence numbers. So that a gap at the tail shows too (a
+subscriber that fell behind as the stream ended has no later frame to see it by),
+the bus remembers where each (topic, publisher) numbering stands and says it every
+``SYNC_EVERY`` seconds in a sync frame (no events), for a minute after its last frame.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ from agentsight.config import BusSpec
 __all__ = ["BusProxy", "load_secret_key", "load_public_key"]
 
 log = logging.getLogger("agentsight.bus")
+
+SYNC_EVERY = 1.0   # seconds between the bus's sync frames
+SYNC_FOR = 60.0    # a numbering is said this long after its last frame
 
 
 def load_secret_key(path: str) -> tuple[bytes, bytes]:
@@ -59,6 +65,7 @@ class BusProxy:
         self.xsub.bind(bus_in)
         self.outs = []
         local = ctx.socket(zmq.XPUB)
+        local.setsockopt(zmq.XPUB_VERBOSER, 1)  # every (un)subscription goes on to the publishers
         local.setsockopt(zmq.SNDHWM, spec.hwm)
         local.bind(bus_out)
         self.outs.append(local)
@@ -72,6 +79,7 @@ class BusProxy:
             remote.curve_secretkey = secret
             remote.curve_publickey = public
             remote.curve_server = True
+            remote.setsockopt(zmq.XPUB_VERBOSER, 1)
             remote.setsockopt(zmq.SNDHWM, spec.hwm)
             remote.bind(spec.listen)
             self.outs.append(remote)
@@ -79,6 +87,9 @@ class BusProxy:
             s.setsockopt(zmq.LINGER, 0)
         self.frames = 0
         self.bad = 0
+        # (topic, publisher) -> (next sequence number, when last seen)
+        self.numbering: dict[tuple[bytes, str], tuple[int, float]] = {}
+        self.next_sync = 0.0
 
     def pump(self, poller: zmq.Poller, timeout_ms: int) -> None:
         ready = dict(poller.poll(timeout_ms))
@@ -99,12 +110,36 @@ class BusProxy:
                 if len(parts) != 3:
                     self.bad += 1
                     continue
+                try:
+                    header = wire.decode_header(parts[1].bytes)
+                except wire.FrameError:
+                    self.bad += 1
+                    continue
                 self.frames += 1
+                self.numbering[(parts[0].bytes, header.sender)] = (header.seq + header.count, time.monotonic())
                 for out in self.outs:
                     try:
                         out.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
                     except zmq.Again:
                         pass
+        self.sync()
+
+    def sync(self) -> None:
+        """Every SYNC_EVERY seconds: where each recent (topic, publisher) numbering stands."""
+        now = time.monotonic()
+        if now < self.next_sync:
+            return
+        self.next_sync = now + SYNC_EVERY
+        for key, (seq, seen) in list(self.numbering.items()):
+            if now - seen > SYNC_FOR:
+                del self.numbering[key]
+                continue
+            frames = [key[0], wire.encode_header(wire.BUS, key[1], seq, 0), b"\x90"]
+            for out in self.outs:
+                try:
+                    out.send_multipart(frames, flags=zmq.NOBLOCK)
+                except zmq.Again:
+                    pass
 
     def close(self) -> None:
         if self.auth is not None:

@@ -193,6 +193,7 @@ def tap(
     end = time.monotonic() + duration if duration else None
     seen = 0
     reported_lost = 0
+    refused = ""
     out = sys.stdout
     try:
         while not stop["flag"] and (end is None or time.monotonic() < end):
@@ -209,12 +210,16 @@ def tap(
                 typer.echo(f"agentsight tap: {sub.stats.lost - reported_lost} events lost on the bus "
                            f"(this tap is slower than the pipeline)", err=True)
                 reported_lost = sub.stats.lost
+            if sub.stats.refused and sub.stats.refused != refused:
+                refused = sub.stats.refused
+                typer.echo(f"agentsight tap: {refused}", err=True)
     except BrokenPipeError:
         pass
     finally:
         sub.close()
+    why = f"; refused: {sub.stats.refused}" if sub.stats.refused else ""
     typer.echo(f"agentsight tap: {sub.stats.events} events in {sub.stats.frames} frames, "
-               f"{sub.stats.lost} lost, {sub.stats.bad_frames} bad frames", err=True)
+               f"{sub.stats.lost} lost, {sub.stats.bad_frames} bad frames{why}", err=True)
 
 
 @app.command()

@@ -785,6 +785,9 @@ class Publisher:
         self.sock = rt.ctx.socket(zmq.XPUB)
         self.sock.setsockopt(zmq.SNDHWM, rt.pipeline.bus.hwm)
         self.sock.setsockopt(zmq.LINGER, 0)
+        # Every subscription and unsubscription reaches us, a second subscriber to a prefix too,
+        # so each new subscriber gets its sync frames and the counts below stay right.
+        self.sock.setsockopt(zmq.XPUB_VERBOSER, 1)
         self.sock.connect(rt.run.bus_in)
         self.subs: dict[bytes, int] = {}
         self.prefixes: tuple[str, ...] | None = None
@@ -794,6 +797,7 @@ class Publisher:
 
     def read_subscriptions(self) -> None:
         changed = False
+        new: list[bytes] = []
         while True:
             try:
                 msg = self.sock.recv(flags=zmq.NOBLOCK)
@@ -804,6 +808,7 @@ class Publisher:
             prefix = msg[1:]
             if msg[0] == 1:
                 self.subs[prefix] = self.subs.get(prefix, 0) + 1
+                new.append(prefix)
             elif msg[0] == 0 and prefix in self.subs:
                 self.subs[prefix] -= 1
                 if self.subs[prefix] <= 0:
@@ -811,6 +816,19 @@ class Publisher:
             changed = True
         if changed:
             self._match.clear()
+        if new:  # a new subscriber: where it starts (the bus repeats these every second, see bus.py)
+            self.sync([t for t in self.seq if t.encode().startswith(tuple(new))])
+
+    def sync(self, topics: Iterable[str]) -> None:
+        """Say where each topic's numbering stands (a frame of no events): a subscriber that just
+        came sees where it starts, and one that lost frames at the tail sees how many."""
+        for topic in topics:
+            try:
+                self.sock.send_multipart([topic.encode(errors="backslashreplace"),
+                                          wire.encode_header(wire.BUS, self.id, self.seq[topic], 0), b"\x90"],
+                                         flags=zmq.NOBLOCK)
+            except zmq.Again:
+                pass
 
     def _wanted(self, topic: str) -> bool:
         hit = self._match.get(topic)
@@ -837,7 +855,11 @@ class Publisher:
                 self.rt._stat("bus_dropped", len(evs))
 
     def close(self) -> None:
-        self.sock.close(linger=0)
+        if self.subs:
+            self.sync(list(self.seq))  # the final numbers, for subscribers still reading
+            self.sock.close(linger=200)
+        else:
+            self.sock.close(linger=0)
 
 
 def _die_with_parent(parent: int) -> None:

@@ -207,3 +207,90 @@ def test_a_reload_that_restarts_a_component_under_load_loses_nothing_and_barely_
     print(f"\nreload restarting tag (workers 2 -> 3) under 15k events/s: {len(rows)} events, 0 lost, "
           f"longest source stall {stall:.3f}s")
     assert stall < 1.0
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_tap_refused_by_curve_says_why(pipeline, workdir):
+    keys, rogue = workdir / "keys", workdir / "rogue"
+    for d, name in ((keys, "laptop"), (rogue, "rogue")):
+        subprocess.run([*AGENTSIGHT, "keys", "--dir", str(d), "--client", name], check=True, capture_output=True)
+    port = free_port()
+    out = workdir / "out.jsonl"
+    p = pipeline(chain(out, 0, rate=500, workers=1) + f"""
+[bus]
+listen = "tcp://127.0.0.1:{port}"
+secret_key = "{keys}/server.key_secret"
+authorized_keys = "{keys}/authorized"
+""").start()
+    remote = [*AGENTSIGHT, "tap", "--connect", f"tcp://127.0.0.1:{port}", "--json"]
+    good = subprocess.run([*remote, "--server-key", str(keys / "server.key"),
+                           "--client-key", str(keys / "laptop.key_secret"), "--count", "20", "--duration", "20"],
+                          capture_output=True, text=True, timeout=60)
+    assert len(good.stdout.splitlines()) == 20 and "refused" not in good.stderr, good.stderr
+    bad = subprocess.run([*remote, "--server-key", str(keys / "server.key"),
+                          "--client-key", str(rogue / "rogue.key_secret"), "--duration", "3"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.stdout == ""
+    assert "0 events" in bad.stderr and "refused this client's key" in bad.stderr, bad.stderr
+    wrong_server = subprocess.run([*remote, "--server-key", str(rogue / "server.key"),
+                                   "--client-key", str(keys / "laptop.key_secret"), "--duration", "3"],
+                                  capture_output=True, text=True, timeout=60)
+    assert "0 events" in wrong_server.stderr and "refused" in wrong_server.stderr, wrong_server.stderr
+    assert p.stop() == 0
+
+
+def test_a_stalled_tap_counts_what_it_lost_to_the_last_event_not_only_between_frames(pipeline, workdir):
+    """Stalled until the source is done, a tap sees the head of the stream and nothing after: the
+    publisher's sync frames tell it how many it lost at the tail, so seen + lost is every event."""
+    out = workdir / "out.jsonl"
+    total = 60_000
+    p = pipeline(f"""
+[sources.gen]
+type = "generator"
+count = {total}
+rate = 20000
+
+[sinks.out]
+type = "jsonl"
+inputs = ["gen"]
+path = "{out}"
+
+[supervisor]
+exit_when_sources_done = false
+runtime_dir = "{workdir / "run"}"
+""").start()
+    seen_path, err_path = workdir / "tap.out", workdir / "tap.err"
+    with open(seen_path, "w") as so, open(err_path, "w") as se:
+        t = subprocess.Popen([*AGENTSIGHT, "tap", "--runtime-dir", str(p.run_dir), "--json", "gen."],
+                             stdout=so, stderr=se, text=True)
+    first = wait_for(lambda: read_jsonl(seen_path)[:1], 20, what="the tap's first event")[0]
+    os.kill(t.pid, signal.SIGSTOP)
+    wait_for(lambda: p.instance("sources/gen")["state"] == "finished", 30, what="the source to finish")
+    os.kill(t.pid, signal.SIGCONT)
+    expected = total - first["data"]["i"]  # everything published from its first event on
+
+    def accounted() -> int:
+        lost = sum(int(line.split(": ")[1].split()[0]) for line in err_path.read_text().splitlines()
+                   if "events lost on the bus" in line)
+        return len(read_jsonl(seen_path)) + lost
+
+    # It reads its backlog, then a sync frame says where the stream ended.
+    try:
+        wait_for(lambda: accounted() == expected, 15, what=f"seen + lost to reach {expected}")
+    except AssertionError:
+        raise AssertionError(f"{accounted()} of {expected}: {err_path.read_text()[-2000:]}") from None
+    t.send_signal(signal.SIGINT)
+    t.wait(30)
+    summary = err_path.read_text().strip().splitlines()[-1]
+    events = int(summary.split("tap: ")[1].split()[0])
+    lost = int(summary.split(" lost")[0].rsplit(", ", 1)[1])
+    assert events == len(read_jsonl(seen_path)) and events + lost == expected, summary
+    assert lost > 0
+    assert p.stop() == 0
