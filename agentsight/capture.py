@@ -6,7 +6,7 @@ through one validator and one supervisor. The graph is always::
 
     ssl -> [ssl_filter] -> [http <- process] -> [http_filter] -> [sse] -> [llm]
                                                                    \\
-    process, stdio, system ------------------------------> [sessions] -> [redact] -> sinks
+    process, stdio, system ------------------------------> [sessions] -> [mcp] -> [redact] -> sinks
 
 Sources publish nothing to the bus themselves: only the last stage does, after
 redaction, so a tap never sees a credential the redactor would have removed.
@@ -62,6 +62,7 @@ class Capture:
     sse_live: bool = False
     llm: bool = False
     sessions: bool = False
+    mcp: bool = False  # MCP calls from stdio and HTTP, linked to the LLM calls (after sessions)
     root_pids: list[int] = field(default_factory=list)
     http_filter: list[str] = field(default_factory=list)
     ssl_filter: list[str] = field(default_factory=list)
@@ -153,6 +154,11 @@ class Capture:
         if self.sessions:
             stages["sessions"] = {"type": "sessions", "inputs": tail, "root_pids": list(self.root_pids)}
             tail = ["sessions"]
+        if self.mcp:
+            # Without LLM calls to link to, a tool call has nothing to wait for.
+            stages["mcp"] = {"type": "mcp", "inputs": tail, "redact": self.redact,
+                             "link_wait_s": 3.0 if self.llm else 0.0}
+            tail = ["mcp"]
         stages["redact"] = {"type": "redact", "inputs": tail, "enabled": self.redact, "publish": self.bus}
         for name in stages:
             stages[name].setdefault("publish", False)

@@ -33,6 +33,7 @@ TYPES: dict[str, dict[str, str]] = {
         "ssl_filter": "agentsight.actors.analyzers.filters:SslFilter",
         "redact": "agentsight.actors.analyzers.redact:Redact",
         "sessions": "agentsight.actors.analyzers.sessions:Sessions",
+        "mcp": "agentsight.actors.analyzers.mcp:Mcp",
     },
     "sink": {
         "jsonl": "agentsight.actors.sinks.jsonl:JsonlSink",

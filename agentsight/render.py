@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import datetime as _dt
+import json
 from typing import Any
 
 from agentsight.event import Event
 
-__all__ = ["pretty", "summarize_value", "table"]
+__all__ = ["pretty", "summarize_value", "table", "mcp_server"]
 
 _COLORS = {"ssl": "36", "http": "34", "llm": "35", "process": "32", "file": "33", "net": "33",
-           "stdio": "37", "system": "90", "gen": "37"}
+           "stdio": "37", "system": "90", "gen": "37", "mcp": "95"}
 
 
 def summarize_value(value: Any, limit: int = 120) -> str:
@@ -52,6 +53,46 @@ def _data(d: dict[str, Any]) -> str:
     return f"{d.get('dir')} {d.get('len')}B{cut} {summarize_value(payload, 100) if payload is not None else ''}"
 
 
+def mcp_server(d: dict[str, Any]) -> str:
+    """An MCP server in a few words: the name it gave, else its command or URL."""
+    server = d.get("server") or {}
+    if server.get("name"):
+        return str(server["name"])
+    argv = server.get("argv") or []
+    if argv:
+        tail = [a for a in argv[1:] if not str(a).startswith("-")][:1]
+        return " ".join(str(a).rsplit("/", 1)[-1] for a in [argv[0], *tail])
+    return str(server.get("url") or server.get("comm") or "?")
+
+
+def _mcp_result(d: dict[str, Any]) -> str:
+    if d.get("error"):
+        err = d["error"]
+        return f"error {err.get('code')}: {summarize_value(err.get('message'), 60)}" if isinstance(err, dict) else "error"
+    result = d.get("result")
+    if isinstance(result, dict) and isinstance(result.get("content"), list):
+        texts = [str(c.get("text")) for c in result["content"] if isinstance(c, dict) and c.get("text")]
+        return summarize_value(" ".join(texts), 60) if texts else f"{len(result['content'])} content item(s)"
+    if isinstance(result, dict):
+        return "{" + ", ".join(list(result)[:4]) + "}"
+    return ""
+
+
+def _mcp_call(d: dict[str, Any]) -> str:
+    what = d.get("tool") or d.get("uri") or d.get("prompt") or ""
+    args = d.get("arguments")
+    parts = [f"{mcp_server(d)} {d.get('method') or '(request not seen)'} {what}".rstrip(),
+             summarize_value(json.dumps(args, ensure_ascii=False), 60) if args else "",
+             f"-> {d.get('status')}",
+             f"{d['latency_ms']:.1f}ms" if isinstance(d.get("latency_ms"), int | float) else "",
+             _mcp_result(d), "(cut)" if d.get("truncated") else ""]
+    link = d.get("llm") or {}
+    if link.get("tool_call_id"):
+        asked = (link.get("asked_by") or {}).get("model")
+        parts.append(f"[asked by {asked + ' ' if asked else ''}{link['tool_call_id']}]")
+    return " ".join(p for p in parts if p)
+
+
 # One readable summary per common topic; other topics print their fields.
 _SUMMARIES: dict[str, Any] = {
     "llm.call": _llm,
@@ -75,6 +116,12 @@ _SUMMARIES: dict[str, Any] = {
     "http.stream.chunk": lambda d: f"+{len(d.get('data') or b'')}B at {d.get('offset')}",
     "sse.event": lambda d: f"{d.get('event')} {summarize_value(d.get('data') or '', 100)}",
     "ssl.attached": lambda d: f"{d.get('path')} ({len(d.get('probes') or [])} probes)",
+    "mcp.call": _mcp_call,
+    "mcp.notification": lambda d: f"{mcp_server(d)} {d.get('direction')} {d.get('method')} "
+                                  f"{summarize_value(json.dumps(d.get('params'), ensure_ascii=False), 80) if d.get('params') else ''}",
+    "mcp.session.end": lambda d: f"{mcp_server(d)} {d.get('reason')}: {d.get('calls')} calls, {d.get('unanswered')} "
+                                 f"unanswered, {d.get('notifications')} notifications, {d.get('garbage_lines')} "
+                                 f"garbage lines",
     "system.sample": lambda d: f"cpu={d.get('cpu_percent', 0):.0f}% rss={(d.get('rss_bytes') or 0) / 2**20:.0f}MiB "
                                f"processes={d.get('processes')}",
 }

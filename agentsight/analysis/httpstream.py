@@ -43,6 +43,7 @@ Emitted event topics (fields in ``docs/analyzers.md``):
 
 from __future__ import annotations
 
+import json
 import re
 from collections import deque
 from collections.abc import Callable
@@ -68,7 +69,8 @@ from agentsight.analysis.websocket import (
 )
 from agentsight.event import Event
 
-__all__ = ["HttpStreams", "HttpStats", "StreamChunks", "STREAMING_CONTENT_TYPES"]
+__all__ = ["HttpStreams", "HttpStats", "StreamChunks", "STREAMING_CONTENT_TYPES", "header_value", "jsonrpc_request_id",
+           "jsonrpc_answered"]
 
 StreamChunks = Literal["none", "streaming", "all"]
 
@@ -78,6 +80,7 @@ STREAMING_CONTENT_TYPES = ("text/event-stream", "application/x-ndjson", "applica
 _REQUEST_START = re.compile(rb"(?:GET|POST|PUT|DELETE|PATCH|HEAD|OPTIONS|CONNECT|TRACE) ")
 _RESPONSE_START = re.compile(rb"HTTP/1\.[01] ")
 _HOLD = 8  # bytes kept while scanning: a start token cut at a record boundary is not missed
+_RECENT = 64 * 1024  # bytes remembered to find a start line a framing error consumed
 # The last event of an LLM event stream (OpenAI chat, OpenAI Responses, Anthropic). Clients stop
 # reading there, so the chunked body's terminator may never be read (or captured) until the
 # connection closes: the response is complete once such an event has ended.
@@ -132,6 +135,10 @@ class _H1Reader:
         self._held: bytearray | None = None  # bytes kept unparsed while a protocol switch is pending
         self.message_ts = 0  # ts of the record that delivered the current message's first byte
         self.in_message = False
+        # The last bytes given to h11: when a body's framing breaks on a new start line (the
+        # client dropped a stream and a new connection got the same SSL* key), h11 has consumed
+        # that line by the time it says so; it is found again here.
+        self._recent = bytearray()
 
     def hold(self) -> None:
         """Keep the bytes that follow unparsed (a websocket upgrade waits for its answer)."""
@@ -160,7 +167,13 @@ class _H1Reader:
             self._conn.receive_data(data)
             if self._head is not None:
                 self._head += data
+            self._remember(data)
         self._drain(ts, out)
+
+    def _remember(self, data: bytes) -> None:
+        self._recent += data
+        if len(self._recent) > _RECENT:
+            del self._recent[:-_RECENT]
 
     def close(self, ts: int, out: _Sink) -> None:
         """The connection ended: a body delimited by close completes, anything else is abandoned."""
@@ -183,6 +196,7 @@ class _H1Reader:
             conn.send(h11.EndOfMessage())
         conn.receive_data(data)
         self._conn, self._head, self.message_ts, self.in_message = conn, bytearray(data), ts, False
+        self._recent = bytearray(data[-_RECENT:])
 
     def _drain(self, ts: int, out: _Sink, closing: bool = False) -> None:
         while self._conn is not None:
@@ -233,9 +247,20 @@ class _H1Reader:
         if self._head is not None:
             data, start = bytes(self._head), 1  # the head was bad: rescan it past its first byte
         else:
-            data, start = conn.trailing_data[0], 0  # the head was fine: scan what follows the error
+            data, start = self._consumed_start(conn.trailing_data[0]), 0  # the head was fine: what follows
         self._head = None
         self._resync(data, start, ts, out)
+
+    def _consumed_start(self, trailing: bytes) -> bytes:
+        """``trailing`` (what h11 left after an error), preceded by the start line the error consumed, if any."""
+        recent = bytes(self._recent)
+        if not recent.endswith(trailing):
+            return trailing
+        rx = _REQUEST_START if self._is_request else _RESPONSE_START
+        cut = len(recent) - len(trailing)
+        starts = [m.start() for m in rx.finditer(recent, 0, cut + len(b"HTTP/1.1 ")) if m.start() < cut
+                  and (m.start() == 0 or recent[m.start() - 1:m.start()] == b"\n")]
+        return recent[starts[-1]:] if starts else trailing
 
     def _resync(self, data: bytes, start: int, ts: int, out: _Sink) -> None:
         """Skip to the next start line in ``data[start:]``, or keep a short tail to search later."""
@@ -307,6 +332,7 @@ class _Exchange:
     response: _Message | None = None
     emitted: bool = False
     upgrade: bool = False  # the request offered Upgrade: websocket
+    rpc_id: str | None = None  # the request is one JSON-RPC request (MCP): its id, as JSON
 
 
 @dataclass(slots=True)
@@ -321,6 +347,43 @@ class _WsLink:
     server: WsReader
     sent: int = 0  # client -> server messages so far
     received: int = 0  # server -> client messages so far
+
+
+def jsonrpc_request_id(body: bytes | bytearray) -> str | None:
+    """The id (as JSON text) of a body that is one JSON-RPC 2.0 request, else None."""
+    if not body[:1] == b"{" or b'"jsonrpc"' not in body:
+        return None
+    try:
+        msg = json.loads(bytes(body))
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(msg, dict) or msg.get("jsonrpc") != "2.0" or not isinstance(msg.get("method"), str):
+        return None
+    rid = msg.get("id")
+    if not isinstance(rid, str | int) or isinstance(rid, bool):
+        return None
+    return json.dumps(rid)
+
+
+def jsonrpc_answered(body: bytes | bytearray, rpc_id: str) -> bool:
+    """Whether an event stream's last complete event is the JSON-RPC response to request ``rpc_id``.
+
+    An MCP server answers a POSTed request on an event stream that ends with the response;
+    clients stop reading there, so the chunked terminator may never be read (or captured).
+    """
+    if not body.endswith((b"\n\n", b"\r\n\r\n", b"\r\r")):
+        return False
+    tail = bytes(body[-(256 << 10):]).replace(b"\r\n", b"\n").replace(b"\r", b"\n").rstrip(b"\n")
+    event = tail.rsplit(b"\n\n", 1)[-1]
+    data = b"\n".join(line[5:].removeprefix(b" ") for line in event.split(b"\n") if line.startswith(b"data:"))
+    if b'"jsonrpc"' not in data:
+        return False
+    try:
+        msg = json.loads(data)
+    except (ValueError, RecursionError):
+        return False
+    return (isinstance(msg, dict) and msg.get("jsonrpc") == "2.0" and "method" not in msg
+            and ("result" in msg or "error" in msg) and json.dumps(msg.get("id")) == rpc_id)
 
 
 def header_value(headers: Any, name: str) -> str | None:
@@ -578,6 +641,8 @@ class HttpStreams:
                 conn.responses.message_ts,
             )
             self._emit_head(conn, ex, out)
+            if ex.request is not None and ex.response.event_stream:
+                ex.rpc_id = jsonrpc_request_id(ex.request.body)
             if ex.upgrade:  # the upgrade was refused: what the client wrote next is HTTP after all
                 self._feed_h1_requests(conn, conn.requests.release(), ts, out)
         elif op == "data" and ex is not None and ex.response is not None:
@@ -585,7 +650,8 @@ class HttpStreams:
             if resp.out is not None:
                 return  # already finished at the stream's end event: the rest is framing
             resp.add(arg, ts)
-            if resp.event_stream and _SSE_END.search(resp.body, max(0, len(resp.body) - 4096)):
+            if resp.event_stream and (_SSE_END.search(resp.body, max(0, len(resp.body) - 4096))
+                                      or (ex.rpc_id is not None and jsonrpc_answered(resp.body, ex.rpc_id))):
                 self._finish_response(conn, ex, ts, out, error=None)
                 conn.ended_early = True
         elif op in ("end", "abort") and ex is not None:
