@@ -107,6 +107,25 @@ static __always_inline void count_drop(u32 slot, u64 n)
         *v += n;
 }
 
+/* A header-only record of `kind` for the current task, or NULL (counted) when the ring is full. */
+static __always_inline struct ssl_record *notice(u64 pid_tgid, u8 kind)
+{
+    struct ssl_record *r = events.ringbuf_reserve(sizeof(struct ssl_record));
+    if (!r) {
+        count_drop(SSL_DROP_RECORDS, 1);
+        return 0;
+    }
+    __builtin_memset(r, 0, sizeof(*r));
+    r->ts_ns = bpf_ktime_get_boot_ns();
+    r->pid = pid_tgid >> 32;
+    r->tid = pid_tgid;
+    r->uid = bpf_get_current_uid_gid();
+    r->kind = kind;
+    r->fd = -1;
+    bpf_get_current_comm(&r->comm, sizeof(r->comm));
+    return r;
+}
+
 /* Wake the reader once per SSL_WAKEUP_BYTES submitted on this CPU, not per record:
  * a wakeup per record costs both sides more than the copy. The reader also polls
  * with a timeout, which collects what is left below the threshold. */
@@ -488,20 +507,11 @@ int aead_out(struct sys_enter_args *args)
     if (known && *known == fd)
         return 0;
     ctx_fd.update(&key, &fd);
-    struct ssl_record *r = events.ringbuf_reserve(sizeof(struct ssl_record));
-    if (!r) {
-        count_drop(SSL_DROP_RECORDS, 1);
+    struct ssl_record *r = notice(pid_tgid, SSL_REC_BIND);
+    if (!r)
         return 0;
-    }
-    __builtin_memset(r, 0, sizeof(*r));
-    r->ts_ns = bpf_ktime_get_boot_ns();
     r->ssl = key;
-    r->pid = pid_tgid >> 32;
-    r->tid = tid;
-    r->uid = bpf_get_current_uid_gid();
-    r->kind = SSL_REC_BIND;
     r->fd = fd;
-    bpf_get_current_comm(&r->comm, sizeof(r->comm));
     events.ringbuf_submit(r, 0);
     return 0;
 }
@@ -581,19 +591,9 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     filter_exec(pid_tgid >> 32);
     if (!is_traced(pid_tgid))
         return 0;
-    struct ssl_record *r = events.ringbuf_reserve(sizeof(struct ssl_record));
-    if (!r) {
-        count_drop(SSL_DROP_RECORDS, 1);
-        return 0;
-    }
-    __builtin_memset(r, 0, sizeof(*r));
-    r->ts_ns = bpf_ktime_get_boot_ns();
-    r->pid = pid_tgid >> 32;
-    r->tid = pid_tgid;
-    r->uid = bpf_get_current_uid_gid();
-    r->kind = SSL_REC_EXEC;
-    bpf_get_current_comm(&r->comm, sizeof(r->comm));
-    events.ringbuf_submit(r, BPF_RB_FORCE_WAKEUP);  /* rescan soon: rare and urgent */
+    struct ssl_record *r = notice(pid_tgid, SSL_REC_EXEC);
+    if (r)
+        events.ringbuf_submit(r, BPF_RB_FORCE_WAKEUP);  /* rescan soon: rare and urgent */
     return 0;
 }
 
@@ -606,18 +606,9 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
     u64 pid_tgid = bpf_get_current_pid_tgid();
     if (!is_traced(pid_tgid))
         return 0;
-    struct ssl_record *r = events.ringbuf_reserve(sizeof(struct ssl_record));
-    if (!r) {
-        count_drop(SSL_DROP_RECORDS, 1);
+    struct ssl_record *r = notice(pid_tgid, SSL_REC_CONNECT);
+    if (!r)
         return 0;
-    }
-    __builtin_memset(r, 0, sizeof(*r));
-    r->ts_ns = bpf_ktime_get_boot_ns();
-    r->pid = pid_tgid >> 32;
-    r->tid = pid_tgid;
-    r->uid = bpf_get_current_uid_gid();
-    r->kind = SSL_REC_CONNECT;
-    r->fd = -1;
     r->family = args->family;
     r->port = args->dport;
     if (args->family == 2) {
@@ -627,7 +618,6 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         __builtin_memcpy(r->extra, args->daddr_v6, 16);
         r->extra_len = 16;
     }
-    bpf_get_current_comm(&r->comm, sizeof(r->comm));
     events.ringbuf_submit(r, 0);
     return 0;
 }
