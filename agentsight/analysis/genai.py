@@ -17,7 +17,9 @@ the parent ends, and a restarted sink keeps pointing at the same parents.
   {name}`` span, a child of the session's span with a link to the call that asked for it,
   from the end of that call to the start of the first later request of the session that
   carries the tool's result (or to the session's end when none did).
-- ``mcp.call`` (issue 15, not recorded yet): see :meth:`SpanMapper.mcp_call`.
+- an MCP ``tools/call`` (``mcp.call``) -> a ``tools/call {tool}`` span under the
+  ``execute_tool`` span of the model's tool call it ran, or an ``execute_tool`` span of its
+  own under the session when no model tool call is linked (:meth:`SpanMapper.mcp_call`).
 
 Attribute sets (``ATTRIBUTE_SETS``): ``genai`` is the OpenTelemetry GenAI semantic
 conventions plus the general ``server.*``, ``process.*``, ``session.id``, ``error.type``;
@@ -103,6 +105,14 @@ def _error_type(call: dict[str, Any]) -> str | None:
     if isinstance(status, int) and status >= 400:
         return str(status)
     return "error" if isinstance(err, dict) else None
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _as_int(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
 def _put(attrs: dict[str, Any], key: str, value: Any) -> None:
@@ -405,6 +415,8 @@ class SpanMapper:
         self.parents: dict[str, str | None] = {}          # session -> the session it was started from
         self.processes: OrderedDict[int, dict[str, Any]] = OrderedDict()
         self.pending: OrderedDict[tuple[str, str], _Tool] = OrderedDict()
+        # Tool calls whose span was sent (scope, id) -> its trace: an MCP call that ran it comes under it.
+        self.closed_tools: OrderedDict[tuple[str, str], str] = OrderedDict()
         self.last_ns = 0
         self.stats: dict[str, int] = {}
 
@@ -582,6 +594,9 @@ class SpanMapper:
         return spans
 
     def _tool_span(self, t: _Tool, end_ns: int, result: dict[str, Any] | None) -> SpanSpec:
+        self.closed_tools[(t.scope, t.call_id)] = t.trace
+        while len(self.closed_tools) > MAX_PENDING_TOOLS:
+            self.closed_tools.popitem(last=False)
         attrs: dict[str, Any] = {}
         if "genai" in self.sets:
             attrs.update({"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": t.name,
@@ -614,16 +629,72 @@ class SpanMapper:
                         f"tool:{t.scope}:{t.call_id}", t.trace, t.parent, attrs, links=[t.llm_key], error=error)
 
     def mcp_call(self, event: Event) -> list[SpanSpec]:
-        """The place for MCP tool calls (issue 15's ``mcp.call``), not recorded by agentsight yet.
+        """An MCP ``tools/call`` (the ``mcp`` stage's ``mcp.call``) as a span.
 
-        When they are, a ``tools/call`` whose record names the LLM tool call it answers should
-        close that pending tool (``self.pending[(session, tool_call_id)]``) with the MCP call's
-        own start and end, and add ``mcp.*``/``gen_ai.tool.*`` attributes (server, method,
-        arguments, result); one naming no tool call becomes an ``execute_tool`` span of its own
-        under its session. Until then an ``mcp.call`` is counted and exports nothing.
+        Linked to the model's tool call that asked for it (``llm.tool_call_id``): a ``tools/call
+        {tool}`` CLIENT span, child of that tool call's ``execute_tool`` span (whose id is known
+        from its key, whether it was sent already or not), from the MCP request to its reply.
+        Not linked: an ``execute_tool {tool}`` span of its own under the session. Other MCP
+        methods (``initialize``, ``tools/list``, ``resources/read``...) are counted, not exported.
         """
-        self._count("mcp_calls_not_exported")
-        return []
+        d = event.data
+        tool = d.get("tool")
+        if d.get("method") != "tools/call" or not isinstance(tool, str) or not tool:
+            self._count("mcp_calls_not_exported")
+            return []
+        sid = d.get("session") if isinstance(d.get("session"), str) else None
+        scope = sid or f"pid:{event.pid}"
+        trace = self.trace_of(sid)
+        start = _as_int(d.get("ts_request_ns"), event.ts_ns)
+        end = max(_as_int(d.get("ts_response_ns"), event.ts_ns), start)
+        link = _as_dict(d.get("llm"))
+        asked = str(link["tool_call_id"]) if link.get("tool_call_id") else None
+        server = _as_dict(d.get("server"))
+        attrs: dict[str, Any] = {"mcp.method.name": "tools/call"}
+        _put(attrs, "mcp.session.id", d.get("mcp_session"))
+        _put(attrs, "mcp.protocol.version", d.get("protocol_version"))
+        if d.get("id") is not None:
+            attrs["jsonrpc.request.id"] = str(d["id"])
+        attrs["network.transport"] = "pipe" if d.get("transport") == "stdio" else "tcp"
+        _put(attrs, "server.address", server.get("host"))
+        _put(attrs, "agentsight.mcp.server", server.get("name") or server.get("comm") or server.get("url"))
+        if isinstance(server.get("argv"), list):
+            _put(attrs, "agentsight.mcp.server_command", [str(a) for a in server["argv"]])
+        _put(attrs, "agentsight.mcp.status", d.get("status"))
+        if "genai" in self.sets:
+            attrs.update({"gen_ai.tool.name": tool, "gen_ai.tool.type": "function"})
+            _put(attrs, "gen_ai.tool.call.id", asked)
+        if "openinference" in self.sets:
+            attrs.update({"openinference.span.kind": "TOOL", "tool.name": tool})
+        if sid:
+            attrs["session.id"] = sid
+        if self.content:
+            args, result = redact_value(d.get("arguments")), redact_value(d.get("result") or d.get("error"))
+            args_text = _clip(args if isinstance(args, str) else _json(args), self.max_content)
+            res_text = _clip(result if isinstance(result, str) else _json(result), self.max_content)
+            if "genai" in self.sets:
+                attrs["gen_ai.tool.call.arguments"] = args_text
+                attrs["gen_ai.tool.call.result"] = res_text
+            if "openinference" in self.sets:
+                attrs.update({"input.value": args_text, "output.value": res_text})
+        status = d.get("status")
+        error = None
+        if status not in ("ok", None):
+            err = _as_dict(d.get("error"))
+            attrs["error.type"] = str(err["code"]) if err.get("code") is not None else str(status)
+            error = str(err.get("message") or status)[:200]
+        key = f"mcp:{scope}:{d.get('call_id') or start}"
+        if asked and ((scope, asked) in self.pending or (scope, asked) in self.closed_tools):
+            tool_key = f"tool:{scope}:{asked}"
+            tool_trace = self.pending[(scope, asked)].trace if (scope, asked) in self.pending else \
+                self.closed_tools[(scope, asked)]
+            return [SpanSpec(f"tools/call {tool}", "client", start, end, key, tool_trace, tool_key, attrs,
+                             error=error)]
+        if "genai" in self.sets:
+            attrs["gen_ai.operation.name"] = "execute_tool"
+        parent = self.session_key(sid) if sid else None
+        return [SpanSpec(f"execute_tool {tool}", "internal", start, end, key, trace or key, parent, attrs,
+                         error=error)]
 
     # ------------------------------------------------------------------ end
 

@@ -21,7 +21,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes
 from opentelemetry.trace import SpanKind, StatusCode
 
-from agentsight.analysis.genai import SpanMapper
 from agentsight.event import Event
 from agentsight.otlp import OtlpExport, resolved_url
 from tests.unit.test_llm_fixtures import pipeline, wire
@@ -331,10 +330,49 @@ def test_endpoints_follow_the_otlp_variables(monkeypatch: pytest.MonkeyPatch) ->
     assert resolved_url("http://given:4318", "traces") == "http://given:4318/v1/traces"
 
 
-def test_mapper_counts_mcp_calls_it_cannot_export_yet() -> None:
-    m = SpanMapper()
-    assert m.feed(ev("mcp.call", 1, 1, {"method": "tools/call"})) == []
-    assert m.stats["mcp_calls_not_exported"] == 1
+def mcp_call(tool_call_id: str | None, start: int, end: int, **extra: Any) -> Event:
+    """An ``mcp.call`` of the ``mcp`` stage (its record layout): a tools/call over stdio."""
+    return ev("mcp.call", end, 4400, {
+        "call_id": f"4400#{start}", "transport": "stdio", "mcp_session": None, "protocol_version": "2025-06-18",
+        "server": {"pid": 4400, "comm": "node", "argv": ["node", "weather-mcp.js"], "name": "weather"},
+        "id": 3, "method": "tools/call", "tool": "get_weather", "arguments": {"city": "Paris"},
+        "result": {"content": [{"type": "text", "text": "sunny"}]}, "error": None, "status": "ok",
+        "ts_request_ns": start, "ts_response_ns": end, "session": SID, "agent": "claude-code",
+        "llm": {"tool_call_id": tool_call_id, "tool_name": "get_weather"} if tool_call_id else None, **extra},
+        comm="node")
+
+
+@pytest.mark.parametrize("mcp_first", [True, False])
+def test_an_mcp_tool_call_runs_under_the_model_tool_call_it_answers(mcp_first: bool) -> None:
+    first = fixture_call("openai_chat")
+    events = session_events(first)
+    mcp = mcp_call(first["tool_calls"][0]["id"], 3300, 3700)
+    # The MCP reply usually reaches the sink before the next request; either order gives one tree.
+    events.insert(5 if mcp_first else 6, mcp)
+    spans, _ = export(events, content=True)
+    tool = next(s for s in spans if s.name == "execute_tool get_weather")
+    run = next(s for s in spans if s.name == "tools/call get_weather")
+    assert run.parent is not None and run.parent.span_id == tool.context.span_id
+    assert run.context.trace_id == tool.context.trace_id and run.kind == SpanKind.CLIENT
+    assert (run.start_time, run.end_time) == (3300, 3700)
+    a = dict(run.attributes or {})
+    assert a["mcp.method.name"] == "tools/call" and a["network.transport"] == "pipe"
+    assert a["gen_ai.tool.call.id"] == first["tool_calls"][0]["id"] and a["agentsight.mcp.server"] == "weather"
+    assert json.loads(str(a["gen_ai.tool.call.arguments"])) == {"city": "Paris"}
+    assert sum(1 for s in spans if s.name.startswith("execute_tool")) == 1
+
+
+def test_an_mcp_tool_call_no_model_asked_for_is_a_tool_span_of_its_session() -> None:
+    first = fixture_call("openai_chat")
+    events = session_events(first)
+    events.insert(3, mcp_call(None, 2100, 2200, status="error", error={"code": -32602, "message": "bad city"}))
+    events.insert(3, ev("mcp.call", 2050, 4400, {"method": "initialize", "session": SID}))
+    spans, exp = export(events)
+    agent = next(s for s in spans if s.name.startswith("invoke_agent"))
+    runs = [s for s in spans if s.name == "execute_tool get_weather" and s.start_time == 2100]
+    assert len(runs) == 1 and runs[0].parent is not None and runs[0].parent.span_id == agent.context.span_id
+    assert runs[0].status.status_code == StatusCode.ERROR and dict(runs[0].attributes or {})["error.type"] == "-32602"
+    assert exp.counts()["mcp_calls_not_exported"] == 1  # initialize: not a tool run
 
 
 def test_otel_flags_add_the_otlp_sink_to_a_capture() -> None:
@@ -352,3 +390,21 @@ def test_otel_flags_add_the_otlp_sink_to_a_capture() -> None:
         build_spec(Capture(ssl=True, otel="http://x:4318", otel_attributes=["zipkin"]).pipeline())
     with pytest.raises(CaptureError, match="not an http"):
         build_spec(Capture(ssl=True, otel="collector:4318").pipeline())
+
+
+def test_the_end_of_run_line_says_what_was_lost_and_why() -> None:
+    from types import SimpleNamespace
+
+    from agentsight.cli_capture import otel_line
+
+    def sup(stats: dict[str, int]) -> Any:
+        return SimpleNamespace(instances={"sinks/otlp": SimpleNamespace(kind="sink", name="otlp", stats=stats),
+                                          "sinks/db": SimpleNamespace(kind="sink", name="db", stats={})})
+
+    assert otel_line(sup({"spans_exported": 27}), "http://c:4318") == \
+        "OpenTelemetry: 27 span(s) exported to http://c:4318"
+    line = otel_line(sup({"spans_exported": 3, "spans_lost": 12, "spans_failed_export": 2,
+                          "spans_dropped_queue_full": 10, "metric_exports": 4, "metric_exports_failed": 4}), "http://c")
+    assert line == ("OpenTelemetry: 3 span(s) exported to http://c; 12 lost: 2 failed (receiver down, refusing or "
+                    "too slow), 10 dropped from the full queue; 4 of 4 metric export(s) failed")
+    assert otel_line(SimpleNamespace(instances={}), "http://c") is None
