@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from agentsight.cli import _bus_endpoint, app, fail, need_bpf
-from agentsight.top import COLUMNS, LEFT, SORT_KEYS, TOPICS, TopModel, cells, format_plain
+from agentsight.top import COLUMNS, LAST, LEFT, SORT_KEYS, TOPICS, TopModel, cells, format_plain
 
 __all__ = ["top"]
 
@@ -66,7 +66,7 @@ def _rich_table(model: TopModel, sort: str, sub: Any) -> Any:
                     f"(s: sort, q: quit) - {model.events:,} events, {sub.stats.lost} lost",
               title_justify="left", expand=True, header_style="bold cyan")
     for i, c in enumerate(COLUMNS):
-        t.add_column(c, justify="left" if i in LEFT else "right", no_wrap=i != 14, overflow="ellipsis")
+        t.add_column(c, justify="left" if i in LEFT else "right", no_wrap=i != LAST, overflow="ellipsis")
     for row in model.visible(sort):
         style = "dim" if row.state != "running" else None
         t.add_row(*cells(row, now), style=style)

@@ -14,11 +14,12 @@ import os
 from collections import defaultdict
 from typing import Any
 
-from agentsight.render import table
+from agentsight.analysis.mcplink import llm_key
+from agentsight.render import mcp_server, table
 from agentsight.store import USAGE_KEYS, Store
 
 __all__ = ["summary", "format_summary", "tokens", "format_tokens", "prompts", "format_prompts", "export",
-           "GROUPS", "WRITE_FLAGS"]
+           "GROUPS", "WRITE_FLAGS", "mcp_summary", "mcp_calls"]
 
 # open(2) flags that mean "this process may change the file".
 O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_APPEND = 0o1, 0o2, 0o100, 0o1000, 0o2000
@@ -80,9 +81,56 @@ def summary(store: Store) -> dict[str, Any]:
         "files_written": written,
         "endpoints": dict(sorted(endpoints.items())),
         "tls_unseen": unseen,
+        "mcp": mcp_summary(store),
         "sessions": store.sessions(),
         "events_lost": int(meta.get("events_lost") or 0),
     }
+
+
+def mcp_calls(store: Store) -> list[dict[str, Any]]:
+    """Every ``mcp.call`` record (its event id as ``event_id``), in recording order."""
+    return [{**e["data"], "event_id": e["id"]} for e in store.events(topics=["mcp.call"], limit=1 << 30)]
+
+
+def _median(values: list[float]) -> float | None:
+    values = sorted(values)
+    return values[len(values) // 2] if values else None
+
+
+def mcp_summary(store: Store) -> dict[str, Any]:
+    """MCP calls per server: how many, tool calls, failures, replies that never came, latency, garbage."""
+    calls = mcp_calls(store)
+    servers: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def server(d: dict[str, Any]) -> dict[str, Any]:
+        key = (str(d.get("transport")), mcp_server(d))
+        return servers.setdefault(key, {"server": key[1], "transport": key[0], "calls": 0, "tool_calls": 0,
+                                        "failed": 0, "unanswered": 0, "garbage_lines": 0, "latencies": [],
+                                        "tools": {}})
+
+    for d in calls:
+        g = server(d)
+        g["calls"] += 1
+        if d.get("tool"):
+            g["tool_calls"] += 1
+            g["tools"][d["tool"]] = g["tools"].get(d["tool"], 0) + 1
+        if d.get("status") != "ok":
+            g["failed"] += 1
+        if d.get("status") in ("no_reply", "unfinished"):
+            g["unanswered"] += 1
+        if isinstance(d.get("latency_ms"), int | float):
+            g["latencies"].append(d["latency_ms"])
+    for e in store.events(topics=["mcp.session.end"], limit=1 << 30):
+        server(e["data"])["garbage_lines"] += int(e["data"].get("garbage_lines") or 0)
+    rows = []
+    for g in servers.values():
+        g["median_ms"] = _median(g.pop("latencies"))
+        rows.append(g)
+    return {"calls": len(calls), "tool_calls": sum(1 for d in calls if d.get("tool")),
+            "failed": sum(1 for d in calls if d.get("status") != "ok"),
+            "unanswered": sum(1 for d in calls if d.get("status") in ("no_reply", "unfinished")),
+            "linked": sum(1 for d in calls if (d.get("llm") or {}).get("tool_call_id")),
+            "garbage_lines": sum(g["garbage_lines"] for g in rows), "servers": rows}
 
 
 def tls_unseen(store: Store) -> list[dict[str, Any]]:
@@ -155,12 +203,37 @@ def format_summary(s: dict[str, Any]) -> str:
         what = "TLS seen late" if u["late"] else "TLS not visible"
         lines.append(f"{what}: {os.path.basename(u['path'])} (pid {', '.join(map(str, u['pids'][:6]))}): "
                      f"{u['connections']} connection(s) to {dests}: {u['reason']}")
+    lines += _format_mcp(s.get("mcp") or {})
     eps = s["endpoints"]
     lines.append("endpoints: " + (", ".join(f"{k} ({v}x)" if v > 1 else k for k, v in list(eps.items())[:12])
                                   if eps else "none"))
     lines.append(f"events lost: {s['events_lost']}" if s["events_lost"] else "no events lost")
     lines.append(f"recording: {s['recording']}")
     return "\n".join(lines)
+
+
+def _format_mcp(m: dict[str, Any]) -> list[str]:
+    if not m.get("calls") and not m.get("garbage_lines"):
+        return []
+    servers = m["servers"]
+    lines = [f"MCP calls: {m['calls']} to {len(servers)} server(s), {m['tool_calls']} tool call(s); "
+             f"{m['failed']} failed, {m['unanswered']} unanswered; {m['linked']} tied to the LLM call that asked"]
+    rows = [[g["server"], g["transport"], str(g["calls"]), str(g["tool_calls"]), str(g["failed"]),
+             str(g["unanswered"]), str(g["garbage_lines"]),
+             "?" if g["median_ms"] is None else f"{g['median_ms']:.1f} ms"] for g in servers]
+    lines.append(table(["server", "transport", "calls", "tools", "failed", "no reply", "garbage", "median"], rows,
+                       indent=2, left={1}))
+    used: dict[str, int] = {}
+    for g in servers:
+        for name, n in g["tools"].items():
+            used[name] = used.get(name, 0) + n
+    if used:
+        top = sorted(used.items(), key=lambda kv: (-kv[1], kv[0]))
+        lines.append("  tools: " + ", ".join(f"{k} ({v}x)" if v > 1 else k for k, v in top[:12])
+                     + (" ..." if len(top) > 12 else ""))
+    if m.get("garbage_lines"):
+        lines.append(f"  {m['garbage_lines']} line(s) on MCP pipes were not JSON-RPC (counted and skipped)")
+    return lines
 
 
 def tokens(store: Store, by: str = "model") -> list[dict[str, Any]]:
@@ -186,11 +259,26 @@ def format_tokens(rows: list[dict[str, Any]], by: str) -> str:
 
 
 def prompts(store: Store, limit: int = 0) -> list[dict[str, Any]]:
-    """Every LLM call with what was sent and what came back, oldest first."""
+    """Every LLM call with what was sent and what came back, oldest first, and the MCP calls that ran its
+    tool calls (``mcp_calls``) or whose results it carries (``mcp.tool_results``)."""
+    asked: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_id: dict[str, dict[str, Any]] = {}
+    for m in mcp_calls(store):
+        by_id[str(m.get("call_id"))] = m
+        key = ((m.get("llm") or {}).get("asked_by") or {}).get("key")
+        if key:
+            asked[key].append(m)
     out = []
     for row in store.llm_calls(limit=limit or 1 << 30):
         full = store.llm_call(row["id"]) or {}
         d = full.get("data") or {}
+        key = llm_key(d)
+        ran = {m["llm"]["tool_call_id"]: m for m in asked.get(key or "", [])}
+        for link in (d.get("mcp") or {}).get("tool_calls") or []:  # the call reached the stage after its runs
+            if link.get("mcp_call") in by_id:
+                ran.setdefault(link.get("tool_call_id"), by_id[link["mcp_call"]])
+        results = [{**r, "mcp": _mcp_brief(by_id.get(str(r.get("mcp_call"))))}
+                   for r in (d.get("mcp") or {}).get("tool_results") or []]
         out.append({
             "id": row["id"], "ts_ns": row["ts_ns"], "pid": row["pid"], "comm": row["comm"],
             "provider": row["provider"], "model": row["model"], "endpoint": d.get("endpoint"),
@@ -199,9 +287,25 @@ def prompts(store: Store, limit: int = 0) -> list[dict[str, Any]]:
             "output_text": d.get("output_text"), "reasoning": d.get("reasoning"), "tool_calls": d.get("tool_calls")
             or [], "stop_reason": d.get("stop_reason"), "error": d.get("error"),
             "usage": {k: row[k] for k in USAGE_KEYS}, "cost_usd": row["cost_usd"],
-            "ttft_ms": row["ttft_ms"], "duration_ms": row["duration_ms"],
+            "ttft_ms": row["ttft_ms"], "duration_ms": row["duration_ms"], "key": key,
+            "mcp_calls": [{"tool_call_id": tid, **_mcp_brief(m)} for tid, m in ran.items()],
+            "mcp_results": results,
         })
     return out
+
+
+def _mcp_brief(m: dict[str, Any] | None) -> dict[str, Any]:
+    """One MCP call in a few fields (for the chain in ``prompts``)."""
+    if m is None:
+        return {}
+    return {"call_id": m.get("call_id"), "event_id": m.get("event_id"), "server": mcp_server(m),
+            "transport": m.get("transport"), "method": m.get("method"), "tool": m.get("tool"),
+            "status": m.get("status"), "latency_ms": m.get("latency_ms")}
+
+
+def _mcp_line(m: dict[str, Any]) -> str:
+    ms = f", {m['latency_ms']:.1f} ms" if isinstance(m.get("latency_ms"), int | float) else ""
+    return f"MCP {m.get('server')} ({m.get('transport')}) {m.get('method')} {m.get('tool')}: {m.get('status')}{ms}"
 
 
 def _clip(text: Any, width: int) -> str:
@@ -247,13 +351,19 @@ def format_prompts(calls: list[dict[str, Any]], full: bool = False) -> str:
             lines.append(f"  ... {len(c['messages']) - 2} earlier message(s)")
         for m in messages:
             lines.append(f"  {m.get('role')}: {_clip(_message_text(m), width)}")
+        for r in c.get("mcp_results") or []:
+            if r.get("mcp"):
+                lines.append(f"  tool result {r.get('tool_call_id')} came from {_mcp_line(r['mcp'])}")
         if c["tools"]:
             lines.append(f"  tools offered: {', '.join(map(str, c['tools']))}")
         if c["reasoning"]:
             lines.append(f"  reasoning: {_clip(c['reasoning'], width)}")
         lines.append(f"  answer: {_clip(c['output_text'], width)}")
+        ran = {m["tool_call_id"]: m for m in c.get("mcp_calls") or []}
         for t in c["tool_calls"]:
             lines.append(f"  tool call: {t.get('name')}({_clip(t.get('arguments'), width)})")
+            if t.get("id") in ran:
+                lines.append(f"    ran as {_mcp_line(ran[t['id']])}")
         if c["error"]:
             lines.append(f"  error: {_clip(json.dumps(c['error']), width)}")
         blocks.append("\n".join(lines))
@@ -264,7 +374,8 @@ def export(store: Store, events: bool = False) -> dict[str, Any]:
     """The recording as one JSON document (events too with ``events=True``)."""
     doc: dict[str, Any] = {
         "meta": store.meta(), "summary": summary(store), "sessions": store.sessions(),
-        "processes": store.processes(), "llm_calls": prompts(store), "files": store.files(),
+        "processes": store.processes(), "llm_calls": prompts(store), "mcp_calls": mcp_calls(store),
+        "files": store.files(),
         "connections": store.connections(), "samples": store.samples(),
     }
     if events:

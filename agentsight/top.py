@@ -5,7 +5,8 @@ stage with ``data.session`` / ``data.agent``) and it keeps one :class:`Row` per
 agent session: LLM calls, tokens, cost, processes, files, connections, the last
 thing it did. Agents already running when top starts are found in /proc
 (:meth:`TopModel.seed_from_proc`), and CPU and RSS of each live session's
-process tree are read with psutil at every refresh (:meth:`TopModel.sample`).
+process tree are read with psutil at every refresh (:meth:`TopModel.sample`). MCP calls
+(``mcp.call``, over stdio or HTTP) count for the session of the agent that made them.
 The command feeds it from a pipeline's bus: an existing one (``--pipeline``,
 ``--connect``) or one it starts itself.
 """
@@ -20,11 +21,12 @@ import psutil
 
 from agentsight.analysis.sessions import agent_kind
 from agentsight.event import Event
+from agentsight.render import mcp_server
 
-__all__ = ["Row", "TopModel", "SORT_KEYS", "TOPICS", "format_plain"]
+__all__ = ["Row", "TopModel", "SORT_KEYS", "TOPICS", "format_plain", "COLUMNS", "LEFT", "LAST", "cells"]
 
-TOPICS = ["session.", "llm.call", "process.", "file.open", "net.connect", "ssl.unprobed"]
-SORT_KEYS = ("cost", "tokens", "calls", "cpu", "rss", "age", "activity", "pid")
+TOPICS = ["session.", "llm.call", "process.", "file.open", "net.connect", "ssl.unprobed", "mcp.call"]
+SORT_KEYS = ("cost", "tokens", "calls", "mcp", "cpu", "rss", "age", "activity", "pid")
 
 
 @dataclass
@@ -49,10 +51,12 @@ class Row:
     last_ns: int = 0
     last: str = ""
     unseen: int = 0  # connections whose TLS could not be seen (ssl.unprobed)
+    mcp: int = 0  # MCP calls (requests and their replies, over stdio or HTTP)
+    mcp_failed: int = 0  # of which not ok: an error, a tool error, no reply
     pids: set[int] = field(default_factory=set)
 
     def sort_value(self, key: str) -> Any:
-        return {"cost": self.cost, "tokens": self.tokens_in + self.tokens_out, "calls": self.calls,
+        return {"cost": self.cost, "tokens": self.tokens_in + self.tokens_out, "calls": self.calls, "mcp": self.mcp,
                 "cpu": self.cpu, "rss": self.rss, "age": -self.start_ns, "activity": self.last_ns,
                 "pid": -self.pid}[key]
 
@@ -100,6 +104,9 @@ class TopModel:
                 self.by_pid[row.pid] = sid
             return row
         key = self.by_pid.get(event.pid)
+        if key is None and event.topic == "mcp.call":  # no sessions stage: the row of the server's client
+            client = d.get("client") if isinstance(d.get("client"), dict) else {}
+            key = self.by_pid.get(client.get("pid") or 0)
         if key is not None:
             return self.rows.get(key)
         if event.topic == "llm.call":  # no sessions stage upstream: one row per calling process
@@ -150,6 +157,12 @@ class TopModel:
         elif topic == "net.connect":
             row.network += 1
             row.last = f"connect {d.get('address')}:{d.get('port')}"
+        elif topic == "mcp.call":
+            row.mcp += 1
+            if d.get("status") != "ok":
+                row.mcp_failed += 1
+            what = d.get("tool") or d.get("uri") or d.get("prompt") or ""
+            row.last = f"mcp {mcp_server(d)} {d.get('method')} {what}".strip()[:60]
         elif topic == "ssl.unprobed":
             row.unseen += 1
             exe = str(d.get("path") or "?").rsplit("/", 1)[-1]
@@ -189,9 +202,10 @@ class TopModel:
         return sorted(rows, key=lambda r: r.sort_value(sort), reverse=True)
 
 
-COLUMNS = ["agent", "pid", "state", "age", "model", "calls", "tok in", "tok out", "cost", "procs", "files",
+COLUMNS = ["agent", "pid", "state", "age", "model", "calls", "mcp", "tok in", "tok out", "cost", "procs", "files",
            "net", "cpu%", "rss", "last activity"]
-LEFT = {0, 2, 4, 14}
+LAST = len(COLUMNS) - 1  # the last activity: the one column that wraps
+LEFT = {0, 2, 4, LAST}
 
 
 def _age(ns: int, now_ns: int) -> str:
@@ -208,7 +222,8 @@ def cells(row: Row, now_ns: int) -> list[str]:
     cost = f"${row.cost:.4f}" + ("+?" if row.unpriced else "") if row.calls else "-"
     # "+N?": N connections whose calls could not be seen, so the count may be short.
     calls = str(row.calls) + (f" +{row.unseen}?" if row.unseen else "")
-    return [row.agent, str(row.pid), row.state, _age(row.start_ns, now_ns), row.model or "-", calls,
+    mcp = f"{row.mcp}" + (f" ({row.mcp_failed} failed)" if row.mcp_failed else "") if row.mcp else "-"
+    return [row.agent, str(row.pid), row.state, _age(row.start_ns, now_ns), row.model or "-", calls, mcp,
             f"{row.tokens_in:,}", f"{row.tokens_out:,}", cost, str(row.processes), str(row.files),
             str(row.network), f"{row.cpu:.0f}", _mib(row.rss), (since + row.last).strip() or "-"]
 

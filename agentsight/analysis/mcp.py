@@ -194,6 +194,12 @@ def _text(v: Any) -> str:
     return v if isinstance(v, str) else ""
 
 
+def _exit_reason(ch: _Channel) -> str:
+    if ch.transport != "stdio":
+        return "the client exited"
+    return "the server exited" + (f" (exit code {ch.exit_code})" if ch.exit_code is not None else "")
+
+
 def _query_session(query: Any, target: Any = None) -> str | None:
     """The legacy HTTP+SSE transport's session id, from a query string or a URL."""
     q = _text(query)
@@ -263,10 +269,7 @@ class McpCalls:
             for h in due:
                 out += self._release(h)
         for ch in [c for c in self._channels.values() if c.exited is not None and now - c.exited >= self.exit_grace_s]:
-            reason = "the server exited" if ch.transport == "stdio" else "the client exited"
-            if ch.exit_code is not None and ch.transport == "stdio":
-                reason += f" (exit code {ch.exit_code})"
-            out += self._close(ch, reason, ch.exit_ts_ns, "no_reply")
+            out += self._close(ch, _exit_reason(ch), ch.exit_ts_ns, "no_reply")
         self.stats.channels = len(self._channels)
         self.stats.held = len(self._held)
         return out
@@ -277,8 +280,7 @@ class McpCalls:
         out: list[Event] = []
         for ch in list(self._channels.values()):
             if ch.exited is not None:
-                out += self._close(ch, "the server exited" if ch.transport == "stdio" else "the client exited",
-                                   ch.exit_ts_ns, "no_reply")
+                out += self._close(ch, _exit_reason(ch), ch.exit_ts_ns, "no_reply")
             else:
                 out += self._close(ch, "the capture ended", 0, "unfinished")
         for h in list(self._held):
