@@ -105,8 +105,8 @@ class TopModel:
             return row
         key = self.by_pid.get(event.pid)
         if key is None and event.topic == "mcp.call":  # no sessions stage: the row of the server's client
-            client = d.get("client") if isinstance(d.get("client"), dict) else {}
-            key = self.by_pid.get(client.get("pid") or 0)
+            client = d.get("client")
+            key = self.by_pid.get(client.get("pid") or 0) if isinstance(client, dict) else None
         if key is not None:
             return self.rows.get(key)
         if event.topic == "llm.call":  # no sessions stage upstream: one row per calling process
