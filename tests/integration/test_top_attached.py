@@ -10,6 +10,7 @@ import time
 
 from agentsight.event import Event
 from agentsight.jsonform import event_to_json
+from agentsight.top import COLUMNS
 from tests.conftest import AGENTSIGHT
 
 T = 1_764_435_000_000_000_000
@@ -54,7 +55,7 @@ def test_top_once_attached_to_a_pipeline(pipeline, workdir):
     row = next(line for line in lines if line.startswith("claude-code"))
     cols = row.split()
     assert cols[1] == "4242" and "claude-sonnet-x" in cols and "6,000" in cols and "$0.7500" in cols
-    assert cols[cols.index("6,000") - 1] == "3"  # calls
+    assert cols[COLUMNS.index("calls")] == "3"  # the columns before it are one word each
     assert "exec bash -c pytest" in row
     p.wait(30)
 
