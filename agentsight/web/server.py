@@ -26,6 +26,7 @@ from agentsight.report import tls_unseen
 from agentsight.store import SCHEMA_VERSION, Store
 from agentsight.web.guard import SECURITY_HEADERS, guard_middleware, is_loopback
 from agentsight.web.live import Hub
+from agentsight.web.mcpcalls import mcp_view
 from agentsight.web.summary import brief
 from agentsight.web.timeline import Filter, ordered_lanes, overview, window
 
@@ -133,6 +134,7 @@ class WebServer:
         r.add_get("/api/llm/calls", self.llm_calls)
         r.add_get("/api/llm/calls/{id:\\d+}", self.llm_call)
         r.add_get("/api/sessions", self.sessions)
+        r.add_get("/api/mcp/calls", self.mcp_calls)
         r.add_get("/api/stream", self.stream)
         r.add_static("/static", STATIC, append_version=False)
         return app
@@ -154,6 +156,7 @@ class WebServer:
                 "counts": {
                     "events": db.execute("SELECT count(*) FROM events").fetchone()[0],
                     "llm_calls": db.execute("SELECT count(*) FROM llm_calls").fetchone()[0],
+                    "mcp_calls": db.execute("SELECT count(*) FROM events WHERE topic = 'mcp.call'").fetchone()[0],
                     "processes": db.execute("SELECT count(*) FROM processes").fetchone()[0],
                 },
                 "topics": s.topic_counts(),
@@ -258,6 +261,10 @@ class WebServer:
         if row is None:
             return _json({"error": f"no LLM call {cid}"}, 404)
         return _json(row)
+
+    async def mcp_calls(self, request: web.Request) -> web.Response:
+        pid = _int(request, "pid", None)
+        return _json(await self.read(lambda s: mcp_view(s, pid)))
 
     async def sessions(self, request: web.Request) -> web.Response:
         return _json({"sessions": await self.read(lambda s: s.sessions())})

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from agentsight.render import mcp_server
+
 __all__ = ["KINDS", "kind", "label", "brief"]
 
 # Colour families, in legend order; a topic belongs to the first whose prefix it has.
@@ -17,6 +19,7 @@ KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("file", ("file.",)),
     ("net", ("net.",)),
     ("llm", ("llm.",)),
+    ("mcp", ("mcp.",)),
     ("http", ("http.", "sse.")),
     ("tls", ("ssl.",)),
     ("stdio", ("stdio.",)),
@@ -95,6 +98,13 @@ def label(topic: str, data: Any) -> str:
         if d.get("status_code") not in (None, 200):
             parts.append(f"HTTP {d.get('status_code')}")
         return _short(" · ".join(p for p in parts if p))
+    if topic == "mcp.call":
+        what = _text(d.get("tool") or d.get("uri") or d.get("prompt"))
+        ms = f" {d['latency_ms']:.0f} ms" if isinstance(d.get("latency_ms"), int | float) else ""
+        return _short(f"{mcp_server(d)} {_text(d.get('method')) or '?'} {what} → {_text(d.get('status'))}{ms}")
+    if topic in ("mcp.notification", "mcp.session.end"):
+        what = _text(d.get("method") or d.get("reason"))
+        return _short(f"{mcp_server(d)} {what}")
     if topic == "http.exchange":
         req: dict[str, Any] = d["request"] if isinstance(d.get("request"), dict) else {}
         resp: dict[str, Any] = d["response"] if isinstance(d.get("response"), dict) else {}

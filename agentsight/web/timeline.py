@@ -28,12 +28,13 @@ __all__ = ["Filter", "MAX_ITEMS", "window", "overview", "lane_key", "ordered_lan
 # vis-timeline lays out about two items per millisecond: the most single events one window returns.
 MAX_ITEMS = 600
 # Lanes of one process, in this order (unknown sources after these).
-SOURCE_ORDER = ("process", "sessions", "llm", "http", "sse", "ssl", "stdio", "system")
+SOURCE_ORDER = ("process", "sessions", "llm", "mcp", "http", "sse", "ssl", "stdio", "system")
 # Most process lifetimes (bars under a process lane) one window returns.
 MAX_LIVES = 150
 # Topics drawn as a span (request start -> response end) rather than a point.
 SPANS = {"llm.call": ("ts_request_start_ns", "ts_end_ns"),
-         "http.exchange": ("ts_request_start_ns", "ts_response_end_ns")}
+         "http.exchange": ("ts_request_start_ns", "ts_response_end_ns"),
+         "mcp.call": ("ts_request_ns", "ts_response_ns")}
 
 
 def lane_key(pid: int, source: str) -> str:

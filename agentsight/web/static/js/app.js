@@ -54,6 +54,7 @@ function renderMeta() {
   el.append(
     h("span", { title: "Recording file" }, i.file),
     h("span", null, h("b", { id: "meta-events" }, fmt.num(i.counts.events)), " events"),
+    i.counts.mcp_calls ? h("span", { title: "MCP calls (stdio and HTTP)" }, h("b", { id: "meta-mcp" }, fmt.num(i.counts.mcp_calls)), " MCP calls") : null,
     h("span", null, h("b", null, span)),
   );
   // Connections whose TLS agentsight could not see: never silent.
@@ -123,6 +124,7 @@ function onLive(rows) {
     for (const r of rows) {
       i.topics[r.topic] = (i.topics[r.topic] || 0) + 1;
       if (r.topic === "llm.call") i.counts.llm_calls += 1;
+      if (r.topic === "mcp.call") i.counts.mcp_calls = (i.counts.mcp_calls || 0) + 1;
     }
     renderMeta();
     if (rows.some((r) => r.topic === "ssl.unprobed")) refreshInfo();

@@ -1,6 +1,8 @@
 // LLM calls: totals, tokens over time (uPlot), the list of calls and one call in full:
-// system prompt, messages with tool calls and results, tools offered, the answer, usage, cost, timing.
+// system prompt, messages with tool calls and results, tools offered, the answer, usage, cost, timing,
+// and the MCP calls that ran its tool calls or whose results it carried (the thread to MCP).
 import { api, fmt, h, clear, clock, jsonView, textOf } from "./util.js";
+import { loadMcp, mcpWhat, statusPill } from "./mcp.js";
 
 export class LlmView {
   constructor(root, state) {
@@ -30,7 +32,7 @@ export class LlmView {
     await this.load();
     window.agentsight.ready.llm = performance.now();
     this.state.bus.addEventListener("events", (e) => {
-      if (e.detail.some((r) => r.topic === "llm.call")) this.loadSoon();
+      if (e.detail.some((r) => r.topic === "llm.call" || r.topic === "mcp.call")) this.loadSoon();
     });
     window.addEventListener("resize", () => this.chart?.setSize({ width: this.chartEl.clientWidth - 24, height: 176 }));
   }
@@ -41,7 +43,9 @@ export class LlmView {
   }
 
   async load() {
-    this.calls = (await api("/api/llm/calls", { limit: 10000 })).calls;
+    const [calls, mcp] = await Promise.all([api("/api/llm/calls", { limit: 10000 }), loadMcp().catch(() => null)]);
+    this.calls = calls.calls;
+    this.mcp = mcp || { calls: [], summary: { calls: 0, tool_calls: 0, failed: 0, linked: 0 } };
     this.renderStats();
     this.renderChart();
     this.renderList();
@@ -76,6 +80,11 @@ export class LlmView {
       stat("Median duration", fmt.dur(med(durs))),
       stat("Models", String(models.size), [...models].join(", ")),
     );
+    const m = this.mcp.summary;
+    if (m.calls) {
+      this.statsEl.append(h("div.stat", { id: "llm-stat-mcp", title: `${m.tool_calls} tool calls, ${m.failed} failed, ${m.linked} tied to the LLM call that asked` },
+        h("div.v", null, fmt.num(m.calls)), h("div.l", null, "MCP calls")));
+    }
   }
 
   renderChart() {
@@ -188,10 +197,30 @@ export class LlmView {
 
     clear(this.detailEl).append(head, tiles,
       h("div.section", { id: "llm-answer-section" }, h("h3", null, "Answer"), answer),
+      ...[this.mcpSection(c, d)].filter(Boolean),
       h("div.section", { id: "llm-prompt" }, h("h3", null, "Prompt", h("span.n", null, `${(d.messages || []).length} messages`)), prompt),
       tools.length ? h("div.section", null, h("h3", null, "Tools offered", h("span.n", null, tools.length)), toolChips, toolBox) : null,
       notes,
       h("div.section", null, h("details.fold", null, h("summary", null, h("h3", { style: { display: "inline-flex" } }, "Raw event data")), jsonView(d))));
+  }
+
+  // The MCP calls tied to this call: those that ran the tools it asked for, those whose results it carried.
+  mcpSection(c, d) {
+    const calls = this.mcp.calls;
+    const ran = calls.filter((m) => m.asked_by_llm_id === c.id);
+    const fed = calls.filter((m) => m.result_in_llm_id === c.id);
+    if (!ran.length && !fed.length) return null;
+    const row = (m, how) => h("div.mcp-link", { dataset: { mcp: String(m.event_id), how } },
+      h("span.pill.mcp", null, "MCP"),
+      how === "ran"
+        ? [" tool call ", h("b", null, m.llm_tool_name || m.tool), h("span.dim", null, ` ${m.tool_call_id}`), " ran as "]
+        : [" tool result ", h("span.dim", null, `${m.tool_call_id} `), "came from "],
+      h("a", { href: `/processes?mcp=${m.event_id}`, "data-nav": true }, `${m.server} · ${mcpWhat(m)}`), " ",
+      statusPill(m.status), h("span.dim", null, ` ${fmt.dur(m.latency_ms)}`),
+      how === "result" && m.asked_by_llm_id ? h("span.dim", null, [" · asked in ", h("a", { href: `/llm?id=${m.asked_by_llm_id}`, "data-nav": true }, `LLM call #${m.asked_by_llm_id}`)]) : null,
+      m.result ? h("div.dim.mono.mcp-result", null, m.result) : null);
+    return h("div.section", { id: "llm-mcp" }, h("h3", null, "MCP", h("span.n", null, `${ran.length + fed.length} call${ran.length + fed.length === 1 ? "" : "s"}`)),
+      ran.map((m) => row(m, "ran")), fed.map((m) => row(m, "result")));
   }
 
   shown() { this.chart?.setSize({ width: this.chartEl.clientWidth - 24, height: 176 }); }

@@ -1,6 +1,8 @@
-// Process tree: the agent's process hierarchy; under each process its LLM calls and tool runs
-// in time order, then its files and connections. The right pane details the selected process.
+// Process tree: the agent's process hierarchy; under each process its LLM calls, MCP calls and tool
+// runs in time order, then its files and connections. The right pane details the selected process,
+// or one MCP call with the LLM calls it is tied to (/processes?mcp=EVENT_ID).
 import { api, fmt, h, clear, debounce } from "./util.js";
+import { loadMcp, mcpWhat, renderMcpDetail, statusPill } from "./mcp.js";
 
 export class ProcessesView {
   constructor(root, state) {
@@ -29,18 +31,28 @@ export class ProcessesView {
     if (first) this.select(first.key);
     window.agentsight.ready.processes = performance.now();
     this.state.bus.addEventListener("events", (e) => {
-      if (e.detail.some((r) => /^(process|llm|file|net)\./.test(r.topic))) this.reloadSoon();
+      if (e.detail.some((r) => /^(process|llm|file|net|mcp)\./.test(r.topic))) this.reloadSoon();
     });
   }
 
   reloadSoon() {
     if (this._t) return;
-    this._t = setTimeout(async () => { this._t = null; this.details.clear(); await this.load(); if (this.selected) this.select(this.selected); }, 1000);
+    this._t = setTimeout(async () => {
+      this._t = null; this.details.clear(); await this.load();
+      if (this.mcpShown) this.showMcp(this.mcpShown); else if (this.selected) this.select(this.selected);
+    }, 1000);
   }
 
   async load() {
-    const [procs, calls] = await Promise.all([api("/api/processes"), api("/api/llm/calls", { limit: 10000 })]);
+    const [procs, calls, mcp] = await Promise.all([api("/api/processes"), api("/api/llm/calls", { limit: 10000 }),
+      loadMcp().catch(() => ({ calls: [] }))]);
     this.sessions = procs.sessions;
+    this.mcpCalls = mcp.calls;
+    this.mcpByPid = new Map();
+    for (const c of mcp.calls) {
+      if (!this.mcpByPid.has(c.pid)) this.mcpByPid.set(c.pid, []);
+      this.mcpByPid.get(c.pid).push(c);
+    }
     this.callsByPid = new Map();
     for (const c of calls.calls) {
       if (!this.callsByPid.has(c.pid)) this.callsByPid.set(c.pid, []);
@@ -72,7 +84,16 @@ export class ProcessesView {
     this.roots.sort(byStart).forEach((n) => setDepth(n, 0));
     // The agent badge goes on a session's root (or any process making LLM calls), not on every tool it runs.
     // A reused pid's LLM calls belong to the run that was alive then (the last one started before).
-    for (const n of this.nodes) { n.calls = []; n.session_agent = n.agent; }
+    for (const n of this.nodes) { n.calls = []; n.mcp = []; n.session_agent = n.agent; }
+    for (const [pid, calls] of this.mcpByPid) {
+      const runs = (byPid.get(pid) || []).slice().sort(byStart);
+      for (const c of calls) {
+        let run = runs[0];
+        const t = c.ts_request_ns ?? c.ts_response_ns ?? 0;
+        for (const r of runs) if ((r.start_ns ?? 0) <= t) run = r;
+        if (run) run.mcp.push(c);
+      }
+    }
     for (const [pid, calls] of this.callsByPid) {
       const runs = (byPid.get(pid) || []).slice().sort(byStart);
       if (!runs.length) continue;
@@ -104,11 +125,14 @@ export class ProcessesView {
       if (!this.matches(n)) return;
       out.push(this.nodeRow(n));
       if (!this.expanded.has(n.key) && !this.needle) return;
-      const kids = [...n.children.map((c) => ({ t: c.start_ns ?? 0, node: c })), ...n.calls.map((c) => ({ t: c.ts_ns - (c.duration_ms || 0) * 1e6, call: c }))]
+      const kids = [...n.children.map((c) => ({ t: c.start_ns ?? 0, node: c })), ...n.calls.map((c) => ({ t: c.ts_ns - (c.duration_ms || 0) * 1e6, call: c })),
+        ...n.mcp.map((c) => ({ t: c.ts_request_ns ?? c.ts_response_ns ?? 0, mcp: c }))]
         .sort((a, b) => a.t - b.t);
       for (const k of kids) {
         if (k.node) walk(k.node);
-        else if (!this.needle) out.push(this.callRow(k.call, n.depth + 1));
+        else if (this.needle) continue;
+        else if (k.mcp) out.push(this.mcpRow(k.mcp, n.depth + 1));
+        else out.push(this.callRow(k.call, n.depth + 1));
       }
       if (this.needle) return;
       const c = n.counts || {};
@@ -120,7 +144,7 @@ export class ProcessesView {
   }
 
   nodeRow(n) {
-    const hasKids = n.children.length || n.calls.length || (n.counts && (n.counts.files || n.counts.connections));
+    const hasKids = n.children.length || n.calls.length || n.mcp.length || (n.counts && (n.counts.files || n.counts.connections));
     const open = this.expanded.has(n.key);
     const caret = h(`span.caret${hasKids ? "" : ".leaf"}`, { title: open ? "Collapse" : "Expand" }, open ? "▾" : "▸");
     caret.addEventListener("click", (e) => { e.stopPropagation(); this.toggle(n.key); });
@@ -135,6 +159,7 @@ export class ProcessesView {
       h("span.meta", null,
         n.agent ? h("span.pill.llm", { title: "Agent session" }, n.agent) : null,
         c.llm_calls ? h("span.pill.llm", { title: "LLM calls" }, `${c.llm_calls} LLM`) : null,
+        n.mcp.length ? h("span.pill.mcp", { title: "MCP calls" }, `${n.mcp.length} MCP`) : null,
         c.files ? h("span.pill", { title: "Files opened" }, `${c.files} ${c.files === 1 ? "file" : "files"}`) : null,
         c.connections ? h("span.pill", { title: "Connections" }, `${c.connections} conn`) : null,
         exitPill(n)),
@@ -152,6 +177,33 @@ export class ProcessesView {
       h("span.right", null, `${fmt.time(c.ts_ns)} · ${fmt.dur(c.duration_ms)}`));
     row.addEventListener("click", () => this.state.navigate(`/llm?id=${c.id}`));
     return row;
+  }
+
+  mcpRow(c, depth) {
+    const row = h(`div.act-row.k-mcp${this.mcpShown === c.event_id ? ".sel" : ""}`, { style: { paddingLeft: `${30 + depth * 20}px` }, dataset: { mcp: String(c.event_id) }, title: "Open this MCP call" },
+      h("span.ico", null, "MCP"),
+      h("span.what", null, h("b", null, mcpWhat(c)), ` · ${c.server}`, c.tool_call_id ? h("span.dim", null, ` · asked by the model (${c.tool_call_id})`) : null),
+      h("span.right", null, statusPill(c.status), ` ${fmt.time(c.ts_request_ns ?? c.ts_response_ns)} · ${fmt.dur(c.latency_ms)}`));
+    row.addEventListener("click", () => {
+      history.replaceState(null, "", `/processes?mcp=${c.event_id}`);
+      this.showMcp(c.event_id);
+    });
+    return row;
+  }
+
+  // One MCP call in the right pane, its process selected in the tree.
+  async showMcp(eventId) {
+    const c = (this.mcpCalls || []).find((x) => x.event_id === Number(eventId));
+    if (!c) return;
+    this.mcpShown = c.event_id;
+    const node = this.nodes.find((n) => n.mcp.includes(c));
+    if (node) {
+      this.selected = node.key;
+      for (let p = node.parent; p; p = p.parent) this.expanded.add(p.key);
+      this.expanded.add(node.key);
+    }
+    this.renderTree();
+    await renderMcpDetail(this.detailEl, c, this.state);
   }
 
   listRows(n, which, count) {
@@ -192,12 +244,13 @@ export class ProcessesView {
 
   async select(key) {
     this.selected = key;
+    this.mcpShown = null;
     const n = this.byKey.get(key);
     if (!n) return;
     for (const el of this.treeEl.querySelectorAll(".node-row.sel")) el.classList.remove("sel");
     this.renderTree();
     const d = await this.detail(n);
-    if (this.selected !== key) return;
+    if (this.selected !== key || this.mcpShown) return;
     this.renderDetail(n, d);
   }
 
@@ -219,6 +272,13 @@ export class ProcessesView {
         ["Time", "Model", ["In", "num"], ["Out", "num"], ["Cost", "num"], ["Duration", "num"]],
         n.calls.map((c) => ({ cells: [fmt.time(c.ts_ns), c.model || "?", fmt.num(c.input_tokens), fmt.num(c.output_tokens), fmt.usd(c.cost_usd), fmt.dur(c.duration_ms)],
           onclick: () => this.state.navigate(`/llm?id=${c.id}`) })))));
+    }
+    if (n.mcp.length) {
+      sections.push(section("MCP calls", n.mcp.length, table(
+        ["Time", "Call", "Status", ["Latency", "num"], "Asked by"],
+        n.mcp.map((c) => ({ cells: [fmt.time(c.ts_request_ns ?? c.ts_response_ns), `${c.server} · ${mcpWhat(c)}`, c.status,
+          fmt.dur(c.latency_ms), c.asked_by_llm_id ? `LLM call #${c.asked_by_llm_id}` : (c.tool_call_id || "—")],
+        onclick: () => { history.replaceState(null, "", `/processes?mcp=${c.event_id}`); this.showMcp(c.event_id); } })))));
     }
     if (n.children.length) {
       sections.push(section("Tool runs", n.children.length, table(
@@ -247,7 +307,10 @@ export class ProcessesView {
     if (chartBox) requestAnimationFrame(() => resourceChart(chartBox, d.samples));
   }
 
-  routed() {}
+  routed() {
+    const q = new URLSearchParams(location.search);
+    if (q.get("mcp")) this.showMcp(q.get("mcp"));
+  }
 }
 
 function byStart(a, b) { return (a.start_ns ?? 0) - (b.start_ns ?? 0); }

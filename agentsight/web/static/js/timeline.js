@@ -5,10 +5,10 @@
 import { api, fmt, h, clear, clock, debounce, kindChips, kindCounts, topicsFor, jsonView, KIND_NAMES, KIND_COLORS, kindOf } from "./util.js";
 
 const KIND_RGB = {
-  process: "122,162,247", file: "158,206,106", net: "224,175,104", llm: "187,154,247", http: "125,207,255", tls: "42,195,222",
+  process: "122,162,247", file: "158,206,106", net: "224,175,104", llm: "187,154,247", mcp: "115,218,202", http: "125,207,255", tls: "42,195,222",
   stdio: "255,158,100", system: "169,177,214", session: "247,118,142", other: "124,133,163",
 };
-const SOURCE_ORDER = ["process", "sessions", "llm", "http", "sse", "ssl", "stdio", "system"];
+const SOURCE_ORDER = ["process", "sessions", "llm", "mcp", "http", "sse", "ssl", "stdio", "system"];
 const LABELS = 60;  // at most this many events loaded: stack them with their labels; more: one row of marks per lane
 
 const escHtml = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
@@ -614,5 +614,5 @@ function rankSource(s) {
 }
 
 function sourceKind(source) {
-  return { process: "process", sessions: "session", llm: "llm", http: "http", sse: "http", ssl: "tls", stdio: "stdio", system: "system" }[source] || "other";
+  return { process: "process", sessions: "session", llm: "llm", mcp: "mcp", http: "http", sse: "http", ssl: "tls", stdio: "stdio", system: "system" }[source] || "other";
 }

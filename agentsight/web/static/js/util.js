@@ -1,16 +1,16 @@
 // Small shared helpers: API calls, DOM building, formatting, JSON highlighting.
 
 export const KINDS = [
-  ["process", "process."], ["file", "file."], ["net", "net."], ["llm", "llm."], ["http", "http."],
+  ["process", "process."], ["file", "file."], ["net", "net."], ["llm", "llm."], ["mcp", "mcp."], ["http", "http."],
   ["http", "sse."], ["tls", "ssl."], ["stdio", "stdio."], ["system", "system."], ["session", "session."],
 ];
-export const KIND_NAMES = ["process", "file", "net", "llm", "http", "tls", "stdio", "system", "session", "other"];
+export const KIND_NAMES = ["process", "file", "net", "llm", "mcp", "http", "tls", "stdio", "system", "session", "other"];
 export const KIND_PREFIXES = {
-  process: ["process."], file: ["file."], net: ["net."], llm: ["llm."], http: ["http.", "sse."], tls: ["ssl."],
+  process: ["process."], file: ["file."], net: ["net."], llm: ["llm."], mcp: ["mcp."], http: ["http.", "sse."], tls: ["ssl."],
   stdio: ["stdio."], system: ["system."], session: ["session."],
 };
 export const KIND_COLORS = {
-  process: "#7aa2f7", file: "#9ece6a", net: "#e0af68", llm: "#bb9af7", http: "#7dcfff", tls: "#2ac3de",
+  process: "#7aa2f7", file: "#9ece6a", net: "#e0af68", llm: "#bb9af7", mcp: "#73daca", http: "#7dcfff", tls: "#2ac3de",
   stdio: "#ff9e64", system: "#a9b1d6", session: "#f7768e", other: "#7c85a3",
 };
 
