@@ -594,9 +594,17 @@ class ActorRuntime:
         sink = self.component
         assert isinstance(sink, Sink)
         durable = sink.durable_position()
-        if not self.state.get("sink:init"):  # first start in this run: take the file as it is
+        # Positions are about one file or recording: a restart with other options (another path)
+        # starts afresh there, taking what the file holds as it is.
+        identity = zlib.crc32(json.dumps(self.spec.options, sort_keys=True, default=str).encode()) + 1
+        if self.state.get("sink:id") != identity:
+            pending = self.state.get("sink:pending")
+            if pending:  # a flush to the old file cut short: whether it landed cannot be told now
+                self._lost(pending)
+                self._stat("lost_in_flush", pending)
             self.state.stage("sink:after", durable)
-            self.state.stage("sink:init", 1)
+            self.state.stage("sink:pending", 0)
+            self.state.stage("sink:id", identity)
             self.state.commit()
             self._sink_at = durable
             return

@@ -294,3 +294,20 @@ runtime_dir = "{workdir / "run"}"
     assert events == len(read_jsonl(seen_path)) and events + lost == expected, summary
     assert lost > 0
     assert p.stop() == 0
+
+
+def test_a_sink_restarted_onto_another_file_leaves_that_file_whole(pipeline, workdir):
+    """A reload that points a jsonl sink at an existing file restarts it there: what the file held stays."""
+    out, other = workdir / "out.jsonl", workdir / "other.jsonl"
+    kept = "".join(f'{{"keep": {i}}}\n' for i in range(20_000))  # bigger than what `out` gets first
+    other.write_text(kept)
+    p = pipeline(chain(out, 0, rate=3_000, workers=1)).start()
+    wait_for(lambda: out.exists() and out.stat().st_size > 30_000, 20, what="events flowing")
+    p.config.write_text(p.config.read_text().replace(f'path = "{out}"', f'path = "{other}"'))
+    wait_for(lambda: other.stat().st_size > len(kept) + 30_000, 20, what="events in the other file")
+    assert p.stop() == 0, p.stderr()
+    assert other.read_text().startswith(kept)
+    rows = read_jsonl(out) + [r for r in read_jsonl(other) if "keep" not in r]
+    for ns in check_order(rows).values():
+        assert ns == list(range(len(ns)))
+    assert p.lost_reported() == 0
