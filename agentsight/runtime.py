@@ -165,8 +165,10 @@ class ActorRuntime:
         for d in self.pipeline.downstream(self.spec.name):
             part = d.partition_by or getattr(component_class(d.kind, d.type), "DEFAULT_PARTITION", "pid")
             wanted[(d.name, d.workers, part)] = d
+        feeds = {out.target for out in self.outputs}
         for name in hold:
-            self.held.setdefault(name, [])
+            if name in feeds:  # only what we were sending to: the others hold their own
+                self.held.setdefault(name, [])
         keep = []
         for out in self.outputs:
             if out.signature in wanted:

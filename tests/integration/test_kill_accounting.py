@@ -93,6 +93,8 @@ def test_kill_9_of_every_actor_kind_is_restarted_and_counted_exactly(pipeline, w
           f"over {len(times)} kills")
     for victim, ts in restart_s.items():
         print(f"  {victim:<18} restart {', '.join(f'{t:.2f}s' for t in ts)}")
+    for iid in ("analyzers/tag#0", "analyzers/tag#1", "analyzers/fwd", "sinks/out", "sinks/db"):
+        print(f"  {iid:<18} counted lost {rows[iid]['dropped']} (restarts {rows[iid]['restarts']})")
     for sink, (got, counted, total) in figures.items():
         print(f"  {sink:<18} delivered {got} + counted lost {counted} = {got + counted} of {total} numbered")
     assert max(times) < 3.0
