@@ -156,6 +156,7 @@ class _Channel:
     exited: float | None = None  # clock() when its process exited
     exit_ts_ns: int = 0
     exit_code: Any = None
+    exit_signal: str | None = None
 
     def scope(self) -> str:
         return self.session if self.session else f"pid:{self.client_pid or self.pid}"
@@ -197,6 +198,8 @@ def _text(v: Any) -> str:
 def _exit_reason(ch: _Channel) -> str:
     if ch.transport != "stdio":
         return "the client exited"
+    if ch.exit_signal:
+        return f"the server was killed ({ch.exit_signal})"
     return "the server exited" + (f" (exit code {ch.exit_code})" if ch.exit_code is not None else "")
 
 
@@ -349,6 +352,8 @@ class McpCalls:
             now = self.clock()
             if ch is not None and ch.exited is None:
                 ch.exited, ch.exit_ts_ns, ch.exit_code = now, event.ts_ns, d.get("exit_code")
+                if d.get("signal"):
+                    ch.exit_signal = _str(d.get("signal_name")) or f"signal {d.get('signal')}"
             for c in self._channels.values():
                 if c.transport == "http" and c.client_pid == pid and c.exited is None:
                     c.exited, c.exit_ts_ns = now, event.ts_ns
@@ -858,6 +863,7 @@ class McpCalls:
                       "rewritten_bytes": sum(f.rewritten_bytes for f in ch.frames.values()),
                       "oversize": sum(f.oversize for f in ch.frames.values()),
                       "ts_start_ns": ch.ts_start_ns, "ts_end_ns": ts, "exit_code": ch.exit_code,
+                      "exit_signal": ch.exit_signal,
                       "session": ch.session, "agent": ch.agent}
             out.append(self._event("mcp.session.end", ts, ch, record))
         return out

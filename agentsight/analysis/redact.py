@@ -259,6 +259,9 @@ def redact_value(value: Any) -> Any:
         for k, v in value.items():
             if isinstance(k, str) and isinstance(v, str | bytes) and v and _is_secret_key(k):
                 text = v.decode("latin-1") if isinstance(v, bytes) else v
+                if text.startswith(REDACTED[:-1]):  # a marker already (an earlier stage's): kept as it says
+                    out[k] = v
+                    continue
                 marker = _marker(_kind_of(text) or k.lower())
                 out[k] = marker.encode() if isinstance(v, bytes) else marker
             else:

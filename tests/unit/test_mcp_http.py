@@ -203,6 +203,14 @@ def test_an_mcp_event_stream_ends_at_its_response_and_the_next_head_is_kept():
     assert not [e for e in out if e.topic == "http.error"]
 
 
+def test_arguments_redacted_by_the_http_stage_keep_their_marker():
+    """The http stage redacts the body first; the mcp stage's own redaction leaves its markers as they are."""
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "login", "arguments": {"api_key": "[REDACTED:sk]", "user": "x"}}}
+    out = run([exchange(0, "POST", call, answer=json.dumps({"jsonrpc": "2.0", "id": 1, "result": {}}).encode())])
+    assert records(out)[0]["arguments"] == {"api_key": "[REDACTED:sk]", "user": "x"}
+
+
 def test_jsonrpc_helpers():
     assert jsonrpc_request_id(b'{"jsonrpc":"2.0","id":3,"method":"x"}') == "3"
     assert jsonrpc_request_id(b'{"jsonrpc":"2.0","id":"3","method":"x"}') == '"3"'

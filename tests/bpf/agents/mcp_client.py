@@ -3,6 +3,7 @@ logs every request it made with what came back: the oracle of the MCP capture te
 
     mcp_client.py LOG filesystem DIR -- CMD ARGS...   # the filesystem server over stdio
     mcp_client.py LOG everything -- CMD ARGS...       # the everything server over stdio
+    mcp_client.py LOG killed -- CMD ARGS...           # a long tool call whose server is killed mid-call
     mcp_client.py LOG http URL CA_FILE                # a streamable-HTTP server over TLS
 
 Each line of LOG is one request: ``{"dir": "client", "method", "params", "result" | "error"}``
@@ -112,6 +113,29 @@ async def everything(log: Logged, s: ClientSession) -> None:
     await log.call("tools/call", {"name": "no-such-tool", "arguments": {}}, s.call_tool("no-such-tool", {}))
 
 
+async def killed(log: Logged, s: ClientSession) -> None:
+    """A long-running tool call; at its first progress notification the server is killed (SIGKILL)."""
+    import psutil
+
+    await log.call("tools/list", {}, s.list_tools())
+    args = {"duration": 60, "steps": 60}
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        for p in psutil.Process().children(recursive=True):
+            if "mcp-server-everything" in " ".join(p.cmdline()):
+                p.kill()
+
+    try:
+        with anyio.fail_after(30):
+            await s.call_tool("trigger-long-running-operation", args, progress_callback=on_progress)
+        log.write({"dir": "client", "method": "tools/call", "params": {"name": "trigger-long-running-operation",
+                                                                       "arguments": args}, "result": "unexpected"})
+    except Exception as exc:  # the server is gone: the call fails, however the SDK says it
+        log.write({"dir": "client", "method": "tools/call", "params": {"name": "trigger-long-running-operation",
+                                                                       "arguments": args},
+                   "killed": f"{type(exc).__name__}: {exc}"})
+
+
 async def http(log: Logged, s: ClientSession) -> None:
     await log.call("tools/list", {}, s.list_tools())
     await tool(log, s, "add", {"a": 19, "b": 23})
@@ -139,12 +163,18 @@ async def main(argv: list[str]) -> int:
             return 0
         cmd = argv[argv.index("--") + 1:]
         params = StdioServerParameters(command=cmd[0], args=cmd[1:])
-        async with stdio_client(params) as (r, w), ClientSession(r, w, **callbacks(log)) as s:
-            await log.call("initialize", {}, s.initialize())
-            if scenario == "filesystem":
-                await filesystem(log, s, argv[2])
-            else:
-                await everything(log, s)
+        try:
+            async with stdio_client(params) as (r, w), ClientSession(r, w, **callbacks(log)) as s:
+                await log.call("initialize", {}, s.initialize())
+                if scenario == "filesystem":
+                    await filesystem(log, s, argv[2])
+                elif scenario == "killed":
+                    await killed(log, s)
+                else:
+                    await everything(log, s)
+        except Exception:
+            if scenario != "killed":  # there, the transport may complain about the dead server on the way out
+                raise
         return 0
     finally:
         log.close()
