@@ -289,16 +289,19 @@ class OtlpExport:
         self._lock = threading.Lock()   # the mapper's session table is read by the metric thread
         host = socket.gethostname()
         self._salt = host
-        attrs = {"service.name": "agentsight", "host.name": host, **(resource or {})}
+        attrs: dict[str, Any] = {"service.name": "agentsight", "host.name": host}
         try:
             from importlib.metadata import version
-            attrs.setdefault("service.version", version("agentsight"))
+            attrs["service.version"] = version("agentsight")
         except Exception:
             pass
-        # Resource.create adds OTEL_RESOURCE_ATTRIBUTES; OTEL_SERVICE_NAME wins over service.name.
-        self.resource = Resource.create(attrs)
-        if os.environ.get("OTEL_SERVICE_NAME"):
-            self.resource = self.resource.merge(Resource({"service.name": os.environ["OTEL_SERVICE_NAME"]}))
+        # Ours, then the environment's (OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME, the SDK's telemetry.sdk.*),
+        # then the sink's own `resource` option: each wins over the one before.
+        detected = Resource.create({}).attributes
+        attrs.update({k: v for k, v in detected.items()
+                      if not (k == "service.name" and str(v).startswith("unknown_service"))})
+        attrs.update(resource or {})
+        self.resource = Resource(attrs)
         timeout = timeout_s if timeout_s > 0 else None
         self.trace_url = resolved_url(endpoint, "traces")
         self.metric_url = resolved_url(endpoint, "metrics")
@@ -316,7 +319,7 @@ class OtlpExport:
             limits = None if os.environ.get("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT") else SpanLimits(max_span_attributes=4096)
             self.tracer_provider = TracerProvider(resource=self.resource, id_generator=self._ids, span_limits=limits)
             self.tracer_provider.add_span_processor(self.queue)
-            self.tracer = self.tracer_provider.get_tracer("agentsight", attrs.get("service.version"))
+            self.tracer = self.tracer_provider.get_tracer("agentsight", str(attrs.get("service.version") or ""))
         self.meter_provider: MeterProvider | None = None
         self.metric_exporter: Any = None
         if metrics:
@@ -331,6 +334,7 @@ class OtlpExport:
             self.meter_provider = MeterProvider(resource=self.resource, metric_readers=[reader])
             self._instruments()
         self.spans_created = 0
+        self.map_errors = 0
         self._ended: list[tuple[int, dict[str, Any], dict[str, Any]]] = []
 
     # ------------------------------------------------------------------ metrics
@@ -382,17 +386,22 @@ class OtlpExport:
                 last = e.ts_ns
             if e.topic not in wanted:  # most of a capture (file opens, TLS and HTTP records): nothing to map
                 continue
-            with self._lock:
-                before = self._running_gauges() if e.topic == "session.end" else None
-                specs = self.mapper.feed(e)
-                if before is not None:
-                    self._keep_ended(before)
-            for spec in specs:
-                self.emit(spec)
-            if e.topic == "llm.call" and self.meter_provider is not None:
-                extra = {"gen_ai.agent.name": e.data["agent"]} if isinstance(e.data.get("agent"), str) else None
-                for m in call_measurements(e.data, extra):
-                    self.histograms[m.instrument].record(m.value, m.attributes)
+            try:
+                with self._lock:
+                    before = self._running_gauges() if e.topic == "session.end" else None
+                    specs = self.mapper.feed(e)
+                    if before is not None:
+                        self._keep_ended(before)
+                for spec in specs:
+                    self.emit(spec)
+                if e.topic == "llm.call" and self.meter_provider is not None:
+                    extra = {"gen_ai.agent.name": e.data["agent"]} if isinstance(e.data.get("agent"), str) else None
+                    for m in call_measurements(e.data, extra):
+                        self.histograms[m.instrument].record(m.value, m.attributes)
+            except Exception as exc:  # a record of a shape the mapping did not foresee costs itself only
+                self.map_errors += 1
+                if self.map_errors <= 5:
+                    log.warning("could not map a %s event: %s: %s", e.topic, type(exc).__name__, exc)
         self.mapper.last_ns = max(self.mapper.last_ns, last)
 
     def _running_gauges(self) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
@@ -426,7 +435,7 @@ class OtlpExport:
     # ------------------------------------------------------------------ counts and stop
     def counts(self) -> dict[str, int]:
         """Counters for the sink's stats; ``spans_lost`` is what never reached the receiver."""
-        out: dict[str, int] = {"spans_created": self.spans_created}
+        out: dict[str, int] = {"spans_created": self.spans_created, "map_errors": self.map_errors}
         if self.queue is not None:
             c = self.queue.counts
             out.update({"spans_exported": c["exported"], "spans_failed_export": c["failed"],

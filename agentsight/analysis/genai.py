@@ -65,6 +65,7 @@ _OI_SYSTEMS = {"openai": "openai", "azure": "openai", "anthropic": "anthropic", 
 
 MAX_PENDING_TOOLS = 4096
 MAX_PROCESSES = 8192
+MAX_SESSIONS = 65536
 
 
 def provider_name(call: dict[str, Any]) -> str:
@@ -412,7 +413,7 @@ class SpanMapper:
         self.content = content
         self.max_content = max_content
         self.sessions: dict[str, _Session] = {}
-        self.parents: dict[str, str | None] = {}          # session -> the session it was started from
+        self.parents: OrderedDict[str, str | None] = OrderedDict()   # session -> the one it was started from
         self.processes: OrderedDict[int, dict[str, Any]] = OrderedDict()
         self.pending: OrderedDict[tuple[str, str], _Tool] = OrderedDict()
         # Tool calls whose span was sent (scope, id) -> its trace: an MCP call that ran it comes under it.
@@ -491,6 +492,8 @@ class SpanMapper:
         s.pids.add(s.pid)
         self.sessions[sid] = s
         self.parents[sid] = s.parent
+        while len(self.parents) > MAX_SESSIONS:  # the oldest sessions' sub-agents would start a trace of their own
+            self.parents.popitem(last=False)
         if s.exe and s.pid not in self.processes:
             self._process(s.pid, 0, s.comm, s.exe, s.argv)
 

@@ -408,3 +408,29 @@ def test_the_end_of_run_line_says_what_was_lost_and_why() -> None:
     assert line == ("OpenTelemetry: 3 span(s) exported to http://c; 12 lost: 2 failed (receiver down, refusing or "
                     "too slow), 10 dropped from the full queue; 4 of 4 metric export(s) failed")
     assert otel_line(SimpleNamespace(instances={}), "http://c") is None
+
+
+def test_resource_defaults_then_environment_then_the_sink_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.name=fleet,deployment.environment=ci,team=a")
+    exp = OtlpExport("http://127.0.0.1:9", span_exporter=InMemorySpanExporter(), metrics=False,
+                     resource={"team": "b"})
+    r = dict(exp.resource.attributes)
+    assert r["service.name"] == "fleet" and r["deployment.environment"] == "ci" and r["team"] == "b"
+    assert r["host.name"] and r["telemetry.sdk.name"] == "opentelemetry"
+    monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "agents-prod")
+    assert OtlpExport("http://127.0.0.1:9", span_exporter=InMemorySpanExporter(),
+                      metrics=False).resource.attributes["service.name"] == "agents-prod"
+    monkeypatch.delenv("OTEL_SERVICE_NAME")
+    assert OtlpExport("http://127.0.0.1:9", span_exporter=InMemorySpanExporter(),
+                      metrics=False).resource.attributes["service.name"] == "agentsight"
+
+
+def test_a_record_of_an_unforeseen_shape_costs_only_itself() -> None:
+    first = fixture_call("openai_chat")
+    events = session_events(first)
+    odd = copy.deepcopy(events[2])
+    odd.data["usage"] = {"input_tokens": "many"}
+    spans, exp = export([*events[:2], odd, *events[2:]])
+    assert exp.counts()["map_errors"] == 1
+    assert len([s for s in spans if s.name.startswith("chat")]) == 2  # the two good calls
