@@ -7,7 +7,8 @@
 #   - .venv (system site packages, so it sees bcc) with `pip install -e .[test]`
 #   - with --clis (scripts/test.sh passes it): the pinned agent CLIs the tests run
 #     (Claude Code, Codex, Gemini CLI, Qwen Code) from npm, searched once for their TLS
-#     functions (`agentsight debug find-tls`), as a user does after installing an agent
+#     functions (`agentsight debug find-tls`), as a user does after installing an agent;
+#     and the pinned MCP reference servers the MCP tests run (filesystem, everything)
 #   - with --phoenix (scripts/test.sh passes it): Arize Phoenix, the OTLP receiver the export
 #     tests start, in a virtualenv of its own (its dependencies pin other SDK versions than ours)
 set -euo pipefail
@@ -99,6 +100,13 @@ if [ $clis -eq 1 ]; then
   fi
   .venv/bin/agentsight debug find-tls "$cache/node_modules" >/dev/null
   say "agent CLIs in $cache ($(ls "$cache/node_modules/.bin" | tr '\n' ' '))"
+  mcp=${AGENTSIGHT_MCP_CACHE:-/var/cache/agentsight-mcp}
+  if ! .venv/bin/python -m agentsight.demo.mcp_servers install >/tmp/agentsight-npm-mcp.log 2>&1; then
+    cat /tmp/agentsight-npm-mcp.log >&2
+    echo "setup: npm install of the MCP servers failed (log above)" >&2
+    exit 1
+  fi
+  say "MCP servers in $mcp ($(ls "$mcp/node_modules/.bin" | grep '^mcp-' | tr '\n' ' '))"
 fi
 if [ $phoenix -eq 1 ]; then
   PHOENIX_VERSION=20.26.1

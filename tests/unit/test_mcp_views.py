@@ -96,3 +96,19 @@ def test_debug_mcp_pretty_lines(events):
     assert pretty(end).endswith("secure-filesystem-server the server exited (exit code 1): 3 calls, 1 unanswered, "
                                 "0 notifications, 1 garbage lines")
     assert mcp_records(events, "mcp.notification") == []
+
+
+def test_the_mcp_stage_sits_between_sessions_and_redaction():
+    from agentsight.capture import Capture, build_spec
+
+    def graph(cap: Capture) -> dict[str, list[str]]:
+        return {n: c.inputs for n, c in build_spec(cap.pipeline()).components.items()}
+
+    # record: stdio and TLS of the tree, LLM calls to link to (a tool call waits for its asker)
+    cap = Capture(ssl=True, process=True, stdio=True, pid=42, tree=True, http=True, llm=True, sessions=True, mcp=True)
+    g = graph(cap)
+    assert g["sessions"] == ["llm", "stdio"] and g["mcp"] == ["sessions"] and g["redact"] == ["mcp"]
+    assert cap.pipeline()["analyzers"]["mcp"]["link_wait_s"] == 3.0
+    # stdio alone: nothing to link to, nothing to wait for
+    cap = Capture(stdio=True, pid=42, mcp=True)
+    assert graph(cap)["mcp"] == ["stdio"] and cap.pipeline()["analyzers"]["mcp"]["link_wait_s"] == 0.0
