@@ -107,21 +107,37 @@ class KeyedIds(IdGenerator):
 
 
 class _Outcome:
-    """The HTTP status of the last request of one signal (requests' response hook), for messages."""
+    """How the last request of one signal ended (an HTTP status, or why there was none), for messages."""
 
     def __init__(self) -> None:
         self.status: int | None = None
+        self.error: str | None = None
 
-    def hook(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        self.status = response.status_code
+    def reset(self) -> None:
+        self.status, self.error = None, None
 
     def session(self) -> requests.Session:
-        s = requests.Session()
-        s.hooks["response"].append(self.hook)
-        return s
+        outcome = self
+
+        class Session(requests.Session):
+            def request(self, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+                try:
+                    response = super().request(*args, **kwargs)
+                except requests.exceptions.Timeout:
+                    outcome.error = "no answer within the timeout"
+                    raise
+                except requests.exceptions.ConnectionError:
+                    outcome.error = "cannot connect: down or unreachable"
+                    raise
+                outcome.status = response.status_code
+                return response
+
+        return Session()
 
     def reason(self) -> str:
-        return f"HTTP {self.status}" if self.status is not None else "receiver unreachable or too slow"
+        if self.status is not None:
+            return f"HTTP {self.status}"
+        return self.error or "receiver unreachable or too slow"
 
 
 class ExportQueue(SpanProcessor):
@@ -254,7 +270,7 @@ class _CountingMetricExporter(OTLPMetricExporter):
 
     def export(self, metrics_data: MetricsData, timeout_millis: float | None = 10_000,
                **kwargs: Any) -> MetricExportResult:
-        self.outcome.status = None
+        self.outcome.reset()
         result = super().export(metrics_data, timeout_millis, **kwargs)
         self.exports += 1
         if result == MetricExportResult.SUCCESS:
@@ -475,7 +491,7 @@ class _RecordingOutcome(SpanExporter):
         self.outcome = outcome
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self.outcome.status = None
+        self.outcome.reset()
         return self.inner.export(spans)
 
     def shutdown(self) -> None:
