@@ -11,9 +11,11 @@ project of its own (the ``openinference.project.name`` resource attribute, set t
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -31,6 +33,11 @@ START_TIMEOUT = 180.0  # about 40 s on a CI machine; a cold first start migrates
 def phoenix_executable() -> Path | None:
     exe = Path(os.environ.get("AGENTSIGHT_PHOENIX") or DEFAULT_VENV) / "bin" / "phoenix"
     return exe if exe.exists() else None
+
+
+def _die_with_us() -> None:
+    """In the child: SIGTERM when the test process dies, however it dies (no Phoenix left behind)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _free_port() -> int:
@@ -52,7 +59,7 @@ class Phoenix:
         self.log = self.dir / "phoenix.log"
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen([str(exe), "serve"], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+                                         stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_us)
         try:
             wait_for(self._ready, START_TIMEOUT, interval=0.5, what="Phoenix to answer on /healthz")
         except BaseException:

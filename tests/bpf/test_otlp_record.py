@@ -9,9 +9,11 @@ with the times the capture saw; no API key may be in any attribute, prompts incl
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,10 +35,17 @@ def test_record_exports_every_llm_call_to_phoenix_under_its_session(workdir: Pat
     assert r.returncode == 0, r.stderr
     entries = server.entries()
     assert len(entries) == 9  # 8 calls of the agent and the node child's
-    llm = wait_for(lambda: [s for s in phoenix.spans(project) if s["span_kind"] == "LLM"]
-                   if len([s for s in phoenix.spans(project) if s["span_kind"] == "LLM"]) >= len(entries) else None,
-                   60, interval=0.5, what="Phoenix to store every LLM span")
-    spans = phoenix.spans(project)
+    said = re.search(rf"OpenTelemetry: (\d+) span\(s\) exported to {re.escape(phoenix.url)}\n", r.stderr)
+    assert said, r.stderr
+    exported = int(said.group(1))
+
+    def stored() -> list[dict[str, Any]] | None:  # Phoenix stores what it received in the background
+        spans = phoenix.spans(project)
+        return spans if len(spans) >= exported else None
+
+    spans = wait_for(stored, 60, interval=0.5, what=f"Phoenix to store the {exported} spans sent")
+    assert len(spans) == exported
+    llm = [s for s in spans if s["span_kind"] == "LLM"]
     assert len(llm) == len(entries)
     by_id = {s["attributes"]["gen_ai.response.id"]: s for s in llm}
     agents = [s for s in spans if s["span_kind"] == "AGENT"]
@@ -67,4 +76,3 @@ def test_record_exports_every_llm_call_to_phoenix_under_its_session(workdir: Pat
     dump = json.dumps(spans)
     for key in KEYS:
         assert key not in dump
-    assert f"OpenTelemetry: {len(spans)} span(s) exported to {phoenix.url}" in r.stderr, r.stderr
