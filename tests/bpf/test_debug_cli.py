@@ -194,10 +194,15 @@ def test_debug_with_server_serves_the_web_ui_live(debug):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     d = debug("process", "-c", "sh", "--quiet", "--server", "--server-port", str(port))
+    from agentsight.web.guard import stored_token
+
+    token = stored_token()  # the web UI always needs one: the user's stored token here
 
     def served_execs() -> int:
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/events?topics=process.exec",
+                                     headers={"Authorization": f"Bearer {token}"})
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/events?topics=process.exec", timeout=5) as r:
+            with urllib.request.urlopen(req, timeout=5) as r:
                 return len(json.loads(r.read())["events"])
         except OSError:
             return 0

@@ -10,7 +10,8 @@ streams, per (process, connection or fd, direction): a record's tail that may be
 the start of a secret is held back and goes out at the front of the stream's next
 record, so a header or key split across two writes is redacted whole. What is held
 goes out on its own (same stream, ``"held": true``) when the stream is idle for
-``hold_ms``, and at a stop.
+``hold_ms``, and at a stop. Nothing is held across a record the capture cut short
+(``truncated``): the next one does not continue it.
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ class Redact(Analyzer):
         raw = data[field]
         event.data = redact_value({k: v for k, v in data.items() if k != field})
         event.data[field] = redactor.feed(raw)
+        if data.get("truncated"):
+            # The capture cut this record: what follows is not its continuation, so nothing is
+            # held across the gap (and a capped record keeps every byte it captured).
+            event.data[field] += redactor.flush()
         if redactor.held:
             self._streams[key] = (redactor, event, time.monotonic())
             self.count("held_back")
