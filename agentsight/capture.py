@@ -82,12 +82,12 @@ class Capture:
     server_token: str = ""
     bus: bool = True
     runtime_dir: str = ""
-
     # OpenTelemetry export (the otlp sink): OTLP/HTTP base URL, "" = off
     otel: str = ""
     otel_content: bool = False
     otel_attributes: list[str] = field(default_factory=lambda: ["genai"])
     otel_metrics: bool = True
+
     def sources(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         target = {"pid": self.pid, "tree": self.tree} if self.pid else {}
@@ -175,15 +175,15 @@ class Capture:
         if self.server:
             sinks["web"] = {"type": "web", "inputs": tail, "host": self.server_host, "port": self.server_port,
                             "token": self.server_token}
+        if self.otel:
+            sinks["otlp"] = {"type": "otlp", "inputs": tail, "endpoint": self.otel, "content": self.otel_content,
+                             "attributes": list(self.otel_attributes), "metrics": self.otel_metrics}
         if not sinks:
             sinks["discard"] = {"type": "null", "inputs": tail}
         doc["bus"] = {"enabled": self.bus}
         if self.runtime_dir:
             doc["supervisor"] = {"runtime_dir": self.runtime_dir}
         return doc
-        if self.otel:
-            sinks["otlp"] = {"type": "otlp", "inputs": tail, "endpoint": self.otel, "content": self.otel_content,
-                             "attributes": list(self.otel_attributes), "metrics": self.otel_metrics}
 
 
 def build_spec(doc: dict[str, Any]) -> PipelineSpec:

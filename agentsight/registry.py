@@ -41,8 +41,8 @@ TYPES: dict[str, dict[str, str]] = {
         "console": "agentsight.actors.sinks.console:ConsoleSink",
         "null": "agentsight.actors.sinks.null:NullSink",
         "web": "agentsight.actors.sinks.web:WebSink",
-    },
         "otlp": "agentsight.actors.sinks.otlp:OtlpSink",
+    },
 }
 
 
