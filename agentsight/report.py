@@ -103,10 +103,15 @@ def mcp_summary(store: Store) -> dict[str, Any]:
     servers: dict[tuple[str, str], dict[str, Any]] = {}
 
     def server(d: dict[str, Any]) -> dict[str, Any]:
-        key = (str(d.get("transport")), mcp_server(d))
-        return servers.setdefault(key, {"server": key[1], "transport": key[0], "calls": 0, "tool_calls": 0,
-                                        "failed": 0, "unanswered": 0, "garbage_lines": 0, "latencies": [],
-                                        "tools": {}})
+        # One row per server session: its name is known only from initialize on (earlier records,
+        # a discovery probe, say, name its command).
+        key = (str(d.get("transport")), str(d.get("mcp_session") or mcp_server(d)))
+        g = servers.setdefault(key, {"server": mcp_server(d), "transport": key[0], "calls": 0, "tool_calls": 0,
+                                     "failed": 0, "unanswered": 0, "garbage_lines": 0, "latencies": [],
+                                     "tools": {}})
+        if (d.get("server") or {}).get("name"):
+            g["server"] = mcp_server(d)
+        return g
 
     for d in calls:
         g = server(d)

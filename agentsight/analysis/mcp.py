@@ -58,7 +58,7 @@ from urllib.parse import parse_qs
 
 from agentsight.analysis.httpstream import header_value
 from agentsight.analysis.jsonrpc import Line, LineFramer, decode_messages, id_key, scan_prefix
-from agentsight.analysis.mcplink import ToolLinker, ToolRun
+from agentsight.analysis.mcplink import ToolLinker, ToolRun, meta_tool_use_ids
 from agentsight.analysis.redact import redact_value
 from agentsight.analysis.sse import SseParser, as_bytes, is_event_stream, parse_sse
 from agentsight.event import Event, repair
@@ -654,7 +654,8 @@ class McpCalls:
         event = self._event("mcp.call", ts, ch, record, wrapped=True)
         if method != "tools/call" or tool is None:
             return [event]
-        run = ToolRun(record["call_id"], tool, record["arguments"], t0 or ts)
+        run = ToolRun(record["call_id"], tool, record["arguments"], t0 or ts,
+                      meta_ids=meta_tool_use_ids(params.get("_meta")))
         if self.linker.on_tool_run(ch.scope(), run):
             self._apply_link(event, run)
             return [event]

@@ -9,7 +9,9 @@ Three records, seen in this order by the agent but not always by the pipeline:
 :class:`ToolLinker` keeps, per *scope* (the agent session both sides belong to, else the
 client process), the tool calls models asked for (*asks*, from A's ``tool_calls`` and from
 the ``tool_call`` parts of later requests' history, which also say what was asked when A
-itself was not captured) and the MCP tool runs seen. A run is linked to the earliest
+itself was not captured) and the MCP tool runs seen. A run whose request names the model's
+tool-use id in its ``params._meta`` (Claude Code sends ``claudecode/toolUseId``) is linked to that
+ask (``match: "tool_use_id"``). Otherwise it is linked to the earliest
 unlinked ask whose name names its tool (:func:`tool_name_matches`: ``read_file``,
 ``mcp__fs__read_file``, ``fs__read_file``...) with equal arguments; failing that, to the only
 unlinked ask of that name (``match: "name"``). The link goes on M (``llm``); B gets
@@ -28,7 +30,8 @@ from typing import Any
 
 from agentsight.event import Event
 
-__all__ = ["Ask", "ToolRun", "ToolLinker", "llm_ref", "llm_key", "tool_name_matches", "same_arguments"]
+__all__ = ["Ask", "ToolRun", "ToolLinker", "llm_ref", "llm_key", "tool_name_matches", "same_arguments",
+           "meta_tool_use_ids"]
 
 # A tool run may start this long before the request that asked for it started (clock skew between
 # the TLS and stdio records): a tolerance, not a wait.
@@ -105,7 +108,8 @@ class Ask:
 
 @dataclass
 class ToolRun:
-    """An MCP ``tools/call``: its record's id, tool, arguments and start; ``held`` is the caller's."""
+    """An MCP ``tools/call``: its record's id, tool, arguments, start, and the tool-use ids its ``_meta``
+    names; ``held`` is the caller's."""
 
     call_id: str
     tool: str
@@ -113,6 +117,19 @@ class ToolRun:
     ts_ns: int
     ask: Ask | None = None
     held: Any = None
+    meta_ids: tuple[str, ...] = ()
+
+
+def meta_tool_use_ids(meta: Any) -> tuple[str, ...]:
+    """The tool-use ids a ``tools/call``'s ``params._meta`` carries (``claudecode/toolUseId``, ``toolCallId``...)."""
+    if not isinstance(meta, dict):
+        return ()
+    out = []
+    for k, v in meta.items():
+        name = str(k).lower().replace("_", "").rsplit("/", 1)[-1]
+        if isinstance(v, str) and v and name in ("tooluseid", "toolcallid"):
+            out.append(v)
+    return tuple(out)
 
 
 @dataclass
@@ -152,6 +169,12 @@ class ToolLinker:
             ask.llm, ask.ts_ns = llm, ts
 
     def _find(self, s: _Scope, run: ToolRun) -> tuple[Ask, str] | None:
+        if run.meta_ids:  # the client said which tool call this is: that one or none
+            for mid in run.meta_ids:
+                ask = s.asks.get(mid)
+                if ask is not None and ask.call_id is None:
+                    return ask, "tool_use_id"
+            return None
         named = [a for a in s.asks.values() if a.call_id is None and tool_name_matches(a.name, run.tool)
                  and a.ts_ns <= run.ts_ns + SLACK_NS]
         for a in named:

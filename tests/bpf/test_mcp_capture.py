@@ -263,3 +263,42 @@ def test_debug_mcp_without_a_target_says_what_it_can_see(workdir):
     finally:
         r.send_signal(signal.SIGINT)
         r.wait(60)
+
+
+def test_claude_code_runs_the_mcp_tool_its_model_asked_for(workdir, monkeypatch):
+    """The real Claude Code (pinned, offline against the demo LLM server, in a loopback-only network
+    namespace) with the everything server configured over stdio and no built-in tools: the scripted
+    model asks for the first tool offered, mcp__everything__echo; Claude Code runs it as an MCP
+    tools/call (naming the tool use in params._meta) and sends the result back."""
+    import shutil
+
+    from agentsight.demo import clis
+
+    package = clis.PACKAGES["claude"]
+    if clis._installed_version(clis.cache_dir(), package) != package.version or shutil.which("ip") is None:
+        pytest.skip(f"{package.name}@{package.version} (python -m agentsight.demo.clis install) and ip netns needed")
+
+    def prepare(home: Path, base_url: str, ca: Path, prompt: str) -> tuple[list[str], dict[str, str]]:
+        argv, env = clis.SETUPS["claude"].prepare(home, base_url, ca, prompt)
+        cfg = home / "mcp.json"
+        cfg.write_text(json.dumps({"mcpServers": {"everything": {"command": mcp_servers.server_command("everything")[0],
+                                                                 "args": ["stdio"]}}}))
+        return [argv[0], "-p", prompt, "--mcp-config", str(cfg), "--strict-mcp-config", "--tools", "",
+                "--allowedTools", "mcp__everything"], env
+
+    monkeypatch.setitem(clis.SETUPS, "claude-mcp", clis.Setup("claude-mcp", package, "Messages + MCP", prepare))
+    db = workdir / "rec.db"
+    result = clis.run("claude-mcp", workdir / "run", timeout=240, prompt=f"Echo `{clis.PROBE_OUTPUT}` back to me.",
+                      wrap=[*AGENTSIGHT, "record", "--db", str(db), "--runtime-dir", str(workdir / "rt"), "--"])
+    assert result.ok, (result.returncode, result.stdout[-2000:], result.stderr[-3000:])
+    asking, answered = recorded(db, "llm.call")
+    (use,) = asking["tool_calls"]
+    assert use["name"] == "mcp__everything__echo" and use["input"] == {"message": clis.PROBE_OUTPUT}
+    (echo,) = [c for c in recorded(db) if c["method"] == "tools/call"]
+    assert echo["tool"] == "echo" and echo["arguments"] == {"message": clis.PROBE_OUTPUT}
+    assert echo["result"]["content"][0]["text"] == f"Echo: {clis.PROBE_OUTPUT}"
+    assert echo["llm"]["tool_call_id"] == use["id"] and echo["llm"]["match"] == "tool_use_id"
+    assert echo["llm"]["asked_by"]["key"] == f"{asking['conn']}#{asking['seq']}"
+    assert answered["mcp"]["tool_results"][0]["mcp_call"] == echo["call_id"]
+    assert echo["client"]["comm"].startswith("claude") and echo["session"] == asking["session"]
+    assert echo["server"]["name"] == "mcp-servers/everything"

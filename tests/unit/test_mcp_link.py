@@ -157,6 +157,27 @@ def test_never_across_sessions_nor_before_the_ask():
     assert m["llm"] is None
 
 
+def test_a_tool_use_id_in_the_request_meta_decides():
+    """Claude Code names the model's tool-use id in params._meta: that link, whatever the names and arguments."""
+    clock = Clock()
+    calls = McpCalls(link_wait_s=3, clock=clock)
+    feed(calls, [llm(0, 100, asks=[("toolu_A", "mcp__fs__read_file", {"path": "a"}),
+                                   ("toolu_B", "mcp__fs__read_file", {"path": "a"})])])
+    run = [rpc(77, 0, {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "read_file", "arguments": {"path": "/abs/a"}, "_meta": {"claudecode/toolUseId": "toolu_B"}}}, 200),
+           rpc(77, 1, {"jsonrpc": "2.0", "id": 1, "result": {"content": []}}, 203)]
+    (m,) = mcp_calls(feed(calls, run))
+    assert m["llm"]["tool_call_id"] == "toolu_B" and m["llm"]["match"] == "tool_use_id"
+    # One naming an id no model asked for (yet) is not guessed by name.
+    run2 = [rpc(77, 0, {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "read_file", "arguments": {"path": "a"}, "_meta": {"toolCallId": "call_later"}}}, 300),
+            rpc(77, 1, {"jsonrpc": "2.0", "id": 2, "result": {"content": []}}, 303)]
+    assert feed(calls, run2) == []
+    (m2,) = mcp_calls(feed(calls, [llm(1, 400, history=[call_part("call_later", "read_file", {"path": "a"}),
+                                                        result_part("call_later")])]))
+    assert m2["llm"]["tool_call_id"] == "call_later" and m2["llm"]["match"] == "tool_use_id"
+
+
 @pytest.mark.parametrize("llm_name,tool,ok", [
     ("read_file", "read_file", True), ("mcp__filesystem__read_file", "read_file", True),
     ("filesystem__read_file", "read_file", True), ("fs.read_file", "read_file", True),
