@@ -544,7 +544,10 @@ class McpCalls:
         if req is None:
             if ch.hold_orphans and rid is not None:
                 ch.orphans[key] = (msg, ts, size)  # its request may come later (a GET stream read at its end)
-                return []
+                if len(ch.orphans) <= self.max_pending:
+                    return []
+                key, (msg, ts, size) = next(iter(ch.orphans.items()))
+                del ch.orphans[key]
             self.stats.orphan_responses += 1
             return self._finish(ch, None, msg, ts, size=size, requester=requester,
                                 note="its request was not seen (the capture began later)")
