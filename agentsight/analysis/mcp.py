@@ -546,8 +546,9 @@ class McpCalls:
                 ch.orphans[key] = (msg, ts, size)  # its request may come later (a GET stream read at its end)
                 if len(ch.orphans) <= self.max_pending:
                     return []
-                key, (msg, ts, size) = next(iter(ch.orphans.items()))
+                key, (msg, ts, size) = next(iter(ch.orphans.items()))  # the oldest goes out unpaired
                 del ch.orphans[key]
+                requester = CLIENT if key.startswith(CLIENT) else SERVER
             self.stats.orphan_responses += 1
             return self._finish(ch, None, msg, ts, size=size, requester=requester,
                                 note="its request was not seen (the capture began later)")

@@ -142,6 +142,16 @@ def test_the_legacy_http_sse_transport():
     assert c["mcp_session"] == "abc123" and c["method"] == "tools/list" and c["latency_ms"] == 6.0
 
 
+def test_answers_waiting_for_their_request_are_bounded():
+    calls = McpCalls(link_wait_s=0, max_pending=2)
+    out: list[Event] = []
+    for i in range(3):
+        out += calls.feed(exchange(i, "POST", {"jsonrpc": "2.0", "id": i, "result": {"n": i}}, status=202, t=i))
+    (oldest,) = records(out)
+    assert oldest["id"] == 0 and oldest["method"] is None and oldest["direction"] == "server"
+    assert oldest["notes"] == ["its request was not seen (the capture began later)"]
+
+
 def test_json_rpc_that_is_not_mcp_is_left_alone():
     calls = McpCalls(link_wait_s=0)
     out = run([exchange(0, "POST", {"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber"}, session=None,
