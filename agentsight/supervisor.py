@@ -86,6 +86,7 @@ class Instance:
     removing: bool = False
     draining: bool = False   # sent its end of stream; waits for the downstream to confirm
     eos_acks: set[str] = field(default_factory=set)
+    said_stopped: bool = False  # sent its final "stopped": all its output is out, only its teardown is left
 
     @property
     def pid(self) -> int | None:
@@ -237,6 +238,7 @@ class Supervisor:
         inst.message = ""
         inst.draining = False
         inst.eos_acks = set()
+        inst.said_stopped = False
 
     def _existing_of(self, c: ComponentSpec) -> list[Instance]:
         """The instance slots a component has now (none before it is started)."""
@@ -277,9 +279,12 @@ class Supervisor:
         if self.spec.bus.enabled:
             bus = self.instances[BUS_COMPONENT] = Instance("bus", BUS_COMPONENT, 0, 1, BUS_COMPONENT)
             self._start_group([bus])
-        for group in self._levels(self.spec, self.spec.components):
-            insts = [i for c in group for i in self._instances_of(c)]
-            self._start_group(insts)
+        # Every actor at once, the slowest (sources: eBPF compiling) spawned first: an upstream
+        # that is ready before its downstream only queues (its PUSH connects to an endpoint
+        # not bound yet, ZMQ holds the frames), so starting level by level would only add each
+        # level's start-up time to the whole.
+        levels = self._levels(self.spec, self.spec.components)
+        self._start_group([i for group in reversed(levels) for c in group for i in self._instances_of(c)])
         n = sum(1 for i in self.instances.values())
         self.say(f"pipeline {self.spec.name!r} running: {n} processes, runtime dir {self.run.path}")
 
@@ -344,6 +349,7 @@ class Supervisor:
             inst.counters = {k: int(msg.get("counters", {}).get(k, 0)) for k in COUNTERS}
             inst.stats = dict(msg.get("stats") or {})
         elif op == "stopped":
+            inst.said_stopped = True
             if msg.get("counters"):
                 inst.counters.update({k: int(v) for k, v in msg["counters"].items() if k in COUNTERS})
         elif op == "eos":
@@ -495,9 +501,14 @@ class Supervisor:
             if inst.alive():
                 inst.state = "stopping"
                 self._send(inst, {"op": "stop", "timeout": max(0.5, timeout - 1.0), "gone": gone})
-        while any(i.alive() for i in comps) and time.monotonic() < deadline and not self.kill_requested:
+        # An actor is done once it said "stopped": a source's probe teardown after that is its own.
+        while any(i.alive() and not i.said_stopped for i in comps) and time.monotonic() < deadline \
+                and not self.kill_requested:
             self._tick(0.05, restart=False)
-        late = [i for i in comps if i.alive()]
+        for i in comps:
+            if i.alive() and i.said_stopped:
+                i.state = "stopped"
+        late = [i for i in comps if i.alive() and not i.said_stopped]
         if late:
             self.say(f"killing {len(late)} actors still running after {timeout:.0f}s: "
                      + ", ".join(i.id for i in late))
@@ -516,6 +527,8 @@ class Supervisor:
 
     def _kill_all(self) -> None:
         for inst in self.instances.values():
+            if inst.said_stopped and inst.state == "stopped":
+                continue  # tearing its probes down; it dies with us (PDEATHSIG) if still at it
             if inst.proc is not None and inst.proc.poll() is None:
                 try:
                     os.killpg(inst.proc.pid, signal.SIGKILL)

@@ -22,8 +22,10 @@ anything else keeps both probes at the symbol.
 from __future__ import annotations
 
 import glob
+import mmap
 import os
 import shutil
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -157,9 +159,64 @@ def _plan(elf: _Elf, func: str, addr: int, size: int) -> ProbeSite:
     return ProbeSite(func, addr, addr + 4, callee, via_callee=True)
 
 
+# A static build with a TLS stack compiled in is large (BoringSSL or aws-lc alone is several MB).
+_STATIC_MIN_BYTES = 4 << 20
+
+
+def _dynstr(f: BinaryIO) -> bytes:
+    """The string table of an ELF64 file's dynamic symbols (b"" when it has none), read with
+    struct from the section headers: far cheaper than a full parse for the files every
+    process maps (libc, libm, ...)."""
+    head = f.read(64)
+    if len(head) < 64 or head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
+        return b""
+    shoff, = struct.unpack_from("<Q", head, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", head, 0x3A)
+    if not shoff or shentsize < 64 or not 0 < shnum < 1 << 16:
+        return b""
+    f.seek(shoff)
+    table = f.read(shentsize * shnum)
+    for i in range(len(table) // shentsize):
+        sh_type, = struct.unpack_from("<I", table, i * shentsize + 4)
+        if sh_type != 11:  # SHT_DYNSYM
+            continue
+        link, = struct.unpack_from("<I", table, i * shentsize + 40)
+        if link >= shnum:
+            return b""
+        off, size = struct.unpack_from("<QQ", table, link * shentsize + 24)
+        f.seek(off)
+        return f.read(min(size, 64 << 20))
+    return b""
+
+
+def _worth_parsing(path: str, search_code: bool) -> bool:
+    """Whether ``path`` can hold what we look for at all: the TLS functions' names among its
+    dynamic symbols (an export), or, in a large file, a TLS stack's source path (a static
+    build). Reading a few headers is far cheaper than parsing the ELF."""
+    try:
+        with open(path, "rb") as f:
+            names = _dynstr(f)
+            if b"SSL_read" in names or b"SSL_write" in names:
+                return True
+            if not search_code or os.fstat(f.fileno()).st_size < _STATIC_MIN_BYTES:
+                return False
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+                return m[:4] == b"\x7fELF" and any(m.find(a) >= 0 for anchors in _static_anchors() for a in anchors)
+    except (OSError, ValueError, struct.error):
+        return False
+
+
+def _static_anchors() -> Iterable[tuple[bytes, ...]]:
+    from agentsight import tlsfind
+
+    return tlsfind.ANCHORS.values()
+
+
 def inspect_elf(path: str, search_code: bool = True) -> TlsLibrary | None:
     """The probe sites of ``path``: its exported TLS functions, else (``search_code``)
     the BoringSSL entry points found in its code. None when it has no TLS stack we know."""
+    if not _worth_parsing(path, search_code):
+        return None
     try:
         st = os.stat(path)
         with open(path, "rb") as stream:
