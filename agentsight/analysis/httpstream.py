@@ -8,19 +8,19 @@ process wrote (``dir == "write"``: for an agent, its requests) and what it read
 
 - The first bytes written decide the protocol: the HTTP/2 preface selects
   :class:`~agentsight.analysis.http2.H2Observer`; anything else is HTTP/1.x.
-- HTTP/1.x: each direction has an :class:`_H1Reader` that runs h11 on one
-  message at a time (a fresh ``h11.Connection`` per message, fed the bytes left
-  over from the previous one), so keep-alive and pipelining need no fake
-  replies. Requests queue up per connection; each response head takes the
-  oldest unanswered request (FIFO, which is what HTTP/1.1 pipelining
-  guarantees). The request method is handed to the response parser so a reply
+- HTTP/1.x: each direction has an :class:`_H1Reader`. Heads are validated by h11 (a fresh
+  ``h11.Connection`` fed exactly one head); bodies are framed by the reader itself
+  (Content-Length, chunked, until close), a few slices per TLS record, so a stream of
+  thousands of small chunks costs what its bytes cost. Requests queue up per connection;
+  each response head takes the oldest unanswered request (FIFO, which is what HTTP/1.1
+  pipelining guarantees). The request method is handed to the response parser so a reply
   to HEAD has no body.
 - Malformed bytes never raise out of :meth:`HttpStreams.feed`: the reader
-  drops the broken message, scans forward to the next plausible start line
+  drops the broken message, scans forward from where it broke to the next plausible start line
   (``GET ``, ``POST ``... or ``HTTP/1.x ``), counts the bytes skipped, emits an
   ``http.error`` event for the connection, and carries on.
-- Bodies are decoded while they arrive (chunked and Content-Length framing by
-  h11; gzip/deflate/br/zstd by :mod:`~agentsight.analysis.content_coding`).
+- Bodies are decoded while they arrive (gzip/deflate/br/zstd by
+  :mod:`~agentsight.analysis.content_coding`).
 - WebSocket: once a request offering ``Upgrade: websocket`` has ended, the bytes
   the client writes next are held until its response head: a ``101`` that accepts
   the upgrade turns the connection into two
@@ -80,7 +80,6 @@ STREAMING_CONTENT_TYPES = ("text/event-stream", "application/x-ndjson", "applica
 _REQUEST_START = re.compile(rb"(?:GET|POST|PUT|DELETE|PATCH|HEAD|OPTIONS|CONNECT|TRACE) ")
 _RESPONSE_START = re.compile(rb"HTTP/1\.[01] ")
 _HOLD = 8  # bytes kept while scanning: a start token cut at a record boundary is not missed
-_RECENT = 64 * 1024  # bytes remembered to find a start line a framing error consumed
 # The last event of an LLM event stream (OpenAI chat, OpenAI Responses, Anthropic). Clients stop
 # reading there, so the chunked body's terminator may never be read (or captured) until the
 # connection closes: the response is complete once such an event has ended.
@@ -116,29 +115,53 @@ class HttpStats:
 
 # --------------------------------------------------------------------------- HTTP/1 reader
 
-# What a reader reports, as (op, arg): ("head", h11 Request/Response) | ("data", bytes) | ("end", None)
-# | ("abort", reason) | ("error", reason) | ("skip", nbytes) | ("switch", (101 response, bytes after it)).
+# What a reader reports, as (op, arg): ("head", _Head) | ("data", bytes) | ("end", None)
+# | ("abort", reason) | ("error", reason) | ("skip", nbytes) | ("switch", (101 _Head, bytes after it)).
 # Reported through a callback, at once, so the owner pairs a response head before the reader starts
 # parsing the next response.
 _Sink = Callable[[str, Any], None]
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r?\n")
+_MAX_CHUNK_LINE = 4096
+
+
+@dataclass(slots=True)
+class _Head:
+    """A parsed request or response head (names lower case, values as sent, latin-1)."""
+
+    method: str
+    target: str
+    http_version: str
+    headers: list[list[str]]
+    status_code: int = 0
+    reason: str = ""
+
+
+# Reader states: where the next byte goes.
+_HEAD, _LENGTH, _CHUNK_LINE, _CHUNK_DATA, _CHUNK_END, _TRAILERS, _UNTIL_CLOSE, _SCAN, _SWITCHED = range(9)
 
 
 class _H1Reader:
-    """One direction of an HTTP/1 connection: bytes in, h11-level events out, with resync."""
+    """One direction of an HTTP/1 connection: bytes in, message events out, with resync.
+
+    Heads are validated by h11 (one fresh ``h11.Connection`` per head, fed exactly its bytes), so
+    what h11 refuses is refused here, with h11's reason. Bodies are framed here (Content-Length,
+    chunked, until close, none for a response to HEAD, 1xx, 204, 304), which costs a few slices per
+    TLS record instead of h11's per-event machinery, and knows exactly where a framing error is:
+    resync starts there.
+    """
 
     def __init__(self, is_request: bool, next_request: Callable[[], tuple[str, bool]]) -> None:
         self._is_request = is_request
         self._next_request = next_request  # (method, offered a websocket upgrade) of the request answered next
-        self._conn: h11.Connection | None = None
-        self._head: bytearray | None = None  # bytes given to _conn before its head was parsed
-        self._scan: bytes | None = None  # tail kept while searching for a message start
+        self._state = _HEAD
+        self._buf = b""  # head bytes so far, a partial chunk line, or the tail kept while scanning
+        self._searched = 0  # how far _buf was searched for the head's end
+        self._left = 0  # body or chunk bytes still to come
         self._held: bytearray | None = None  # bytes kept unparsed while a protocol switch is pending
+        self._method = "GET"  # of the request the response being read answers
         self.message_ts = 0  # ts of the record that delivered the current message's first byte
         self.in_message = False
-        # The last bytes given to h11: when a body's framing breaks on a new start line (the
-        # client dropped a stream and a new connection got the same SSL* key), h11 has consumed
-        # that line by the time it says so; it is found again here.
-        self._recent = bytearray()
 
     def hold(self) -> None:
         """Keep the bytes that follow unparsed (a websocket upgrade waits for its answer)."""
@@ -152,129 +175,209 @@ class _H1Reader:
 
     def feed(self, data: bytes, ts: int, out: _Sink) -> None:
         if self._held is not None:
-            room = _MAX_HELD - len(self._held)
-            self._held += data[:room]
-            if len(data) > room:
-                out("skip", len(data) - max(room, 0))
+            self._hold(data, out)
             return
-        if self._scan is not None:
-            data, self._scan = self._scan + data, None
-            self._resync(data, 0, ts, out)
-        elif self._conn is None:
-            if data:
-                self._start(data, ts)
-        else:
-            self._conn.receive_data(data)
-            if self._head is not None:
-                self._head += data
-            self._remember(data)
-        self._drain(ts, out)
+        if self._buf:
+            data, self._buf = self._buf + data, b""
+        pos, n = 0, len(data)
+        while pos < n:
+            if self._held is not None:
+                self._hold(data[pos:], out)
+                return
+            state = self._state
+            if state == _LENGTH:
+                take = min(self._left, n - pos)
+                out("data", data[pos:pos + take])
+                pos += take
+                self._left -= take
+                if not self._left:
+                    self._end(out)
+            elif state == _CHUNK_DATA:
+                take = min(self._left, n - pos)
+                out("data", data[pos:pos + take])
+                pos += take
+                self._left -= take
+                if not self._left:
+                    self._state = _CHUNK_END
+            elif state == _CHUNK_LINE:
+                m = _CHUNK_SIZE.match(data, pos)
+                if m is None:
+                    if n - pos < _MAX_CHUNK_LINE and b"\n" not in data[pos:pos + _MAX_CHUNK_LINE]:
+                        self._buf = data[pos:]
+                        return
+                    pos = self._fail("bad chunk header", data, pos, ts, out)
+                    continue
+                pos = m.end()
+                self._left = int(m.group(1), 16)
+                self._state = _CHUNK_DATA if self._left else _TRAILERS
+            elif state == _CHUNK_END:
+                if data[pos:pos + 2] == b"\r\n"[: n - pos] and n - pos < 2:
+                    self._buf = data[pos:]
+                    return
+                if data.startswith(b"\r\n", pos):
+                    pos += 2
+                elif data.startswith(b"\n", pos):
+                    pos += 1
+                else:
+                    pos = self._fail("missing CRLF after a chunk", data, pos, ts, out)
+                    continue
+                self._state = _CHUNK_LINE
+            elif state == _TRAILERS:
+                eol = data.find(b"\n", pos)
+                if eol < 0:
+                    if n - pos > _MAX_HEAD:
+                        pos = self._fail("trailers too long", data, pos, ts, out)
+                        continue
+                    self._buf = data[pos:]
+                    return
+                line, pos = data[pos:eol], eol + 1
+                if line in (b"", b"\r"):
+                    self._end(out)
+            elif state == _UNTIL_CLOSE:
+                out("data", data[pos:])
+                return
+            elif state == _SCAN:
+                self._state = _HEAD
+                pos = self._resync(data, pos, ts, out)
+            elif state == _SWITCHED:
+                return
+            else:  # _HEAD
+                pos = self._head(data, pos, ts, out)
 
-    def _remember(self, data: bytes) -> None:
-        self._recent += data
-        if len(self._recent) > _RECENT:
-            del self._recent[:-_RECENT]
+    def _hold(self, data: bytes, out: _Sink) -> None:
+        held = self._held
+        assert held is not None
+        room = _MAX_HELD - len(held)
+        held += data[:room]
+        if len(data) > room:
+            out("skip", len(data) - max(room, 0))
 
     def close(self, ts: int, out: _Sink) -> None:
         """The connection ended: a body delimited by close completes, anything else is abandoned."""
-        self._scan = None
-        if self._conn is not None:
-            self._conn.receive_data(b"")
-            self._drain(ts, out, closing=True)
+        state, self._state = self._state, _SWITCHED
+        if state == _UNTIL_CLOSE:
+            self.in_message = False
+            out("end", None)
+        elif self.in_message:
+            self.in_message = False
+            out("abort", "peer closed connection without sending complete message body")
+            out("error", "peer closed connection without sending complete message body")
+        elif state == _HEAD and self._buf:
+            out("error", "peer closed connection mid-head")
+        self._buf = b""
 
-    def _start(self, data: bytes, ts: int) -> None:
-        role = h11.SERVER if self._is_request else h11.CLIENT
-        conn = h11.Connection(role, max_incomplete_event_size=_MAX_HEAD)
-        if not self._is_request:
+    def _end(self, out: _Sink) -> None:
+        self._state, self.in_message = _HEAD, False
+        out("end", None)
+
+    def _head(self, data: bytes, pos: int, ts: int, out: _Sink) -> int:
+        """Parse a head at ``data[pos:]``; returns where the body (or what follows) starts."""
+        if pos == len(data):
+            return pos
+        if self._searched == 0:
+            self.message_ts = ts
+        m = _BLANK_LINE.search(data, pos + max(0, self._searched - 2))
+        if m is None:
+            self._searched = len(data) - pos
+            if self._searched > _MAX_HEAD:
+                self._searched = 0
+                out("error", "head too long")
+                return self._resync(data, pos + 1, ts, out)
+            self._buf = data[pos:]
+            return len(data)
+        self._searched = 0
+        end = m.end()
+        try:
+            head = self._parse_head(data[pos:end])
+        except h11.RemoteProtocolError as exc:
+            out("error", str(exc) or type(exc).__name__)
+            return self._resync(data, pos + 1, ts, out)
+        if head is None:  # 1xx: the final head follows
+            return end
+        if head.status_code == 101:
+            self._state = _SWITCHED
+            out("switch", (head, data[end:]))
+            return len(data)
+        self.in_message = True
+        out("head", head)
+        length = self._framing(head)
+        if length is None:
+            self._state = _CHUNK_LINE
+        elif length == -1:
+            self._state = _UNTIL_CLOSE
+        elif length:
+            self._state, self._left = _LENGTH, length
+        else:
+            self._end(out)
+        return end
+
+    def _parse_head(self, raw: bytes) -> _Head | None:
+        """h11's reading of one head; None for an informational (1xx, not 101) response."""
+        if self._is_request:
+            conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
+            header_pairs: list[tuple[str, str]]
+        else:
             # h11 parses a response only after "sending" its request; the method decides
             # whether a body follows (HEAD), an Upgrade header lets a 101 switch protocols.
-            method, upgrade = self._next_request()
-            headers = [("Host", "observed")]
+            conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD)
+            self._method, upgrade = self._next_request()
+            header_pairs = [("Host", "observed")]
             if upgrade:
-                headers += [("Connection", "Upgrade"), ("Upgrade", "websocket")]
-            conn.send(h11.Request(method=method, target="/", headers=headers))
+                header_pairs += [("Connection", "Upgrade"), ("Upgrade", "websocket")]
+            conn.send(h11.Request(method=self._method, target="/", headers=header_pairs))
             conn.send(h11.EndOfMessage())
-        conn.receive_data(data)
-        self._conn, self._head, self.message_ts, self.in_message = conn, bytearray(data), ts, False
-        self._recent = bytearray(data[-_RECENT:])
+        conn.receive_data(raw)
+        ev = conn.next_event()
+        if not isinstance(ev, h11.Request | h11.Response | h11.InformationalResponse):
+            raise h11.RemoteProtocolError(f"unexpected {type(ev).__name__}")
+        headers = [[n.decode("latin-1"), v.decode("latin-1")] for n, v in ev.headers]
+        version = ev.http_version.decode()
+        if isinstance(ev, h11.Request):
+            return _Head(ev.method.decode("latin-1"), ev.target.decode("latin-1"), version, headers)
+        if isinstance(ev, h11.InformationalResponse) and ev.status_code != 101:
+            return None
+        return _Head("", "", version, headers, ev.status_code, ev.reason.decode("latin-1"))
 
-    def _drain(self, ts: int, out: _Sink, closing: bool = False) -> None:
-        while self._conn is not None:
-            conn = self._conn
-            try:
-                ev = conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                self._fail(str(exc) or type(exc).__name__, ts, out, closing)
-                continue
-            if ev is h11.NEED_DATA:
-                return
-            if isinstance(ev, h11.Request | h11.Response):
-                self._head, self.in_message = None, True
-                out("head", ev)
-            elif isinstance(ev, h11.Data):
-                out("data", bytes(ev.data))
-            elif isinstance(ev, h11.EndOfMessage):
-                rest = conn.trailing_data[0]
-                self._conn, self.in_message = None, False
-                out("end", None)
-                if rest and not closing:
-                    if self._held is not None:
-                        self._held += rest[:_MAX_HELD]
-                    else:
-                        self._start(rest, ts)
-            elif isinstance(ev, h11.InformationalResponse) and ev.status_code == 101:
-                # Switching Protocols: what follows on this direction is no longer HTTP.
-                rest = conn.trailing_data[0]
-                self._conn, self._head, self.in_message = None, None, False
-                out("switch", (ev, rest))
-                return
-            elif isinstance(ev, h11.InformationalResponse):
-                self._head = None  # a 1xx head was fine; the final head follows in the same message
-            else:  # ConnectionClosed or PAUSED: nothing more from this message
-                self._conn, self.in_message = None, False
-                return
+    def _framing(self, head: _Head) -> int | None:
+        """Body length; None for chunked, -1 for until close."""
+        te = cl = None
+        for name, value in head.headers:
+            if name == "transfer-encoding":
+                te = value
+            elif name == "content-length":
+                cl = value
+        if not self._is_request and (self._method == "HEAD" or head.status_code in (204, 304)):
+            return 0
+        if te is not None:
+            return None  # h11 refused any transfer coding but chunked
+        if cl is not None:
+            return int(cl.split(",")[0])
+        return 0 if self._is_request else -1
 
-    def _fail(self, reason: str, ts: int, out: _Sink, closing: bool) -> None:
-        conn = self._conn
-        assert conn is not None
-        self._conn = None
+    def _fail(self, reason: str, data: bytes, pos: int, ts: int, out: _Sink) -> int:
+        """A body's framing broke at ``data[pos]``: abandon the message, resync from there."""
+        self._state = _HEAD
         if self.in_message:
             out("abort", reason)
             self.in_message = False
         out("error", reason)
-        if closing:
-            return
-        if self._head is not None:
-            data, start = bytes(self._head), 1  # the head was bad: rescan it past its first byte
-        else:
-            data, start = self._consumed_start(conn.trailing_data[0]), 0  # the head was fine: what follows
-        self._head = None
-        self._resync(data, start, ts, out)
+        return self._resync(data, pos, ts, out)
 
-    def _consumed_start(self, trailing: bytes) -> bytes:
-        """``trailing`` (what h11 left after an error), preceded by the start line the error consumed, if any."""
-        recent = bytes(self._recent)
-        if not recent.endswith(trailing):
-            return trailing
-        rx = _REQUEST_START if self._is_request else _RESPONSE_START
-        cut = len(recent) - len(trailing)
-        starts = [m.start() for m in rx.finditer(recent, 0, cut + len(b"HTTP/1.1 ")) if m.start() < cut
-                  and (m.start() == 0 or recent[m.start() - 1:m.start()] == b"\n")]
-        return recent[starts[-1]:] if starts else trailing
-
-    def _resync(self, data: bytes, start: int, ts: int, out: _Sink) -> None:
+    def _resync(self, data: bytes, start: int, ts: int, out: _Sink) -> int:
         """Skip to the next start line in ``data[start:]``, or keep a short tail to search later."""
+        self._searched = 0
         rx = _REQUEST_START if self._is_request else _RESPONSE_START
         m = rx.search(data, start)
         if m is not None:
-            if m.start():
-                out("skip", m.start())
-            self._start(data[m.start() :], ts)
-            return
+            if m.start() > start:
+                out("skip", m.start() - start)
+            return m.start()
         keep = max(start, len(data) - _HOLD)
-        if keep:
-            out("skip", keep)
-        self._scan = data[keep:]
+        if keep > start:
+            out("skip", keep - start)
+        self._buf = data[keep:]
+        self._state = _SCAN
+        return len(data)
 
 
 # --------------------------------------------------------------------------- messages
@@ -606,13 +709,8 @@ class HttpStreams:
         ex = conn.req_ex
         if op == "head":
             ex = conn.req_ex = conn.new_exchange()
-            ex.request = self._request_message(
-                arg.method.decode("latin-1"),
-                arg.target.decode("latin-1"),
-                arg.http_version.decode(),
-                [[n.decode("latin-1"), v.decode("latin-1")] for n, v in arg.headers],
-                conn.requests.message_ts,
-            )
+            ex.request = self._request_message(arg.method, arg.target, arg.http_version, arg.headers,
+                                               conn.requests.message_ts)
             ex.upgrade = is_websocket_upgrade(header_value(ex.request.headers, "upgrade"))
             conn.awaiting.append(ex)
         elif op == "data" and ex is not None and ex.request is not None:
@@ -632,14 +730,8 @@ class HttpStreams:
         elif op == "head":
             ex = conn.awaiting.popleft() if conn.awaiting else conn.new_exchange()
             conn.resp_ex, conn.ended_early = ex, False
-            headers = [[n.decode("latin-1"), v.decode("latin-1")] for n, v in arg.headers]
-            ex.response = self._response_message(
-                arg.status_code,
-                arg.reason.decode("latin-1"),
-                arg.http_version.decode(),
-                headers,
-                conn.responses.message_ts,
-            )
+            ex.response = self._response_message(arg.status_code, arg.reason, arg.http_version, arg.headers,
+                                                 conn.responses.message_ts)
             self._emit_head(conn, ex, out)
             if ex.request is not None and ex.response.event_stream:
                 ex.rpc_id = jsonrpc_request_id(ex.request.body)
@@ -733,13 +825,12 @@ class HttpStreams:
 
     # ------------------------------------------------------------------ WebSocket
 
-    def _switch(self, conn: _Conn, head: h11.InformationalResponse, rest: bytes, ts: int,
-                out: list[Event]) -> None:
+    def _switch(self, conn: _Conn, head: _Head, rest: bytes, ts: int, out: list[Event]) -> None:
         """A 101 arrived: finish the upgrade exchange, then read both directions as frames."""
         ex = conn.awaiting.popleft() if conn.awaiting else conn.new_exchange()
-        headers = [[n.decode("latin-1"), v.decode("latin-1")] for n, v in head.headers]
-        ex.response = self._response_message(101, head.reason.decode("latin-1"), head.http_version.decode(),
-                                             headers, conn.responses.message_ts)
+        headers = head.headers
+        ex.response = self._response_message(101, head.reason, head.http_version, headers,
+                                             conn.responses.message_ts)
         self._emit_head(conn, ex, out)
         self._finish_response(conn, ex, ts, out, error=None)
         held = conn.requests.release()

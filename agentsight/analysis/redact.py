@@ -41,6 +41,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import ahocorasick_rs
 import regex
 
 __all__ = [
@@ -127,19 +128,36 @@ def _kind_of(value: str) -> str | None:
     return None
 
 
+# Where a rule's match starts, relative to a hint it must contain (see _Rules.apply).
+_AT_HINT, _LINE_START, _QUOTE_BEFORE, _SEPARATOR_BEFORE = range(4)
+_NAME_ENDS = ("key", "token", "secret", "password", "passwd", "authorization")  # every secret field name ends so
+_LONGEST_NAME = max(len(n) for n in (SENSITIVE_PARAMS + "|" + "|".join(SENSITIVE_HEADERS)).split("|")) + 2
+
+
 class _Rules:
-    """The redaction regexes, compiled once for ``str`` and once for ``bytes``."""
+    """The redaction regexes, compiled once for ``str`` and once for ``bytes``.
+
+    Finding where to look is the cost on big texts: every rule's match contains a literal *hint*
+    (a key prefix, ``bearer``, a secret field name followed by its quote, ``=`` or ``:``...), and
+    one Aho-Corasick pass over the lower-cased text finds every hint at once. Most text has none
+    and is returned as it is; around each hint found, the rule's regex is tried only where its
+    match would have to start (the hint itself, the line start, the opening quote or the
+    query separator just before it), so a 250 KB prompt costs one linear scan, not a dozen
+    regex searches.
+    """
 
     def __init__(self, as_bytes: bool) -> None:
         enc: Callable[[str], Any] = (lambda s: s.encode()) if as_bytes else (lambda s: s)
         self.enc = enc
+        self.as_bytes = as_bytes
         not_redacted = r"(?!\[REDACTED)"
         header_names = "|".join(re.escape(h) for h in sorted(SENSITIVE_HEADERS))
         # "Name: value" lines of a raw HTTP/1 head.
         self.header_line = re.compile(enc(rf"(?im)^((?:{header_names}):[ \t]*+){not_redacted}([^\r\n]+)"))
-        # "field": "value" in JSON (or 'field': 'value' as printed by Python).
+        # "field": "value" in JSON (or 'field': 'value' as printed by Python), also inside a JSON string
+        # (\"field\": \"value\", as tool arguments carry it).
         self.json_field = re.compile(
-            enc(rf"""(?i)(["'](?:{SENSITIVE_FIELDS})["']\s*:\s*["']){not_redacted}([^"'\\\r\n]{{4,}})""")
+            enc(rf"""(?i)(\\?["'](?:{SENSITIVE_FIELDS})\\?["']\s*:\s*\\?["']){not_redacted}([^"'\\\r\n]{{4,}})""")
         )
         # ?key=value&... in URLs and form bodies, or a query string on its own (key=value&...).
         self.query = re.compile(enc(rf"(?i)((?:^|[?&;])(?:{SENSITIVE_PARAMS})=){not_redacted}([^&#\s\"'<>]+)"))
@@ -149,54 +167,135 @@ class _Rules:
         self.scheme = re.compile(
             enc(rf"(?i)\b(bearer)(\s++){not_redacted}(?=[A-Za-z._~+/=\-]*[0-9])([A-Za-z0-9._~+/=\-]{{12,}})")
         )
-        # No look-behind here: a leading literal lets re skip ahead fast; the character
-        # before a match is checked in the callback instead.
+        # No look-behind here: the character before a match is checked in the callback instead.
         self.keys = [(kind, re.compile(enc(p))) for kind, p in _KEY_FORMATS]
-        # Literal hints: a rule runs only if one of its hints occurs in the lower-cased text.
-        # Substring tests are memchr-fast; most text has no hint and skips every regex.
-        self.header_hints = [enc(h + ":") for h in sorted(SENSITIVE_HEADERS)]
-        self.field_hints = [enc(f) for f in SENSITIVE_FIELDS.split("|")]
-        self.param_hints = [enc(f + "=") for f in SENSITIVE_PARAMS.split("|")]
-        self.key_hints = [enc(h) for h in ("sk-", "aiza", "gh", "github_pat_", "xox", "akia", "asia", "eyj")]
-        self.bearer = enc("bearer")
-        self.pem_hint = enc("private key")
-        self.marker_hint = enc("[redacted:")
-        every = self.header_hints + self.field_hints + self.param_hints + self.key_hints + [
-            self.bearer, self.pem_hint, self.marker_hint]
         # The same rules, in the order they run, for StreamRedactor's partial matching.
         self.sources = [_PEM, self.header_line.pattern, self.json_field.pattern, self.query.pattern,
                         self.scheme.pattern, *(p for _, p in _KEY_FORMATS)]
-        self.any_hint = re.compile(enc("|".join(re.escape(h.decode() if as_bytes else h) for h in every)))
+        # (rule, where its match starts, its hints in lower case); run in this order.
+        key_hints = {"sk-ant": ["sk-ant-"], "sk": ["sk-"], "AIza": ["aiza"],
+                     "github": ["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"],
+                     "slack": ["xoxb-", "xoxa-", "xoxp-", "xoxr-", "xoxs-"], "aws": ["akia", "asia"], "jwt": ["eyj"]}
+        field = self._field
+        rules: list[tuple[re.Pattern[Any], Callable[[re.Match[Any]], Any] | None, int, list[str]]] = [
+            (self.pem, lambda m: enc(_marker("private-key")), _AT_HINT, ["-----begin "]),
+            (self.header_line, field, _LINE_START, [n + ":" for n in _NAME_ENDS[:2] + ("cookie", "authorization")]),
+            (self.json_field, field, _QUOTE_BEFORE, [n + q for n in _NAME_ENDS for q in ('"', "'", '\\"', "\\'")]),
+            (self.query, field, _SEPARATOR_BEFORE,
+             [n + "=" for n in (*_NAME_ENDS, "sig", "signature", "code")]),
+            (self.scheme, self._scheme, _AT_HINT, ["bearer"]),
+            *((rx, None, _AT_HINT, key_hints[kind]) for kind, rx in self.keys),
+        ]
+        self.rules = rules
+        self.rest_rules = [(rx, _AT_HINT) for rx in self.rest]
+        hints: list[str] = []
+        self.hint_rule: list[int] = []
+        for i, (_, _, _, hs) in enumerate(rules):
+            for h in hs:
+                hints.append(h)
+                self.hint_rule.append(i)
+        hints.append("[redacted:")
+        self.hint_rule.append(len(rules))
+        self.hints = hints
+        self.matcher: Any = (ahocorasick_rs.BytesAhoCorasick([h.encode() for h in hints]) if as_bytes
+                        else ahocorasick_rs.AhoCorasick(hints))
+        self.key_markers = {id(rx): enc(_marker(kind)) for kind, rx in self.keys}
+        self.quotes = [enc(q) for q in ('"', "'")]
+        self.seps = [enc(c) for c in "?&;"]
+        self.newline = enc("\n")
+
+    def _field(self, m: re.Match[Any]) -> Any:
+        return m.group(1) + self.enc(_marker(_kind_of_any(m.group(2)) or "secret"))
+
+    def _scheme(self, m: re.Match[Any]) -> Any:
+        kind = _kind_of_any(m.group(3)) or m.group(1).lower()
+        if isinstance(kind, bytes):
+            kind = kind.decode()
+        return m.group(1) + m.group(2) + self.enc(_marker(kind))
+
+    def _hits(self, s: Any) -> list[tuple[int, int]] | None:
+        """(rule number, start of the hint) of every hint in ``s``, or None when positions cannot be trusted."""
+        low = s.lower()
+        if len(low) != len(s):  # a few non-ASCII letters grow when lower-cased: positions would not line up
+            return None
+        try:
+            found = self.matcher.find_matches_as_indexes(low, overlapping=True)
+        except UnicodeEncodeError:  # a lone surrogate (text cut inside an emoji): the slow way
+            return None
+        return [(self.hint_rule[i], start) for i, start, _ in found]
+
+    def _starts(self, s: Any, where: int, hint_at: int) -> list[int]:
+        """Where a match containing a hint at ``hint_at`` can start."""
+        if where == _AT_HINT:
+            return [hint_at]
+        if where == _LINE_START:
+            return [s.rfind(self.newline, 0, hint_at) + 1]
+        lo = max(0, hint_at - _LONGEST_NAME)
+        marks = self.quotes if where == _QUOTE_BEFORE else self.seps
+        out = [i for i in range(lo, hint_at) if s[i:i + 1] in marks]
+        if where == _QUOTE_BEFORE:
+            out += [i - 1 for i in out if i and s[i - 1:i] == self.enc("\\")]
+        elif lo == 0:
+            out.append(0)
+        return sorted(set(out))
+
+    def _run(self, s: Any, rx: re.Pattern[Any], repl: Callable[[re.Match[Any]], Any] | None, where: int,
+             at: list[int]) -> Any:
+        """``rx`` applied as ``rx.sub`` would, trying it only at the starts the hints allow."""
+        starts = sorted({p for h in at for p in self._starts(s, where, h)})
+        pieces: list[Any] = []
+        last = 0
+        for p in starts:
+            if p < last:
+                continue
+            m = rx.match(s, p)
+            if m is None or m.end() == m.start():
+                continue
+            if repl is None:  # a key format: not when glued to a preceding letter or digit
+                if p and s[p - 1:p].isalnum():
+                    continue
+                new = self.key_markers[id(rx)]
+            else:
+                new = repl(m)
+            pieces += [s[last:p], new]
+            last = m.end()
+        if not pieces:
+            return s
+        pieces.append(s[last:])
+        return s[:0].join(pieces)
 
     def apply(self, s: Any) -> Any:
-        low = s.lower()
-        if not self.any_hint.search(low):
+        hits = self._hits(s)
+        if hits is None:
+            return self._apply_everywhere(s)
+        if not hits:
             return s
-        enc = self.enc
-
-        def field(m: re.Match[Any]) -> Any:
-            return m.group(1) + enc(_marker(_kind_of_any(m.group(2)) or "secret"))
-
-        def scheme(m: re.Match[Any]) -> Any:
-            kind = _kind_of_any(m.group(3)) or m.group(1).lower()
-            return m.group(1) + m.group(2) + enc(_marker(kind))
-
-        if self.pem_hint in low:
-            s = self.pem.sub(enc(_marker("private-key")), s)
-        if any(h in low for h in self.header_hints):
-            s = self.header_line.sub(field, s)
-        if any(h in low for h in self.field_hints):
-            s = self.json_field.sub(field, s)
-        if any(h in low for h in self.param_hints):
-            s = self.query.sub(field, s)
-        if self.bearer in low:
-            s = self.scheme.sub(scheme, s)
-        if any(h in low for h in self.key_hints):
-            for kind, rx in self.keys:
-                s = rx.sub(_key_replacer(s, enc(_marker(kind))), s)
-        if self.marker_hint in low or self.marker_hint in s.lower():
+        for i, (rx, repl, where, _) in enumerate(self.rules):
+            at = [start for rule, start in hits if rule == i]
+            if not at:
+                continue
+            new = self._run(s, rx, repl, where, at)
+            if new is not s:
+                s = new
+                hits = self._hits(s) or []
+        at = [start for rule, start in hits if rule == len(self.rules)]
+        if at:
             for rx in self.rest:
-                s = rx.sub(lambda m: m.group(0)[: m.start(1) - m.start(0)], s)
+                s = self._run(s, rx, lambda m: m.group(0)[: m.start(1) - m.start(0)], _AT_HINT, at)
+                at = [start for rule, start in (self._hits(s) or []) if rule == len(self.rules)]
+        return s
+
+    def _apply_everywhere(self, s: Any) -> Any:
+        """Every rule over the whole text (text whose lower-case form has another length)."""
+        s = self.pem.sub(self.enc(_marker("private-key")), s)
+        s = self.header_line.sub(self._field, s)
+        s = self.json_field.sub(self._field, s)
+        s = self.query.sub(self._field, s)
+        s = self.scheme.sub(self._scheme, s)
+        for kind, rx in self.keys:
+            s = rx.sub(_key_replacer(s, self.enc(_marker(kind))), s)
+        for rx in self.rest:
+            s = rx.sub(lambda m: m.group(0)[: m.start(1) - m.start(0)], s)
         return s
 
 
@@ -302,7 +401,12 @@ class StreamRedactor:
         return len(self._held)
 
     def feed(self, data: bytes) -> bytes:
-        text = self._held + data
+        text = self._held + data if self._held else data
+        if text[-1:] in (b"\n", b"\r") and not _BYTES_RULES.matcher.find_matches_as_indexes(text.lower()):
+            # No hint of any rule, and a line end last: no rule can match here, nor go on past the end
+            # (a rule that spans lines needs its hint first). Event streams end every record so.
+            self._held = b""
+            return text
         cut = _safe_cut(text, self.hold_max)
         self._held = text[cut:]
         return redact_bytes(text[:cut]) if cut else b""
