@@ -1,7 +1,7 @@
 """The SQLite recording: every event, plus typed tables for what people ask about.
 
 One file, WAL journal, mode 0600 (captured data holds secrets). The schema is
-versioned (``meta.schema_version``) and documented in docs/recording.md:
+versioned (``meta.schema_version``) and documented in docs/events.md:
 
 - ``events``: every event as recorded; ``data`` is JSON text where bytes are
   ``{"$bytes": ...}`` / ``{"$base64": ...}`` (see :mod:`agentsight.jsonform`), so
@@ -12,6 +12,10 @@ versioned (``meta.schema_version``) and documented in docs/recording.md:
 Writers call :meth:`Store.add` with a batch (one transaction). Readers (the
 ``report`` command, the web UI, tests) use the query methods, which return plain
 JSON-ready dicts. A reader may open the file while a writer appends to it.
+
+Retention (the ``sqlite`` sink's ``max_mb`` / ``max_age_h``): :meth:`Store.trim` deletes
+one batch of the oldest events and the derived rows older than every event left, in
+one short transaction, then gives the freed pages back (``incremental_vacuum``).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from agentsight.jsonform import from_jsonable, to_jsonable
 __all__ = ["Store", "StoreError", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = 1
+WAL_SIZE_LIMIT = 16 << 20
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -111,8 +116,14 @@ class Store:
         self.db.row_factory = sqlite3.Row
         try:
             if not readonly:
+                # Takes effect only on a new, empty file (before its first table): pages freed by
+                # retention (:meth:`trim`) can then be given back to the file system. A recording made
+                # before keeps auto_vacuum off and reuses its free pages instead.
+                self.db.execute("PRAGMA auto_vacuum=INCREMENTAL")
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
+                # The WAL file is cut back to this after a checkpoint (it otherwise keeps its largest size).
+                self.db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             self._check_schema()
         except sqlite3.DatabaseError as exc:
             self.db.close()
@@ -303,6 +314,80 @@ class Store:
 
     def sessions(self) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM sessions ORDER BY start_ns")
+
+    # ------------------------------------------------------------------ retention
+    def used_bytes(self) -> int:
+        """Bytes the recording's data takes: its pages less the free ones (a cheap header read)."""
+        size, pages, free = (int(self.db.execute(f"PRAGMA {p}").fetchone()[0])
+                             for p in ("page_size", "page_count", "freelist_count"))
+        return (pages - free) * size
+
+    def file_bytes(self) -> int:
+        """Bytes on disk: the file and its write-ahead log."""
+        total = 0
+        for suffix in ("", "-wal"):
+            try:
+                total += os.stat(f"{self.path}{suffix}").st_size
+            except FileNotFoundError:
+                pass
+        return total
+
+    def trim(self, *, max_bytes: int = 0, before_ns: int | None = None, batch: int = 5000) -> int:
+        """Delete one batch of the oldest events, and the rows derived from them; the number deleted.
+
+        Events go when the data is over ``max_bytes`` (the oldest by id, about as many as
+        the excess holds, at most ``batch``) or when older than ``before_ns`` (the oldest by
+        time, at most ``batch``). The newest event always stays, so ids keep growing (a
+        sink's position, a page's cursor). Derived rows go with them: ``llm_calls`` by
+        their event, ``files``/``connections``/``samples`` older than every event left,
+        ``processes`` and ``sessions`` that ended before it (or never ended and have no
+        event left). 0: nothing was over either limit. Commits, then gives freed pages
+        back to the file system when the file has ``auto_vacuum=INCREMENTAL``.
+        """
+        db = self.db
+        lo, hi = db.execute("SELECT min(id), max(id) FROM events").fetchone()
+        if lo is None or lo == hi:
+            return 0
+        ids: list[int] = []
+        upto = lo - 1  # the size limit deletes the id range lo..upto
+        if max_bytes > 0:
+            used = self.used_bytes()
+            if used > max_bytes:
+                per_event = used / (hi - lo + 1)
+                need = int((used - max_bytes) / per_event) + 1
+                upto = min(lo + min(need, batch) - 1, hi - 1)
+        if before_ns is not None:
+            ids = [r[0] for r in db.execute(
+                "SELECT id FROM events INDEXED BY events_ts WHERE ts_ns < ? AND id > ? AND id < ?"
+                " ORDER BY ts_ns LIMIT ?", (before_ns, upto, hi, batch))]
+        if upto < lo and not ids:
+            return 0
+        with db:
+            deleted = db.execute("DELETE FROM events WHERE id <= ?", (upto,)).rowcount if upto >= lo else 0
+            deleted += db.executemany("DELETE FROM events WHERE id = ?", ((i,) for i in ids)).rowcount
+            top = max(upto, max(ids, default=0))
+            db.execute("DELETE FROM llm_calls WHERE event_id <= ?"
+                       " AND NOT EXISTS (SELECT 1 FROM events e WHERE e.id = llm_calls.event_id)", (top,))
+            oldest = db.execute("SELECT min(ts_ns) FROM events").fetchone()[0]
+            for table in ("files", "connections", "samples"):
+                # Rows go in about time order: cut the leading run older than every event left
+                # (a row out of order waits for a later pass) without scanning the table.
+                row = db.execute(f"SELECT id FROM {table} WHERE ts_ns >= ? ORDER BY id LIMIT 1", (oldest,)).fetchone()
+                if row is None:
+                    db.execute(f"DELETE FROM {table} WHERE ts_ns < ?", (oldest,))
+                else:
+                    db.execute(f"DELETE FROM {table} WHERE id < ? AND ts_ns < ?", (row[0], oldest))
+            gone = ("coalesce(end_ns, start_ns) < :t AND (end_ns IS NOT NULL"
+                    " OR NOT EXISTS (SELECT 1 FROM events e WHERE e.pid = {table}.pid))")
+            row = db.execute("SELECT id FROM processes WHERE coalesce(start_ns, end_ns) >= ? ORDER BY id LIMIT 1",
+                             (oldest,)).fetchone()
+            db.execute(f"DELETE FROM processes WHERE id < :upto AND {gone.format(table='processes')}",
+                       {"t": oldest, "upto": row[0] if row else 1 << 62})
+            db.execute(f"DELETE FROM sessions WHERE {gone.format(table='sessions')}", {"t": oldest})
+        if int(db.execute("PRAGMA auto_vacuum").fetchone()[0]) == 2:
+            db.executescript("PRAGMA incremental_vacuum;")  # execute() would free one page per step only
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        return int(deleted)
 
 
 # ---------------------------------------------------------------------- derived rows
