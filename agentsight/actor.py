@@ -137,6 +137,28 @@ class Component:
     def close(self) -> None:
         """Release what ``open`` took. Called once, also after errors."""
 
+    def settle(self, pids: list[int]) -> Iterable[Event]:
+        """A barrier (a mark) is passing: emit now what is held for these processes (a recording
+        is about to be closed on them; they have exited). The mark follows these events."""
+        return ()
+
+    def follow(self, pid: int) -> bool:
+        """A client asks to follow a new process tree rooted at ``pid`` (``record`` through a
+        running collector): look at it before it runs. False when this component has nothing
+        to do for it."""
+        return False
+
+    def requests(self) -> list[dict[str, Any]]:
+        """Control requests this component makes of the supervisor (``mark``, ``follow``); the
+        runtime sends them and hands the answers to :meth:`on_control`."""
+        return []
+
+    def on_control(self, msg: dict[str, Any]) -> None:
+        """An answer from the supervisor to one of :meth:`requests` (``followed``)."""
+
+    def on_mark(self, mark_id: str) -> None:
+        """(Sinks) every event ahead of mark ``mark_id`` has been written and flushed."""
+
 
 class Source(Component):
     """Produces events. ``poll`` may block up to ``timeout`` seconds."""

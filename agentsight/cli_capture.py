@@ -177,6 +177,8 @@ def debug(
     otel_content: OtelContentOpt = False,
     otel_attributes: OtelAttributesOpt = "genai",
     otel_metrics: OtelMetricsOpt = True,
+    standalone: Annotated[bool, typer.Option("--standalone", help="Run a capture of its own even when a collector "
+                                             "is running.")] = False,
 ) -> None:
     kind = ctx.info_name or "trace"
     trace = kind == "trace"
@@ -212,7 +214,58 @@ def debug(
         cap.extra = parse_extra(list(ctx.args), PRIMARY[kind])
     except CaptureError as exc:
         fail(str(exc))
+    # What a running collector already captures can be read from it (no eBPF of our own, no
+    # root for one's own processes), unless a flag changes what is captured or how.
+    own = (ssl, process, stdio, system, http_raw_data, disable_auth_removal, ssl_handshake, binary_path, log_file,
+           server, otel, http_filter, ssl_filter, cap.extra, standalone, ssl_uid >= 0, stdio_uid >= 0, stdio_all_fds,
+           stdio_max_bytes, duration, mode, kind in ("system", "stdio"), kind == "mcp" and bool(pid or comm))
+    if not any(own) and not sse_merge:
+        from agentsight import collector
+
+        if collector.running():
+            raise typer.Exit(_debug_from_collector(cap, pid, bool(cap.tree), comm))
     raise typer.Exit(run_capture(cap)[0])
+
+
+def _debug_from_collector(cap: Capture, pid: int, tree: bool, comm: str) -> int:
+    """`debug` reading the running collector's events (what it shows, as a capture of its own would)."""
+    import signal
+
+    from agentsight.collector import CollectorError, Subscription
+    from agentsight.event import Event
+
+    topics = cap.console_topics or [""]
+    if not cap.http:  # a debug ssl/process shows what those sources give, before any parsing
+        topics = [t for t in topics if not t.startswith(("http.", "llm.", "session.", "mcp."))]
+    typer.echo("agentsight: reading the running collector's events (--standalone: a capture of its own)", err=True)
+    sink = None
+    if cap.console:
+        from agentsight.actors.sinks.console import ConsoleSink
+
+        sink = ConsoleSink("console", {"format": cap.console_format, "topics": []})
+    stop = {"flag": False}
+    signal.signal(signal.SIGINT, lambda *_: stop.update(flag=True))
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
+    try:
+        sub = Subscription(topics, pid=pid, comm=comm, tree=tree)
+    except CollectorError as exc:
+        fail(str(exc))
+    shown = 0
+    try:
+        while not stop["flag"]:
+            events: list[Event] = sub.recv(0.2)
+            shown += len(events)
+            if sink is not None and events:
+                sink.write(events)
+                sink.flush()
+    except CollectorError as exc:
+        typer.echo(f"agentsight: {exc}", err=True)
+        return 1
+    finally:
+        sub.close()
+    typer.echo(f"agentsight: {shown} event(s) shown" + (f", {sub.lost} lost (this reader was too slow)"
+                                                        if sub.lost else ""), err=True)
+    return 0
 
 
 @debug_app.command("dump-bpf")
@@ -299,6 +352,128 @@ _HOLD = ("import os, sys\n"
          "    sys.exit(126)\n")
 
 
+def _hold(cmd: list[str], owner: dict[str, Any]) -> tuple[int, int]:
+    """Fork the command, held before its first instruction until a byte arrives on the pipe
+    returned (closing it unsent makes it exit 125). Forked, not a new interpreter: fast."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(w)
+            go = os.read(r, 1)
+            os.close(r)
+            if not go:
+                os._exit(125)
+            if owner:
+                os.setgroups(owner.get("extra_groups") or [owner["group"]])
+                os.setgid(owner["group"])
+                os.setuid(owner["user"])
+            os.execvpe(cmd[0], cmd, owner.get("env") or os.environ)
+        except OSError as exc:
+            os.write(2, f"agentsight: cannot run {cmd[0]}: {exc.strerror}\n".encode())
+            os._exit(126)
+        finally:
+            os._exit(127)
+    os.close(r)
+    return pid, w
+
+
+def _record_through_collector(cmd: list[str], db: Path | None, name: str) -> int:
+    """``record -- CMD`` as a client of the running collector: the command is held, the collector
+    follows its tree (its sources look at it first), the command runs, and every event of the
+    tree comes back over the socket into this recording; a barrier through the collector's
+    pipeline says when the last one is in. Returns the command's exit code."""
+    import shlex
+    import signal
+    import threading
+    import time
+
+    from agentsight.collector import Client, CollectorError
+    from agentsight.report import format_summary, summary
+    from agentsight.store import Store
+
+    path = db or Path(time.strftime("agentsight-%Y%m%d-%H%M%S.db"))
+    described = shlex.join(cmd)
+    owner = _invoking_user()
+    try:
+        client = Client(timeout=10.0)
+    except CollectorError as exc:
+        fail(str(exc))
+    child, go = _hold(cmd, owner)
+    try:
+        client.send("record", {"pid": child})
+        followed = client.expect("followed", timeout=10.0)
+    except (CollectorError, OSError) as exc:
+        os.close(go)
+        os.waitpid(child, 0)
+        fail(f"the collector could not record: {exc}")
+    got: dict[str, Any] = {"lost": 0, "done": None, "error": None}
+
+    def receive() -> None:  # the tree's events, into the recording as they come
+        try:
+            with Store(path) as store:
+                batch: list[Any] = []
+                for kind, payload in client.events(timeout=None):
+                    if kind == "event":
+                        batch.append(payload)
+                        if len(batch) >= 500:
+                            store.add(batch)
+                            batch = []
+                    elif kind == "lost":
+                        got["lost"] += int(payload.get("n") or 0)
+                    elif kind == "done":
+                        got["done"] = payload
+                        break
+                store.add(batch)
+        except (CollectorError, OSError) as exc:
+            got["error"] = str(exc)
+
+    reader = threading.Thread(target=receive, name="recording", daemon=True)
+    reader.start()
+    started = time.time_ns()
+    os.write(go, b"g")
+    os.close(go)
+    late = followed.get("late") or []
+    typer.echo(f"agentsight: recording {described} into {path} (through the collector"
+               + (f"; not confirmed in time by {', '.join(late)}" if late else "") + ")", err=True)
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the command's to handle
+    try:
+        _, status = os.waitpid(child, 0)
+    finally:
+        signal.signal(signal.SIGINT, old)
+    exit_code = os.waitstatus_to_exitcode(status)
+    exit_code = exit_code if exit_code >= 0 else 128 - exit_code
+    ended = time.time_ns()
+    try:
+        client.send("finish", {})
+    except OSError as exc:
+        got["error"] = str(exc)
+    reader.join(timeout=30)
+    client.close()
+    done = got["done"] or {}
+    lost = got["lost"] + int(done.get("lost") or 0)
+    with Store(path) as store:
+        store.set_meta("command", described)
+        store.set_meta("recorder", "agentsight record (through the collector)")
+        store.set_meta("started_ns", str(started))
+        store.set_meta("ended_ns", str(ended))
+        store.set_meta("exit_code", str(exit_code))
+        store.set_meta("events_lost", str(lost + int(done.get("pipeline_lost") or 0)))
+        text = format_summary(summary(store))
+    if owner:
+        for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            if p.exists():
+                os.chown(p, owner["user"], owner["group"])
+    typer.echo(text, err=True)
+    if got["done"] is None:
+        typer.echo(f"agentsight: the collector did not confirm the end of the recording "
+                   f"({got['error'] or 'no answer within 30 s'}): its last events may be missing", err=True)
+    elif done.get("pipeline_lost"):
+        typer.echo(f"agentsight: the collector lost {done['pipeline_lost']} event(s) while recording "
+                   "(of any process: some may be this command's)", err=True)
+    return exit_code
+
+
 def _invoking_user() -> dict[str, Any]:
     """Popen arguments that run the command as the user who ran sudo (nothing when not under sudo)."""
     import pwd
@@ -363,6 +538,8 @@ def record(
     otel_content: OtelContentOpt = False,
     otel_attributes: OtelAttributesOpt = "genai",
     otel_metrics: OtelMetricsOpt = True,
+    standalone: Annotated[bool, typer.Option("--standalone", help="Run a private capture even when a collector "
+                                             "is running.")] = False,
 ) -> None:
     """Run a command (an agent) and record everything it and its children do; print a summary.
 
@@ -385,6 +562,16 @@ def record(
         fail(f"command not found: {cmd[0]}", 127)
     if pid and not os.path.exists(f"/proc/{pid}"):
         fail(f"no process {pid}")
+    # A running collector records for us (no eBPF to load, no root needed for one's own
+    # processes), unless the flags ask for what only a private pipeline gives.
+    private = [flag for flag, on in (("--server", server), ("--binary-path", bool(binary_path)), ("--raw", raw),
+                                     ("--disable-auth-removal", disable_auth_removal), ("--events", events),
+                                     ("--otel", bool(otel)), ("--standalone", standalone)) if on]
+    if cmd and not private:
+        from agentsight import collector
+
+        if collector.running():
+            raise typer.Exit(_record_through_collector(cmd, db, name))
     need_bpf()
     if server:
         need_port(server_host, server_port)

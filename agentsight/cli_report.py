@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,12 +19,17 @@ __all__ = ["report_app"]
 report_app = typer.Typer(help="Read a recording: summary, tokens, prompts, JSON export.", no_args_is_help=True)
 app.add_typer(report_app, name="report")
 
-DbOpt = Annotated[Path, typer.Option("--db", help="The recording (from `agentsight record`).")]
+# Without --db: the always-on collector's store (`agentsight service`), when there is one.
+COLLECTOR_STORE = Path(os.environ.get("AGENTSIGHT_STORE", "/var/lib/agentsight/agents.db"))
+DbOpt = Annotated[Path, typer.Option("--db", help="The recording (from `agentsight record`); default: the "
+                                     "collector's store, /var/lib/agentsight/agents.db.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON instead of text.")]
 
 
 @contextmanager
 def _open(db: Path) -> Iterator[Store]:
+    if db == COLLECTOR_STORE and not db.exists():
+        fail(f"no --db given and no collector store at {db} (agentsight service install, or record one)")
     try:
         store = Store(db, readonly=True)
     except StoreError as exc:
@@ -39,7 +45,7 @@ def _dump(value: object) -> None:
 
 
 @report_app.command()
-def summary(db: DbOpt, as_json: JsonOpt = False) -> None:
+def summary(db: DbOpt = COLLECTOR_STORE, as_json: JsonOpt = False) -> None:
     """Duration, LLM calls by model with tokens and cost, processes, files, endpoints, losses."""
     from agentsight import report
 
@@ -49,7 +55,7 @@ def summary(db: DbOpt, as_json: JsonOpt = False) -> None:
 
 
 @report_app.command()
-def tokens(db: DbOpt,
+def tokens(db: DbOpt = COLLECTOR_STORE,
            by: Annotated[str, typer.Option("--by", help="Group by model, provider, process or session.")] = "model",
            as_json: JsonOpt = False) -> None:
     """Token usage and estimated cost, grouped."""
@@ -63,7 +69,7 @@ def tokens(db: DbOpt,
 
 
 @report_app.command()
-def prompts(db: DbOpt,
+def prompts(db: DbOpt = COLLECTOR_STORE,
             limit: Annotated[int, typer.Option("--limit", help="At most this many calls (0: all).")] = 0,
             full: Annotated[bool, typer.Option("--full", help="Every message, nothing shortened.")] = False,
             as_json: JsonOpt = False) -> None:
@@ -76,7 +82,7 @@ def prompts(db: DbOpt,
 
 
 @report_app.command()
-def export(db: DbOpt,
+def export(db: DbOpt = COLLECTOR_STORE,
            output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here (0600) instead of "
                                                        "stdout.")] = None,
            events: Annotated[bool, typer.Option("--events", help="Include every raw event.")] = False) -> None:

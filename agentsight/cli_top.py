@@ -95,17 +95,23 @@ def top(
 
     if sort not in SORT_KEYS:
         fail(f"--sort must be one of {', '.join(SORT_KEYS)}, not {sort!r}")
+    from agentsight import collector
+
     child = None
+    sub: Any
     if connect or pipeline or runtime_dir:
-        endpoint = _bus_endpoint(connect or None, pipeline or "default", runtime_dir)
+        sub = Subscriber(_bus_endpoint(connect or None, pipeline or "default", runtime_dir), TOPICS)
+    elif collector.running():
+        # The always-on collector: no capture of our own, no root needed (a user sees their own processes).
+        sub = collector.Subscription(TOPICS)
     else:
         child, endpoint = _start_capture(pid, comm)
+        sub = Subscriber(endpoint, TOPICS)
     model = TopModel(pid, comm)
     model.seed_from_proc()
     stop = {"flag": False}
     signal.signal(signal.SIGINT, lambda *_: stop.update(flag=True))
     signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
-    sub = Subscriber(endpoint, TOPICS)
     interactive = not (once or plain) and sys.stdout.isatty() and sys.stdin.isatty()
     try:
         if interactive:

@@ -42,6 +42,7 @@ TYPES: dict[str, dict[str, str]] = {
         "null": "agentsight.actors.sinks.null:NullSink",
         "web": "agentsight.actors.sinks.web:WebSink",
         "otlp": "agentsight.actors.sinks.otlp:OtlpSink",
+        "clients": "agentsight.actors.sinks.clients:ClientsSink",
     },
 }
 

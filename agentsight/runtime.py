@@ -138,6 +138,8 @@ class ActorRuntime:
         self.held: dict[str, list[Event]] = {}   # downstream being restarted -> what we produced for it
         self.expected: set[str] = set()
         self.eos_from: set[str] = set()
+        self.marks: dict[str, set[str]] = {}      # barrier id -> the upstream instances it came from so far
+        self.pending_marks: list[tuple[str, list[int]]] = []  # a source's marks to send after its next drain
         self.stopping = False
         self.stop_deadline = 0.0
         self.hb_interval = pipeline.supervisor.heartbeat_interval
@@ -434,6 +436,18 @@ class ActorRuntime:
             elif op == "gone":
                 # An upstream instance that will never send EOS (it failed for good).
                 self.expected.discard(msg.get("instance", ""))
+            elif op == "mark" and isinstance(self.component, Source):
+                self.pending_marks.append((str(msg["id"]), [int(p) for p in msg.get("pids") or ()]))
+            elif op == "follow":
+                pid = int(msg["pid"])
+                try:
+                    ok = self.component.follow(pid)
+                except Exception as exc:
+                    ok = False
+                    log.warning("%s: cannot follow %d: %s", self.id, pid, exc)
+                self._ctl({"op": "followed", "pid": pid, "req": msg.get("req"), "ok": bool(ok)})
+            elif op == "answer":
+                self.component.on_control(msg)
 
     def _reconfigure(self, pipeline: PipelineSpec, hold: list[str] | None = None) -> None:
         new = pipeline.components.get(self.spec.name)
@@ -483,6 +497,9 @@ class ActorRuntime:
             log.warning("%s: %d events lost on %s", self.id, gap, link)
         elif header.seq < expected:
             self._stat("sequence_resets")
+        if header.kind == wire.MARK:
+            self._on_mark_frame(header, parts)
+            return
         if header.kind == wire.EOS:
             if self._unacked:
                 self._flush_sink()
@@ -550,6 +567,63 @@ class ActorRuntime:
             out = self._run_hook(self.component.process, events)
         # The outputs' numbers and the consumed input are committed as one step: see linkstate.
         self.emit(out, consumed_with_outputs)
+
+    # ---------------------------------------------------------------- marks
+    def _on_mark_frame(self, header: wire.Header, parts: list[bytes]) -> None:
+        """A barrier from one upstream instance; it passes on once every upstream sent it.
+
+        Marks are how a client learns that everything captured up to a moment has reached a
+        sink (``record`` through a running collector closes its recording on one): a source,
+        asked through the supervisor, drains what the kernel holds and sends a mark behind
+        it on every link; each stage, once the mark came from all its upstream instances,
+        emits what it holds for the mark's processes (``settle``) and passes the mark on to
+        every downstream instance; a sink flushes and tells its component (``on_mark``).
+        """
+        try:
+            if len(parts) != 2:
+                raise wire.FrameError("mark without a body")
+            mark_id, pids = wire.decode_mark(parts[1])
+        except wire.FrameError:
+            self.counters["errors"] += 1
+            self._stat("bad_frames")
+            return
+        got = self.marks.setdefault(mark_id, set())
+        got.add(header.sender)
+        if not self.expected <= got:
+            if len(self.marks) > 256:  # marks whose other halves never came (an upstream restarted)
+                del self.marks[next(iter(self.marks))]
+            return
+        del self.marks[mark_id]
+        self._pass_mark(mark_id, pids)
+
+    def _pass_mark(self, mark_id: str, pids: list[int]) -> None:
+        if isinstance(self.component, Sink):
+            if self._unacked:
+                self._flush_sink()
+            self.component.flush()
+            try:
+                self.component.on_mark(mark_id)
+            except Exception:
+                self.counters["errors"] += 1
+                log.exception("%s: on_mark failed", self.id)
+            return
+        try:
+            settled = list(self.component.settle(pids))
+        except Exception:
+            self.counters["errors"] += 1
+            log.exception("%s: settle failed", self.id)
+            settled = []
+        self.emit(settled)
+        frames: list[tuple[Any, list[bytes], int]] = []
+        for out in self.outputs:
+            for link, sock in zip(out.links, out.sockets, strict=True):
+                frames.append((sock, wire.mark_frames(self.id, self.state.get(link), mark_id, pids), 0))
+        self._send_all(frames)
+
+    def _requests(self) -> None:
+        """Send the component's requests of the supervisor (mark, follow)."""
+        for req in self.component.requests():
+            self._ctl(req)
 
     # ---------------------------------------------------------------- sinks
     def _flush_sink(self) -> None:
@@ -683,6 +757,8 @@ class ActorRuntime:
             self.emit(events)
             if poller.poll(0):
                 self._handle_control()
+            if self.pending_marks:
+                self._send_marks(src)
             if self.publisher is not None:
                 self.publisher.read_subscriptions()
             self._heartbeat()
@@ -690,6 +766,18 @@ class ActorRuntime:
         self.send_eos()
         if src.finished and not self.stopping:
             self._ctl({"op": "finished"})
+
+    def _send_marks(self, src: Source) -> None:
+        """Drain what the kernel holds, then send each pending mark behind it on every link."""
+        marks, self.pending_marks = self.pending_marks, []
+        try:
+            events = src.poll(0)
+        except Exception:
+            events = []
+        self.counters["received"] += len(events)
+        self.emit(events)
+        for mark_id, pids in marks:
+            self._pass_mark(mark_id, pids)
 
     def _loop_stage(self) -> None:
         assert self.input is not None
@@ -725,6 +813,7 @@ class ActorRuntime:
             if isinstance(self.component, Sink) and now >= next_flush:
                 next_flush = now + flush_every
                 self.component.flush()  # a sink that keeps nothing durable (console) still shows it
+            self._requests()
             self._heartbeat()
             if self.stopping and (self.expected <= self.eos_from or now > self.stop_deadline):
                 # Everything upstream has ended (or we are out of time): drain what is queued.

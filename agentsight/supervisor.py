@@ -53,6 +53,7 @@ __all__ = ["Supervisor", "Instance", "AlreadyRunning", "StartupFailed", "COUNTER
 
 log = logging.getLogger("agentsight")
 COUNTERS = ("received", "sent", "dropped", "errors")
+FOLLOW_TIMEOUT_S = 2.0  # a source that has not said it follows a new tree by then is named late
 
 
 class AlreadyRunning(RunDirError):
@@ -121,6 +122,8 @@ class Supervisor:
         self.exit_code = 0
         self.pending_replace: set[str] = set()
         self.events: list[str] = []   # what happened, for status and the summary
+        self.follows: dict[str, dict[str, Any]] = {}  # follow requests waiting for the sources' answers
+        self.follow_seq = 0
         # Hooks for commands that drive a pipeline (record): called once every actor is
         # ready, and on every tick (return True to stop the pipeline gracefully).
         self.on_running: Callable[[], None] | None = None
@@ -291,6 +294,10 @@ class Supervisor:
     # ----------------------------------------------------------------- loop
     def _tick(self, timeout: float, restart: bool = True) -> None:
         ready = dict(self.poller.poll(int(timeout * 1000)))
+        if self.follows:
+            now = time.monotonic()
+            for req in [r for r, f in self.follows.items() if f["deadline"] <= now]:
+                self._answer_follow(req)  # a source that did not answer in time is named "late"
         if self.control in ready:
             self._read_control()
         if self.status in ready:
@@ -362,6 +369,24 @@ class Supervisor:
             inst.state = "finished"
         elif op in ("fatal", "error"):
             inst.message = str(msg.get("message", ""))
+        elif op == "mark":
+            # A barrier a client needs (runtime marks): every source sends it behind what it has.
+            for src in self.instances.values():
+                if src.kind == "source" and src.state == "running":
+                    self._send(src, {"op": "mark", "id": str(msg.get("id")), "pids": list(msg.get("pids") or ())})
+        elif op == "follow":
+            self._start_follow(inst, msg)
+        elif op == "totals":  # a client's recording: what the pipeline lost, to say with it
+            self._send(inst, {"op": "answer", "kind": "totals", "req": msg.get("req"),
+                              "dropped": sum(i.totals()["dropped"] for i in self.instances.values())})
+        elif op == "followed":
+            f = self.follows.get(str(msg.get("req")))
+            if f is not None:
+                f["waiting"].discard(inst.id)
+                if msg.get("ok"):
+                    f["by"].append(inst.id)
+                if not f["waiting"]:
+                    self._answer_follow(str(msg.get("req")))
         elif op == "reconfigured":
             if not msg.get("ok"):
                 reason = msg.get("reason", "")
@@ -370,6 +395,26 @@ class Supervisor:
                 else:
                     self.say(f"{inst.id}: {reason}, restarting it")
                     self.pending_replace.add(inst.name)
+
+    def _start_follow(self, inst: Instance, msg: dict[str, Any]) -> None:
+        """A client (through an actor) asks every source to follow a new process tree."""
+        self.follow_seq += 1
+        req = f"f{self.follow_seq}"
+        targets = [i for i in self.instances.values() if i.kind == "source" and i.state == "running"]
+        self.follows[req] = {"from": inst.id, "req": msg.get("req"), "pid": int(msg.get("pid", 0)),
+                             "waiting": {t.id for t in targets}, "by": [],
+                             "deadline": time.monotonic() + FOLLOW_TIMEOUT_S}
+        for t in targets:
+            self._send(t, {"op": "follow", "pid": int(msg.get("pid", 0)), "req": req})
+        if not targets:
+            self._answer_follow(req)
+
+    def _answer_follow(self, req: str) -> None:
+        f = self.follows.pop(req)
+        asker = self.instances.get(f["from"])
+        if asker is not None:
+            self._send(asker, {"op": "answer", "kind": "followed", "req": f["req"], "pid": f["pid"],
+                               "by": f["by"], "late": sorted(f["waiting"])})
 
     def _send(self, inst: Instance, msg: dict[str, Any]) -> None:
         try:

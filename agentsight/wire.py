@@ -7,8 +7,10 @@ Data edges (PUSH/PULL) carry two-part messages::
 
     event = [topic, ts_ns, source, pid, tid, comm, data]    (see EVENT_FIELDS)
 
-``kind`` is DATA (a batch of events) or EOS (the sender will send nothing more on
-this link: a graceful stop or a removed edge). ``sender`` names the sending actor
+``kind`` is DATA (a batch of events), EOS (the sender will send nothing more on
+this link: a graceful stop or a removed edge) or MARK (a barrier: everything the
+sender had before it is ahead of it on the link; part 1 is msgpack ``{"id": str,
+"pids": [int]}``, see ``runtime``'s marks). ``sender`` names the sending actor
 instance (``analyzers/http#1``). Sequence numbers count events, per link (one
 sender -> one receiving instance): the batch holds events ``first_seq`` ..
 ``first_seq + count - 1``; the receiver expects the next batch at
@@ -48,15 +50,16 @@ from agentsight.event import INT_MIN as _INT_MIN
 from agentsight.event import Event, repair
 
 __all__ = [
-    "VERSION", "DATA", "EOS", "BUS", "EVENT_FIELDS", "FrameError", "Header", "Encoded",
+    "VERSION", "DATA", "EOS", "BUS", "MARK", "EVENT_FIELDS", "FrameError", "Header", "Encoded",
     "encode_header", "decode_header", "encode_events", "encode_batch", "repair", "decode_events",
-    "data_frames", "eos_frames", "bus_frames", "decode_bus", "pack", "unpack",
+    "data_frames", "eos_frames", "mark_frames", "decode_mark", "bus_frames", "decode_bus", "pack", "unpack",
 ]
 
 VERSION = 1
 DATA = 0
 EOS = 1
 BUS = 2
+MARK = 3
 EVENT_FIELDS = ("topic", "ts_ns", "source", "pid", "tid", "comm", "data")
 MAX_SEQ = 1 << 63          # sequence numbers never get near this; a header past it is forged or corrupt
 MAX_COUNT = 1 << 20        # events per frame (senders cut batches at 512)
@@ -98,12 +101,12 @@ def decode_header(data: bytes) -> Header:
         raise FrameError(f"bad frame header: {exc}") from None
     if version != VERSION:
         raise FrameError(f"frame version {version!r}, this agentsight speaks {VERSION}")
-    if kind not in (DATA, EOS, BUS) or type(sender) is not str or type(seq) is not int \
+    if kind not in (DATA, EOS, BUS, MARK) or type(sender) is not str or type(seq) is not int \
             or type(count) is not int or not 0 <= seq < MAX_SEQ or not 0 <= count <= MAX_COUNT \
             or not sender or len(sender) > MAX_SENDER:
         raise FrameError("bad frame header fields")
-    if kind == EOS and count:
-        raise FrameError("end-of-stream frame with a count")
+    if kind in (EOS, MARK) and count:
+        raise FrameError("end-of-stream or mark frame with a count")
     return Header(kind, sender, seq, count)
 
 
@@ -189,6 +192,19 @@ def data_frames(sender: str, seq: int, events: list[Event]) -> list[bytes]:
 
 def eos_frames(sender: str, seq: int) -> list[bytes]:
     return [encode_header(EOS, sender, seq, 0)]
+
+
+def mark_frames(sender: str, seq: int, mark_id: str, pids: list[int]) -> list[bytes]:
+    return [encode_header(MARK, sender, seq, 0), pack({"id": mark_id, "pids": list(pids)})]
+
+
+def decode_mark(body: bytes) -> tuple[str, list[int]]:
+    """(id, pids) of a MARK frame's body."""
+    m = unpack(body)
+    if not isinstance(m, dict) or type(m.get("id")) is not str or not isinstance(m.get("pids"), list) \
+            or not all(type(p) is int for p in m["pids"]):
+        raise FrameError("bad mark frame")
+    return m["id"], m["pids"]
 
 
 def bus_frames(topic: str, publisher: str, seq: int, events: list[Event]) -> list[bytes]:

@@ -65,6 +65,14 @@ class Http(Analyzer):
             out += self.streams.close_pid(pid, self._closing.pop(pid)[1])
         return out
 
+    def settle(self, pids: list[int]) -> Iterable[Event]:
+        """A barrier passes (every TLS record and exit of these processes is ahead of it): the
+        connections of those that exited close now instead of after the grace period."""
+        out: list[Event] = []
+        for pid in [p for p in pids if p in self._closing]:
+            out += self.streams.close_pid(pid, self._closing.pop(pid)[1])
+        return out
+
     def flush(self) -> Iterable[Event]:
         self._closing.clear()
         out = self.streams.flush()
