@@ -14,7 +14,8 @@ Frames are length-prefixed msgpack (4-byte big-endian length, then
 
 ============  =====================================================================
 client sends  ``("hello", {})`` -> ``("info", {pipeline, pid, uid, ...})``
-              ``("subscribe", {topics, pid, tree, comm})``: then ``("event", row)`` frames
+              ``("subscribe", {topics, pid, tree, comm})`` -> ``("subscribed", {})``, then
+              ``("event", row)`` frames
               ``("record", {pid})``: follow the tree rooted at ``pid`` (the sources look
               at it before it runs) -> ``("followed", {by, late})``, then every event
               of that tree as ``("event", row)``
@@ -166,6 +167,7 @@ class Subscription:
                  path: str | None = None) -> None:
         self.client = Client(path, timeout=5.0)
         self.client.send("subscribe", {"topics": list(topics), "pid": pid, "tree": tree, "comm": comm})
+        self.client.expect("subscribed", timeout=10.0)  # from here on, nothing is missed
         self.client.sock.setblocking(False)
         self.lost = 0
 

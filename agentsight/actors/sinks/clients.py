@@ -215,6 +215,7 @@ class ClientsSink(Sink):
             c.comm_filter = str(p.get("comm") or "")
             if p.get("tree") and c.pid_filter:  # the process and its descendants from now on
                 c.tree = {c.pid_filter}
+            self._reply(c, "subscribed", {"topics": list(c.topics)})
             self.count("subscriptions")
         elif kind == "record":
             pid = int(p.get("pid") or 0)
