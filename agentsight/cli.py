@@ -309,6 +309,7 @@ def serve(
 
 from agentsight import cli_capture as _cli_capture  # noqa: E402,F401  (registers debug, record)
 from agentsight import cli_report as _cli_report  # noqa: E402,F401  (registers report)
+from agentsight import cli_service as _cli_service  # noqa: E402,F401  (registers service)
 from agentsight import cli_top as _cli_top  # noqa: E402,F401  (registers top)
 
 

@@ -9,10 +9,14 @@ from typing import Annotated, Any
 
 import typer
 
-from agentsight.actors.sources.stdio import MAX_BYTES_LIMIT
 from agentsight.capture import Capture, CaptureError, build_spec, needs_bpf, parse_extra
 from agentsight.cli import ServerHostOpt, ServerPortOpt, ServerTokenOpt, app, fail, need_bpf, need_port
 from agentsight.web import DEFAULT_HOST, DEFAULT_PORT
+
+# The stdio source's largest capture per call (agentsight.actors.sources.stdio.MAX_BYTES_LIMIT,
+# checked equal in tests): not imported from there, which would load the eBPF source modules
+# into every command's start.
+STDIO_MAX_BYTES = 16384
 
 __all__ = ["debug_app", "run_capture"]
 
@@ -196,7 +200,7 @@ def debug(
         ssl_uid=ssl_uid, ssl_handshake=ssl_handshake, binary_path=list(binary_path or []),
         duration_ms=duration, mode=mode,
         stdio_uid=stdio_uid, stdio_all_fds=stdio_all_fds,
-        stdio_max_bytes=stdio_max_bytes or (MAX_BYTES_LIMIT if mcp else 8192),
+        stdio_max_bytes=stdio_max_bytes or (STDIO_MAX_BYTES if mcp else 8192),
         interval=interval, cpu_threshold=cpu_threshold, rss_threshold_mb=memory_threshold,
         http=parse_all, http_raw=http_raw_data, sse_live=sse_merge, llm=parse_all, sessions=trace or mcp,
         mcp=trace or mcp,
@@ -593,7 +597,7 @@ def record(
         name=name, ssl=True, process=True, stdio=stdio and bool(target), system=system and bool(target),
         pid=target, tree=bool(target), comm="" if target else comm, binary_path=list(binary_path or []),
         http=True, http_raw=raw, llm=True, sessions=True, root_pids=[target] if target else [], mcp=True,
-        stdio_max_bytes=MAX_BYTES_LIMIT,  # MCP messages over stdio: as much of each as the source keeps
+        stdio_max_bytes=STDIO_MAX_BYTES,  # MCP messages over stdio: as much of each as the source keeps
         redact=not disable_auth_removal, console=events, console_format="auto",
         db=str(path), db_meta={"command": described, "recorder": "agentsight record"},
         server=server, server_host=server_host, server_port=server_port, server_token=server_token,

@@ -7,12 +7,14 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from agentsight.cli import app, fail
-from agentsight.store import Store, StoreError
+
+if TYPE_CHECKING:
+    from agentsight.store import Store
 
 __all__ = ["report_app"]
 
@@ -28,6 +30,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="JSON instead of text.")]
 
 @contextmanager
 def _open(db: Path) -> Iterator[Store]:
+    from agentsight.store import Store, StoreError
+
     if db == COLLECTOR_STORE and not db.exists():
         fail(f"no --db given and no collector store at {db} (agentsight service install, or record one)")
     try:

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psutil
+if TYPE_CHECKING:
+    import psutil
 
 from agentsight.analysis.sessions import agent_kind
 from agentsight.event import Event
@@ -73,6 +74,8 @@ class TopModel:
     # ------------------------------------------------------------------ input
     def seed_from_proc(self) -> None:
         """Rows for agents that were running before top started."""
+        import psutil
+
         for p in psutil.process_iter(["pid", "ppid", "name", "exe", "cmdline", "create_time"]):
             info = p.info
             kind = agent_kind(info.get("exe") or "", info.get("cmdline") or [])
@@ -171,6 +174,8 @@ class TopModel:
     # ------------------------------------------------------------------ resources
     def sample(self) -> None:
         """CPU % (100 = one core) and RSS of each running session's live process tree."""
+        import psutil
+
         for row in self.rows.values():
             if row.state != "running":
                 row.cpu = 0.0

@@ -53,3 +53,10 @@ def test_options_after_dashdash():
     with pytest.raises(CaptureError, match="needs a value"):
         parse_extra(["--max-bytes"], "ssl")
     assert parse_extra([], "ssl") == {}
+
+
+def test_the_commands_know_the_stdio_sources_largest_capture() -> None:
+    from agentsight.actors.sources.stdio import MAX_BYTES_LIMIT
+    from agentsight.cli_capture import STDIO_MAX_BYTES
+
+    assert STDIO_MAX_BYTES == MAX_BYTES_LIMIT

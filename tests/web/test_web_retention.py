@@ -60,3 +60,48 @@ def test_the_api_serves_what_retention_kept(tmp_path: Path):
         assert mcp["summary"]["calls"] == 1
     finally:
         served.thread.stop()
+
+
+def test_a_web_sink_that_does_not_write_serves_what_the_sqlite_sink_writes(tmp_path: Path):
+    """The collector's shape: one store, written (and trimmed) by the sqlite sink, served by the web sink."""
+    from agentsight.actors.sinks.sqlite import SqliteSink
+    from agentsight.actors.sinks.web import WebSink
+    from agentsight.config import loads
+    from tests.conftest import wait_for
+    from tests.web.conftest import TOKEN
+
+    db = tmp_path / "store.db"
+    web = WebSink("web", {"port": 0, "db": str(db), "write": False, "token": TOKEN})
+    web.open()  # before the writer: it makes the empty recording so pages can read it
+    rec = SqliteSink("rec", {"path": str(db)})
+    rec.open()
+    try:
+        events = agent_session(T0)
+        web.write(events)
+        web.flush()
+        assert get(web.url + "api/info")[2]["counts"]["events"] == 0  # the web sink wrote nothing
+        rec.write(events)
+        rec.flush()
+        # The page sees the writer's commits (the file is watched).
+        info = wait_for(lambda: (i := get(web.url + "api/info")[2])["counts"]["events"] and i, 10,
+                        what="the committed events served")
+        assert info["counts"]["events"] == len(events) and info["counts"]["llm_calls"] == 4
+    finally:
+        web.close()
+        rec.close()
+    # Both name the file: only the writer claims it, so the pipeline validates.
+    spec = loads(f"""
+[sources.gen]
+type = "generator"
+[sinks.rec]
+type = "sqlite"
+inputs = ["gen"]
+path = "{db}"
+[sinks.web]
+type = "web"
+inputs = ["gen"]
+db = "{db}"
+write = false
+""")
+    assert spec.components["web"].options["write"] is False
+    assert WebSink.check_options({"write": False}) == ["write = false needs db: the recording another sink writes"]

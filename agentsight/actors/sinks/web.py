@@ -9,6 +9,10 @@ meta as ``web_url``). It always requires a token: ``token``, else
 ``$AGENTSIGHT_TOKEN``, else the user's stored one (:func:`agentsight.web.guard.resolve_token`);
 the URL with it is printed once at start. A non-loopback ``host`` needs ``token`` set;
 the config is refused otherwise.
+
+With ``write = false`` it writes nothing: it serves ``db``, the recording a ``sqlite`` sink
+of the same pipeline writes (the always-on collector: one store, one retention), read-only,
+and pages update as that sink commits (the file is watched, as ``agentsight serve`` does).
 """
 
 from __future__ import annotations
@@ -39,6 +43,10 @@ class WebSink(Sink):
                                  "empty: $AGENTSIGHT_TOKEN, else the stored ~/.config/agentsight/web-token"),
         "db": Option(str, "", "recording file to write and serve (empty: a private temporary file, "
                               "removed at stop)"),
+        "write": Option(bool, True, "false: only serve db, which a sqlite sink of the pipeline writes "
+                                    "(one store; its retention applies)"),
+        "show_token": Option(bool, True, "print the URL with the token in it at start (false: without it, "
+                                         "for a service whose output goes to a shared log)"),
     }
 
     @classmethod
@@ -46,14 +54,17 @@ class WebSink(Sink):
         from agentsight.web.guard import check_binding
 
         problem = check_binding(str(options.get("host", DEFAULT_HOST)), str(options.get("token", "")))
-        return [problem] if problem else []
+        problems = [problem] if problem else []
+        if options.get("write") is False and not options.get("db"):
+            problems.append("write = false needs db: the recording another sink writes")
+        return problems
 
     @classmethod
     def claims(cls, options: dict[str, Any]) -> list[str]:
         host, port = options.get("host", DEFAULT_HOST), options.get("port", DEFAULT_PORT)
         out = [f"tcp://{host}:{port}"] if port else []
-        if isinstance(options.get("db"), str) and options["db"]:
-            out.append(f"file:{os.path.abspath(options['db'])}")
+        if isinstance(options.get("db"), str) and options["db"] and options.get("write") is not False:
+            out.append(f"file:{os.path.abspath(options['db'])}")  # read-only, it is the writer's to claim
         return out
 
     def __init__(self, name: str, options: dict[str, Any] | None = None) -> None:
@@ -79,14 +90,17 @@ class WebSink(Sink):
             path = Path(o["db"])
         else:
             path = self._private = private_db_path()
-        self._store = Store(path)
+        if o["write"]:
+            self._store = Store(path)
+        else:
+            Store(path).close()  # made (0600, schema) if the writer has not yet: readers need the tables
         from agentsight.web.guard import TokenError, resolve_token
 
         try:
             token = resolve_token(o["token"])
         except TokenError as exc:
             raise OptionError(str(exc)) from None
-        server = WebServer(path, host=o["host"], port=o["port"], token=token)
+        server = WebServer(path, host=o["host"], port=o["port"], token=token, watch=not o["write"])
         self._thread = ServerThread(server)
         try:
             self._thread.start()
@@ -95,12 +109,14 @@ class WebSink(Sink):
             # A ValueError is a fatal start failure for the runtime: retrying cannot free the port.
             raise OptionError(str(exc)) from None
         # Where the page is (port 0 picks a free port): in the recording, and said once.
-        self._store.set_meta("web_url", self.url)
-        print(f"agentsight[sinks/{self.name}]: web UI on {self.url}timeline?token={token}", file=sys.stderr,
-              flush=True)
+        if self._store is not None:
+            self._store.set_meta("web_url", self.url)
+        query = f"?token={token}" if o["show_token"] else " (token required)"
+        print(f"agentsight[sinks/{self.name}]: web UI on {self.url}timeline{query}", file=sys.stderr, flush=True)
 
     def write(self, events: list[Event]) -> None:
-        self._store.add(events, commit=False)
+        if self._store is not None:  # None: serving what another sink writes
+            self._store.add(events, commit=False)
         self.count("events", len(events))
 
     def flush(self) -> None:
