@@ -46,6 +46,7 @@ app.add_typer(service_app, name="service")
 UNIT_NAME = "agentsight.service"
 PIPELINE = "collector"
 SERVICE_FILE = "service.json"   # in the run dir, while the collector runs
+ROOT_RUN_DIR = Path("/run/agentsight")  # root's runtime dirs: the machine's collector's is in there
 
 
 @dataclass(frozen=True)
@@ -519,12 +520,18 @@ def _ask_collector(runtime_dir: Path | None, timeout: float = 3.0) -> dict[str, 
 
     from agentsight.endpoints import RunDir, RunDirError, default_runtime_dir
 
+    machine = ROOT_RUN_DIR / PIPELINE
     try:
         run = RunDir(runtime_dir or default_runtime_dir(PIPELINE))
         run.check()
     except RunDirError as exc:
         return {"running": None, "why": str(exc)}
     if not (run.path / "status").exists():
+        if runtime_dir is None and os.geteuid() != 0 and ROOT_RUN_DIR.exists():
+            # The machine's collector runs as root: its runtime dir is root's alone.
+            if not os.access(ROOT_RUN_DIR, os.X_OK):
+                return {"running": None, "why": f"only root can ask the machine's collector ({machine}): "
+                        "sudo agentsight service status"}
         return {"running": False, "runtime_dir": str(run.path)}
     sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
@@ -542,6 +549,12 @@ def _ask_collector(runtime_dir: Path | None, timeout: float = 3.0) -> dict[str, 
         service = {}
     return {"running": True, **service, "pid": report["pid"], "uptime_s": report["uptime_s"],
             "runtime_dir": str(run.path), "pipeline": report["pipeline"], "instances": report["instances"]}
+
+
+def _exit_code(collector: dict[str, Any]) -> int:
+    """LSB status codes: 0 running, 3 not running, 4 unknown (not allowed to ask)."""
+    running = collector.get("running")
+    return 0 if running is True else 3 if running is False else 4
 
 
 def _size(path: str) -> int | None:
@@ -570,7 +583,7 @@ def status(
 ) -> None:
     """Whether the collector is installed, enabled, active and running: pid, uptime, store, web UI.
 
-    Exit code 0 when a collector is running, 3 when none is.
+    Exit code 0 when a collector is running, 3 when none is, 4 when it cannot be told (not root).
     """
     layout = Layout(root=root.absolute() if root else Path("/"))
     unit = layout.at(layout.unit)
@@ -593,7 +606,7 @@ def status(
     out["collector"] = collector
     if as_json:
         typer.echo(json.dumps(out, indent=2))
-        raise typer.Exit(0 if collector.get("running") else 3)
+        raise typer.Exit(_exit_code(collector))
     if out["unit"] is None:
         typer.echo(f"unit: not installed ({'`sudo agentsight service install`'})")
     else:
@@ -631,5 +644,5 @@ def status(
                        + (f" (keeps at most {' and '.join(limits)})" if limits else ""))
         if collector.get("web_url"):
             typer.echo(f"web UI: {collector['web_url']}")
-    raise typer.Exit(0 if collector.get("running") else 3)
+    raise typer.Exit(_exit_code(collector))
 

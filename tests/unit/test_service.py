@@ -273,3 +273,16 @@ def test_install_on_the_machine_needs_root(monkeypatch):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     r = CliRunner().invoke(app, ["service", "install"])
     assert r.exit_code == 2 and "needs root" in r.output
+
+
+def test_status_as_another_user_says_only_root_can_ask(tmp_path, monkeypatch):
+    """The machine's collector runs as root in /run/agentsight (0700): a user is told to ask as root."""
+    root_runs = tmp_path / "run-agentsight"
+    root_runs.mkdir(mode=0o700)
+    monkeypatch.setattr(cli_service, "ROOT_RUN_DIR", root_runs)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # what a user sees of root's 0700 directory
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "xdg"))
+    r = CliRunner().invoke(app, ["service", "status", "--root", str(tmp_path / "tree")])
+    assert r.exit_code == 4, r.output
+    assert "only root can ask the machine's collector" in r.output and "sudo agentsight service status" in r.output
