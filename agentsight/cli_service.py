@@ -153,9 +153,12 @@ TimeoutStopSec=30s
 # /run/agentsight (0700) holds the runtime dir of every local pipeline; the collector's is
 # /run/agentsight/{PIPELINE}, which the supervisor removes at exit. Kept at stop: a
 # `record` running beside the collector has its own directory in there.
-RuntimeDirectory=agentsight
+RuntimeDirectory=agentsight agentsight-clients
 RuntimeDirectoryMode=0700
 RuntimeDirectoryPreserve=yes
+# /run/agentsight-clients holds the clients socket (record, top, debug as clients): the
+# clients sink opens the directory to every user (0755) and the socket (0666); what each
+# may see is decided by the kernel's word on who connected (SO_PEERCRED), docs/cli.md.
 # /var/lib/agentsight: the store and the web UI's token, root only (prompts and answers).
 StateDirectory=agentsight
 StateDirectoryMode=0700

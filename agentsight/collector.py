@@ -46,7 +46,7 @@ from agentsight.event import Event
 __all__ = ["DEFAULT_SOCKET", "CollectorError", "Client", "Subscription", "encode", "FrameReader", "socket_path",
            "running"]
 
-DEFAULT_SOCKET = "/run/agentsight/collector.sock"
+DEFAULT_SOCKET = "/run/agentsight-clients/collector.sock"
 MAX_FRAME = 64 << 20
 _LEN = struct.Struct(">I")
 

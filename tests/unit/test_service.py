@@ -77,7 +77,7 @@ def test_the_unit_is_hardened_without_taking_what_ebpf_needs(tmp_path):
                                  + " service run --config /etc/agentsight/collector.toml"]
     assert keys["Restart"] == ["on-failure"] and keys["RestartPreventExitStatus"] == ["2"]
     assert keys["KillMode"] == ["mixed"]  # SIGTERM to the supervisor alone: it drains the actors in order
-    assert keys["RuntimeDirectory"] == ["agentsight"] and keys["RuntimeDirectoryMode"] == ["0700"]
+    assert keys["RuntimeDirectory"] == ["agentsight agentsight-clients"] and keys["RuntimeDirectoryMode"] == ["0700"]
     assert keys["RuntimeDirectoryPreserve"] == ["yes"]
     assert keys["StateDirectory"] == ["agentsight"] and keys["StateDirectoryMode"] == ["0700"]
     caps = set(keys["CapabilityBoundingSet"][0].split())

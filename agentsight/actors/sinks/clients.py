@@ -34,13 +34,14 @@ import os
 import queue
 import selectors
 import socket
+import stat
 import struct
 import threading
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentsight.actor import Option, Sink
+from agentsight.actor import Option, OptionError, Sink
 from agentsight.collector import DEFAULT_SOCKET, FrameReader, encode
 from agentsight.event import Event
 
@@ -108,7 +109,13 @@ class ClientsSink(Sink):
     # ------------------------------------------------------------------ lifecycle
     def open(self) -> None:
         path = self.options["socket"]
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        parent = os.path.dirname(path) or "."
+        os.makedirs(parent, exist_ok=True)
+        st = os.lstat(parent)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            raise OptionError(f"{parent} is not a directory of this user's: refusing to put the clients socket there")
+        if os.path.basename(parent) == "agentsight-clients":  # ours: every user may reach the socket
+            os.chmod(parent, 0o755)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
