@@ -54,8 +54,10 @@ from urllib.parse import urlsplit
 import h11
 
 from agentsight.analysis.content_coding import ContentDecoder
+from agentsight.analysis.dialects import stream_ended
 from agentsight.analysis.http2 import PREFACE, H2Data, H2Error, H2Headers, H2Observer, H2Reset
 from agentsight.analysis.redact import StreamRedactor, redact_bytes, redact_headers, redact_text
+from agentsight.analysis.sse import SseParser, merged_dicts
 from agentsight.analysis.websocket import (
     OP_CLOSE,
     OP_PING,
@@ -80,11 +82,6 @@ STREAMING_CONTENT_TYPES = ("text/event-stream", "application/x-ndjson", "applica
 _REQUEST_START = re.compile(rb"(?:GET|POST|PUT|DELETE|PATCH|HEAD|OPTIONS|CONNECT|TRACE) ")
 _RESPONSE_START = re.compile(rb"HTTP/1\.[01] ")
 _HOLD = 8  # bytes kept while scanning: a start token cut at a record boundary is not missed
-# The last event of an LLM event stream (OpenAI chat, OpenAI Responses, Anthropic). Clients stop
-# reading there, so the chunked body's terminator may never be read (or captured) until the
-# connection closes: the response is complete once such an event has ended.
-_SSE_END = re.compile(rb"(?:^|\n)(?:data: ?\[DONE\]|event: ?(?:message_stop|response\.(?:completed|incomplete|failed)))"
-                      rb"\r?\n(?:[^\r\n][^\n]*\n)*\r?\n$")
 _MAX_HEAD = 256 * 1024
 _MAX_HELD = 1 << 20  # client bytes held while a websocket upgrade waits for its answer
 
@@ -201,6 +198,15 @@ class _H1Reader:
                     self._state = _CHUNK_END
             elif state == _CHUNK_LINE:
                 m = _CHUNK_SIZE.match(data, pos)
+                if m is not None:
+                    # The common case first: a whole chunk and its CRLF in this record.
+                    size = int(m.group(1), 16)
+                    start = m.end()
+                    stop = start + size
+                    if size and data.startswith(b"\r\n", stop):
+                        out("data", data[start:stop])
+                        pos = stop + 2
+                        continue
                 if m is None:
                     if n - pos < _MAX_CHUNK_LINE and b"\n" not in data[pos:pos + _MAX_CHUNK_LINE]:
                         self._buf = data[pos:]
@@ -407,24 +413,38 @@ class _Message:
     out: dict[str, Any] | None = None
     event_stream: bool = False
     redactor: StreamRedactor | None = None  # streamed chunks: a secret split across them goes whole
+    sse: SseParser | None = None  # an event stream, parsed as it arrives
+    sse_events: list[dict[str, Any]] = field(default_factory=list)
+    body_redacted: bool = False  # the body was assembled from redacted chunks
+    content_type: str | None = None
+
+    @property
+    def streamed(self) -> bool:
+        """Decoded bytes go out per TLS record (chunks, events) before the body is whole."""
+        return self.stream_chunks or self.event_stream
 
     def add(self, data: bytes, ts: int) -> None:
         self.wire_size += len(data)
-        decoded = self.decoder.decode(data)
+        decoded = self.decoder.decode(data) if self.decoder.codings else data
         if not decoded:
             return
         self.decoded_size += len(decoded)
-        room = self.max_body - len(self.body)
-        if room > 0:
-            self.body += decoded[:room]
-        if len(decoded) > room:
-            self.truncated = True
         if self.timeline and self.timeline[-1][1] == ts:
             self.timeline[-1][0] = self.decoded_size
         else:
             self.timeline.append([self.decoded_size, ts])
-        if self.stream_chunks:
-            self.pending_chunk += decoded
+        if self.stream_chunks or self.event_stream:
+            self.pending_chunk += decoded  # the body grows at the record's end, from what goes out
+        else:
+            self.keep(decoded)
+
+    def keep(self, data: bytes) -> None:
+        """Add to the body, up to ``max_body``."""
+        room = self.max_body - len(self.body)
+        if room > 0:
+            self.body += data[:room]
+        if len(data) > room:
+            self.truncated = True
 
 
 @dataclass(slots=True)
@@ -468,6 +488,18 @@ def jsonrpc_request_id(body: bytes | bytearray) -> str | None:
     return json.dumps(rid)
 
 
+def _answers(data: str, rpc_id: str) -> bool:
+    """Whether an event's data is the JSON-RPC response to request ``rpc_id``."""
+    if '"jsonrpc"' not in data:
+        return False
+    try:
+        msg = json.loads(data)
+    except (ValueError, RecursionError):
+        return False
+    return (isinstance(msg, dict) and msg.get("jsonrpc") == "2.0" and "method" not in msg
+            and ("result" in msg or "error" in msg) and json.dumps(msg.get("id")) == rpc_id)
+
+
 def jsonrpc_answered(body: bytes | bytearray, rpc_id: str) -> bool:
     """Whether an event stream's last complete event is the JSON-RPC response to request ``rpc_id``.
 
@@ -498,9 +530,19 @@ def header_value(headers: Any, name: str) -> str | None:
     if not isinstance(headers, list | tuple):
         return None
     for pair in headers:
-        if isinstance(pair, list | tuple) and len(pair) == 2 and str(pair[0]).lower() == name:
-            return str(pair[1])
+        if isinstance(pair, list | tuple) and len(pair) == 2:
+            key = pair[0]
+            if key == name or (type(key) is not str or not key.islower()) and str(key).lower() == name:
+                return str(pair[1])
     return None
+
+
+def _alone(message: dict[str, Any]) -> dict[str, Any]:
+    """A message's record as ``http.request``/``http.response`` carry it: a body cut at max_body
+    is left to the exchange, so it travels once."""
+    if message["body_truncated"]:
+        return {**message, "body": b""}
+    return message
 
 
 def _text(body: bytes) -> str | None:
@@ -575,8 +617,11 @@ class HttpStreams:
         stream_chunks: StreamChunks = "streaming",
         emit_messages: bool = True,
         max_connections: int = 8192,
+        stream_end: Callable[[str, str], bool] = stream_ended,
     ) -> None:
         self.source = source
+        # Which event ends an event stream (clients stop reading there): the LLM dialects know.
+        self.stream_end = stream_end
         self.redact = redact
         self.max_body = max_body
         self.stream_chunks = stream_chunks
@@ -725,6 +770,11 @@ class HttpStreams:
 
     def _h1_response_op(self, conn: _Conn, op: str, arg: Any, ts: int, out: list[Event]) -> None:
         ex = conn.resp_ex
+        if op == "data":  # the most frequent, first
+            if ex is not None and ex.response is not None and ex.response.out is None:
+                # (an answer finished at its stream's end event: what follows is framing)
+                ex.response.add(arg, ts)
+            return
         if op == "switch":
             self._switch(conn, arg[0], arg[1], ts, out)
         elif op == "head":
@@ -737,15 +787,6 @@ class HttpStreams:
                 ex.rpc_id = jsonrpc_request_id(ex.request.body)
             if ex.upgrade:  # the upgrade was refused: what the client wrote next is HTTP after all
                 self._feed_h1_requests(conn, conn.requests.release(), ts, out)
-        elif op == "data" and ex is not None and ex.response is not None:
-            resp = ex.response
-            if resp.out is not None:
-                return  # already finished at the stream's end event: the rest is framing
-            resp.add(arg, ts)
-            if resp.event_stream and (_SSE_END.search(resp.body, max(0, len(resp.body) - 4096))
-                                      or (ex.rpc_id is not None and jsonrpc_answered(resp.body, ex.rpc_id))):
-                self._finish_response(conn, ex, ts, out, error=None)
-                conn.ended_early = True
         elif op in ("end", "abort") and ex is not None:
             self._finish_response(conn, ex, ts, out, error=arg if op == "abort" else None)
             conn.resp_ex = None
@@ -943,8 +984,11 @@ class HttpStreams:
             self.stream_chunks == "streaming" and ctype.startswith(STREAMING_CONTENT_TYPES)
         )
         head = {"status_code": status, "reason": reason, "http_version": version}
+        event_stream = ctype.startswith("text/event-stream")
         return _Message(False, head, headers, ts, ContentDecoder(header_value(headers, "content-encoding")),
-                        self.max_body, stream_chunks=streaming, event_stream=ctype.startswith("text/event-stream"))
+                        self.max_body, stream_chunks=streaming, event_stream=event_stream,
+                        sse=SseParser(as_dicts=True) if event_stream else None,
+                        content_type=header_value(headers, "content-type"))
 
     def _message_dict(self, msg: _Message) -> dict[str, Any]:
         """The record of a finished message (computed once, redacted if asked)."""
@@ -955,7 +999,8 @@ class HttpStreams:
         head = dict(msg.head)
         if self.redact:
             headers = redact_headers(headers)
-            body = redact_bytes(body)
+            if not msg.body_redacted:  # a streamed body was redacted chunk by chunk, as it went out
+                body = redact_bytes(body)
             if "target" in head:
                 head["target"] = redact_text(head["target"])
                 head["query"] = redact_text(head["query"])
@@ -965,7 +1010,8 @@ class HttpStreams:
             "content_type": header_value(msg.headers, "content-type"),
             "content_encoding": header_value(msg.headers, "content-encoding"),
             "body": body,
-            "body_text": _text(body),
+            # A body cut at max_body is carried once, as bytes (its text form would double it).
+            "body_text": None if msg.truncated else _text(body),
             "body_size": msg.decoded_size,
             "wire_size": msg.wire_size,
             "body_truncated": msg.truncated,
@@ -989,7 +1035,7 @@ class HttpStreams:
         self.stats.requests += 1
         if self.emit_messages:
             self._emit(conn, "http.request", ts, out, {"conn": conn.key, "seq": ex.seq,
-                                                      "stream_id": ex.stream_id, **d})
+                                                      "stream_id": ex.stream_id, **_alone(d)})
         if ex.response is not None and ex.response.out is not None:
             self._emit_exchange(conn, ex, ts, out)
 
@@ -1003,7 +1049,7 @@ class HttpStreams:
         self.stats.responses += 1
         if self.emit_messages:
             self._emit(conn, "http.response", ts, out, {"conn": conn.key, "seq": ex.seq,
-                                                       "stream_id": ex.stream_id, **d})
+                                                       "stream_id": ex.stream_id, **_alone(d)})
         # The exchange goes out when both halves are done; a response with no request seen
         # (capture started mid-connection) goes out alone.
         if ex.request is None or ex.request.out is not None:
@@ -1015,6 +1061,8 @@ class HttpStreams:
         ex.emitted = True
         req = self._message_dict(ex.request) if ex.request is not None else None
         resp = self._message_dict(ex.response) if ex.response is not None else None
+        if resp is not None and ex.response is not None and ex.response.sse is not None:
+            resp = {**resp, "sse": merged_dicts(ex.response.sse_events, ex.response.sse.discarded_tail)}
         self.stats.exchanges += 1
         start = req["ts_start_ns"] if req else (resp["ts_first_byte_ns"] if resp else ts)
         end = resp["ts_end_ns"] if resp else ts
@@ -1029,6 +1077,7 @@ class HttpStreams:
             "ts_response_first_byte_ns": resp["ts_first_byte_ns"] if resp else None,
             "ts_response_end_ns": end,
             "duration_ns": end - start,
+            "redacted": self.redact,
         })
 
     def _emit_head(self, conn: _Conn, ex: _Exchange, out: list[Event]) -> None:
@@ -1053,14 +1102,18 @@ class HttpStreams:
         })
 
     def _flush_chunk(self, conn: _Conn, ex: _Exchange, ts: int, out: list[Event], final: bool = False) -> None:
+        """What this record added to a streamed response: redacted (as one stream: the tail that may
+        start a secret waits for the next record), parsed as events if it is an event stream, kept in
+        the body, sent on as ``http.stream.chunk``; the response ends at its stream's end event."""
         resp = ex.response
-        if resp is None or not (resp.pending_chunk or (final and resp.redactor is not None and resp.redactor.held)):
+        if resp is None or not resp.streamed or resp.out is not None:
+            return
+        if not (resp.pending_chunk or (final and resp.redactor is not None and resp.redactor.held)):
             return
         chunk = bytes(resp.pending_chunk)
         resp.pending_chunk.clear()
         raw_len = len(chunk)
         if self.redact:
-            # Redacted as one stream: the tail that may be the start of a secret waits for the next chunk.
             if resp.redactor is None:
                 resp.redactor = StreamRedactor()
             before = resp.redactor.held
@@ -1068,20 +1121,40 @@ class HttpStreams:
             if final:
                 data += resp.redactor.flush()
             raw_len = before + len(chunk) - resp.redactor.held
+            resp.body_redacted = True
             if not data:
                 return
         else:
             data = chunk
+        resp.keep(data)
+        ended = False
+        events: list[dict[str, Any]] | None = None
+        if resp.sse is not None:
+            parsed: list[dict[str, Any]] = resp.sse.feed(data, ts)  # type: ignore[assignment]  # as_dicts
+            events = parsed
+            resp.sse_events += parsed
+            if ex.stream_id is None and not final:
+                end, rpc_id = self.stream_end, ex.rpc_id
+                for e in parsed:
+                    if end(e["event"], e["data"]) or (rpc_id is not None and _answers(e["data"], rpc_id)):
+                        ended = True
         offset = resp.chunk_offset
         resp.chunk_offset += raw_len
-        self._emit(conn, "http.stream.chunk", ts, out, {
-            "conn": conn.key,
-            "seq": ex.seq,
-            "stream_id": ex.stream_id,
-            "offset": offset,
-            "data": data,
-            "content_type": header_value(resp.headers, "content-type"),
-        })
+        if resp.stream_chunks:
+            chunk_record: dict[str, Any] = {
+                "conn": conn.key,
+                "seq": ex.seq,
+                "stream_id": ex.stream_id,
+                "offset": offset,
+                "data": data,
+                "content_type": resp.content_type,
+            }
+            if events is not None:
+                chunk_record["events"] = events
+            self._emit(conn, "http.stream.chunk", ts, out, chunk_record)
+        if ended:  # clients stop reading here: the chunked terminator may never be read (or captured)
+            self._finish_response(conn, ex, ts, out, error=None)
+            conn.ended_early = True
 
     def _emit(self, conn: _Conn, topic: str, ts: int, out: list[Event], data: dict[str, Any]) -> None:
         out.append(Event(topic, ts, self.source, conn.pid, conn.tid, conn.comm, data))

@@ -9,27 +9,30 @@ digits; unknown fields are ignored; a blank line dispatches the event, unless
 no data was buffered. At end of stream a half-built event is discarded, as the
 spec says; :attr:`SseParser.discarded_tail` tells how many bytes that was.
 
-:class:`SseMerge` is the stage logic: it reads ``http.stream.*`` events to emit
-``sse.event`` live, and enriches each ``http.exchange`` whose response is an
-event stream with ``response["sse"]`` (all events, one merged message).
+:class:`SseMerge` is the stage logic: it emits ``sse.event`` live from ``http.stream.chunk``
+records. The http stage parses an event stream once, as it arrives (it needs the events to
+know where an LLM stream ends): the events ride on each chunk (``events``) and on the
+exchange (``response["sse"]``), so this stage only reformats them. Records that do not carry
+them (an older recording replayed) are parsed here, as before.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from agentsight.event import Event
 
-__all__ = ["SseEvent", "SseParser", "SseMerge", "parse_sse", "stamp", "merged_message", "is_event_stream", "DONE",
-           "as_bytes", "clean_timeline"]
+__all__ = ["SseEvent", "SseParser", "SseMerge", "parse_sse", "stamp", "merged_message", "merged_dicts",
+           "is_event_stream", "DONE", "as_bytes", "clean_timeline"]
 
 DONE = "[DONE]"  # OpenAI-style end-of-stream sentinel carried in a data field
 
 
-@dataclass(frozen=True, slots=True)
-class SseEvent:
-    """One dispatched event. ``end`` is the stream offset just past the CR or LF ending it."""
+class SseEvent(NamedTuple):
+    """One dispatched event. ``end`` is the stream offset just past the CR or LF ending it.
+
+    A named tuple: a long stream makes thousands, and a tuple is the cheapest immutable record.
+    """
 
     event: str
     data: str
@@ -50,7 +53,8 @@ class SseEvent:
 class SseParser:
     """Incremental parser: :meth:`feed` bytes in any split, get the events they complete."""
 
-    def __init__(self) -> None:
+    def __init__(self, as_dicts: bool = False) -> None:
+        self._as_dicts = as_dicts  # events in their record form (SseEvent.as_dict), as the http stage wants
         self._buf = b""
         self._offset = 0  # stream offset of _buf[0]
         self._started = False
@@ -79,10 +83,16 @@ class SseParser:
                 buf = buf[3:]
                 self._offset += 3
         out: list[SseEvent] = []
+        if b"\r" not in buf:
+            return self._lf_only(buf, ts_ns, out)
         pos = 0
         n = len(buf)
+        # Searched once, then again only once passed: an LF-only stream (what OpenAI and Anthropic
+        # send) has no CR, and looking for one from every line to the end would be quadratic.
+        cr = buf.find(b"\r")
         while pos < n:
-            cr = buf.find(b"\r", pos)
+            if cr != -1 and cr < pos:
+                cr = buf.find(b"\r", pos)
             lf = buf.find(b"\n", pos)
             if cr == -1 and lf == -1:
                 break
@@ -104,6 +114,34 @@ class SseParser:
             if ev is not None:
                 out.append(ev)
         self._buf = buf[pos:]
+        self._offset += pos
+        return out
+
+    def _lf_only(self, buf: bytes, ts_ns: int | None, out: list[SseEvent]) -> list[SseEvent]:
+        """:meth:`feed` for text without CR (what OpenAI and Anthropic send): the same rules, with
+        the two common fields read inline."""
+        lines = buf.split(b"\n")
+        self._buf = lines.pop()
+        pos = 0
+        data = self._data
+        for raw in lines:
+            end = pos + len(raw)
+            if not raw:
+                self._pending_bytes += 1
+                ev = self._dispatch(self._offset + end + 1, ts_ns)
+                data = self._data
+                if ev is not None:
+                    out.append(ev)
+            elif raw.startswith(b"data:"):
+                self._pending_bytes += len(raw) + 1
+                data.append(raw[6 if raw[5:6] == b" " else 5:].decode("utf-8", "replace"))
+            elif raw.startswith(b"event:"):
+                self._pending_bytes += len(raw) + 1
+                self._type = raw[7 if raw[6:7] == b" " else 6:].decode("utf-8", "replace")
+            else:
+                self._pending_bytes += len(raw) + 1
+                self._line(raw, self._offset + end + 1, ts_ns)
+            pos = end + 1
         self._offset += pos
         return out
 
@@ -134,12 +172,17 @@ class SseParser:
                 self._retry = int(value)
         return None
 
-    def _dispatch(self, end: int, ts_ns: int | None) -> SseEvent | None:
+    def _dispatch(self, end: int, ts_ns: int | None) -> Any:
         self._pending_bytes = 0
         if not self._data:
             self._type = ""
             return None
-        ev = SseEvent(self._type or "message", "\n".join(self._data), self._last_id, self._retry, end, ts_ns)
+        ev: Any
+        if self._as_dicts:
+            ev = {"event": self._type or "message", "data": "\n".join(self._data), "id": self._last_id,
+                  "retry": self._retry, "end": end, "ts_ns": ts_ns}
+        else:
+            ev = SseEvent(self._type or "message", "\n".join(self._data), self._last_id, self._retry, end, ts_ns)
         self._data, self._type = [], ""
         return ev
 
@@ -194,13 +237,19 @@ def is_event_stream(content_type: str | None) -> bool:
 
 def merged_message(events: list[SseEvent], discarded_tail: int = 0) -> dict[str, Any]:
     """One record for a whole stream: the event list plus what a reader usually wants first."""
+    return merged_dicts([e.as_dict() for e in events], discarded_tail)
+
+
+def merged_dicts(events: list[dict[str, Any]], discarded_tail: int = 0) -> dict[str, Any]:
+    """:func:`merged_message` of events already in their record form (``SseEvent.as_dict``)."""
+    datas = [e["data"] for e in events]
     return {
-        "events": [e.as_dict() for e in events],
+        "events": events,
         "count": len(events),
-        "types": sorted({e.event for e in events}),
-        "done": any(e.done for e in events),
-        "data": "\n".join(e.data for e in events if not e.done),
-        "last_event_id": events[-1].id if events else None,
+        "types": sorted({e["event"] for e in events}),
+        "done": DONE in datas,
+        "data": "\n".join(d for d in datas if d != DONE),
+        "last_event_id": events[-1]["id"] if events else None,
         "discarded_tail": discarded_tail,
     }
 
@@ -231,14 +280,27 @@ class SseMerge:
                 self._streams[_key(d)] = SseParser()
             return [event]
         if event.topic == "http.stream.chunk":
+            parsed = d.get("events")
+            if isinstance(parsed, list):  # the http stage parsed the stream: its events travel on
+                self._streams.pop(_key(d), None)
+                if not self.live:
+                    return [event]
+                out = [event]
+                conn, seq = d.get("conn"), d.get("seq")
+                for ev in parsed:
+                    if isinstance(ev, dict):
+                        self.events += 1
+                        out.append(Event("sse.event", event.ts_ns, self.source, event.pid, event.tid, event.comm,
+                                         {"conn": conn, "seq": seq, **ev}))
+                return out
             parser = self._streams.get(_key(d))
             if parser is None or not self.live:
                 return [event]
             out = [event]
-            for ev in parser.feed(as_bytes(d.get("data")), event.ts_ns):
+            for sev in parser.feed(as_bytes(d.get("data")), event.ts_ns):
                 self.events += 1
                 out.append(Event("sse.event", event.ts_ns, self.source, event.pid, event.tid, event.comm,
-                                 {"conn": d.get("conn"), "seq": d.get("seq"), **ev.as_dict()}))
+                                 {"conn": d.get("conn"), "seq": d.get("seq"), **sev.as_dict()}))
             return out
         if event.topic == "http.exchange":
             self._streams.pop(_key(d), None)
