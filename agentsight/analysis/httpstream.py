@@ -82,6 +82,8 @@ STREAMING_CONTENT_TYPES = ("text/event-stream", "application/x-ndjson", "applica
 _REQUEST_START = re.compile(rb"(?:GET|POST|PUT|DELETE|PATCH|HEAD|OPTIONS|CONNECT|TRACE) ")
 _RESPONSE_START = re.compile(rb"HTTP/1\.[01] ")
 _HOLD = 8  # bytes kept while scanning: a start token cut at a record boundary is not missed
+_BYTES = (bytes, bytearray, memoryview)
+_SEQUENCES = (list, tuple)
 _MAX_HEAD = 256 * 1024
 _MAX_HELD = 1 << 20  # client bytes held while a websocket upgrade waits for its answer
 
@@ -527,10 +529,10 @@ def header_value(headers: Any, name: str) -> str | None:
     Tolerates anything as ``headers`` (records may come from a replayed file), so the
     LLM extractor uses it on exchange dicts as well.
     """
-    if not isinstance(headers, list | tuple):
+    if not isinstance(headers, _SEQUENCES):
         return None
     for pair in headers:
-        if isinstance(pair, list | tuple) and len(pair) == 2:
+        if isinstance(pair, _SEQUENCES) and len(pair) == 2:
             key = pair[0]
             if key == name or (type(key) is not str or not key.islower()) and str(key).lower() == name:
                 return str(pair[1])
@@ -637,9 +639,10 @@ class HttpStreams:
         data = event.data
         payload = data.get("bytes")
         key = data.get("conn")
-        if event.topic != "ssl.data" or not isinstance(payload, bytes | bytearray | memoryview) or key is None:
+        if event.topic != "ssl.data" or not isinstance(payload, _BYTES) or key is None:
             return []
-        payload = bytes(payload)
+        if type(payload) is not bytes:
+            payload = bytes(payload)
         gap = data.get("truncated")
         if isinstance(gap, int) and gap > 0:
             # The capture cut this call short: stand NUL bytes in for the missing ones so the

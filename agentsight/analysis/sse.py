@@ -18,6 +18,7 @@ them (an older recording replayed) are parsed here, as before.
 
 from __future__ import annotations
 
+import re
 from typing import Any, NamedTuple
 
 from agentsight.event import Event
@@ -26,6 +27,8 @@ __all__ = ["SseEvent", "SseParser", "SseMerge", "parse_sse", "stamp", "merged_me
            "is_event_stream", "DONE", "as_bytes", "clean_timeline"]
 
 DONE = "[DONE]"  # OpenAI-style end-of-stream sentinel carried in a data field
+# One whole event of the most common shape (an optional type, one data line), LF-only: read in one match.
+_ONE_EVENT = re.compile(rb"(?:event: ?([^\n:]+)\n)?data: ?([^\n]*)\n\n")
 
 
 class SseEvent(NamedTuple):
@@ -84,6 +87,17 @@ class SseParser:
                 self._offset += 3
         out: list[SseEvent] = []
         if b"\r" not in buf:
+            if self._as_dicts and not self._data and not self._type and not self._pending_bytes:
+                m = _ONE_EVENT.fullmatch(buf)
+                if m is not None:  # the common record: one whole event, a type and one data line
+                    end = self._offset + len(buf)
+                    self._offset += len(buf)
+                    self._buf = b""
+                    kind = m.group(1)
+                    out.append({"event": kind.decode("utf-8", "replace") if kind else "message",  # type: ignore[arg-type]
+                                "data": m.group(2).decode("utf-8", "replace"), "id": self._last_id,
+                                "retry": self._retry, "end": end, "ts_ns": ts_ns})
+                    return out
             return self._lf_only(buf, ts_ns, out)
         pos = 0
         n = len(buf)
