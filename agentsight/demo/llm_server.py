@@ -5,7 +5,9 @@ Binds 127.0.0.1 only (``--port 0`` picks a free port, announced on stdout and in
 own throwaway CA (``--ca-out`` writes the CA for clients: ``SSL_CERT_FILE``, ``curl
 --cacert``, ``NODE_EXTRA_CA_CERTS``). The wire formats are the providers' own, streamed
 (SSE) and not, so the official SDKs and the agent CLIs (:mod:`agentsight.demo.clis`) parse
-them. The endpoints, by the ``api`` name the log gives them:
+them. Each API's side (its request read, its answer written) is one module of
+:mod:`agentsight.demo.apis`, the split :mod:`agentsight.analysis.dialects` has for the observer's side.
+The endpoints, by the ``api`` name the log gives them:
 
 - ``openai.chat`` ``POST /v1/chat/completions``; ``openai.responses`` ``POST /v1/responses``,
   and over WebSocket (``GET /v1/responses`` upgraded, Codex's default: one ``response.create``
@@ -82,18 +84,20 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from aiohttp import WSMsgType, web
+
+from agentsight.demo.apis import BY_API, anthropic_messages, gemini, openai_chat, openai_responses
+from agentsight.demo.apis.common import BadRequest, Conversation, Frame, model_of, obj, pieces
 
 __all__ = ["Settings", "BadRequest", "Conversation", "Answer", "GENERATE_APIS", "Running", "count_tokens",
            "input_tokens", "make_app", "make_tls", "read_log", "running", "main"]
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _BACKTICKS = re.compile(r"`([^`]+)`")
-_WORD = re.compile(r"\S+\s*")
 # Tools the scripted model prefers (case-insensitive): the demo agent's, Claude Code's, Codex's, Gemini CLI's.
 _SHELL_TOOLS = ("run_command", "bash", "shell", "exec", "run", "exec_command", "run_shell_command")
 # Requested model -> the dated snapshot the response names, as the real APIs answer.
@@ -127,284 +131,6 @@ class Settings:
     chunk_ms: float = 0.0
     reply_words: int = 30
     chunk_words: int = 3
-
-
-class BadRequest(Exception):
-    """The request cannot be answered: sent back as a 400 in the provider's error format."""
-
-
-# --------------------------------------------------------------------------- the request, read
-
-
-@dataclass
-class Conversation:
-    """What the scripted model looks at, whatever the API."""
-
-    system: str = ""
-    texts: list[str] = field(default_factory=list)  # every other text of the prompt
-    messages: int = 0
-    has_history: bool = False  # an earlier assistant turn is in the prompt
-    tools: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (name, JSON schema)
-    tools_json: str = ""
-    last_is_tool_result: bool = False
-    last_text: str = ""
-    tools_allowed: bool = True
-    cache_marked: bool = False
-    json_schema: dict[str, Any] | None = None  # structured output asked for (Gemini responseMimeType JSON)
-    custom_tools: dict[str, str] = field(default_factory=dict)  # Responses free-form tools: name -> description
-
-
-def _obj(value: Any, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise BadRequest(f"{what} must be an object")
-    return value
-
-
-def _text_of(content: Any, what: str) -> str:
-    """Text of a content value: a string or a list of text-like parts."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list):
-        raise BadRequest(f"{what} must be a string or an array of content parts")
-    texts = []
-    for part in content:
-        p = _obj(part, f"each part of {what}")
-        if isinstance(p.get("text"), str):
-            texts.append(p["text"])
-    return "\n".join(texts)
-
-
-def _has_key(value: Any, key: str) -> bool:
-    if isinstance(value, dict):
-        return key in value or any(_has_key(v, key) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_key(v, key) for v in value)
-    return False
-
-
-def _model(body: dict[str, Any]) -> str:
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise BadRequest("you must provide a model parameter")
-    return model
-
-
-def read_chat(body: dict[str, Any]) -> Conversation:
-    """OpenAI Chat Completions request."""
-    conv = Conversation()
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise BadRequest("'messages' must be a non-empty array")
-    system = []
-    for raw in messages:
-        m = _obj(raw, "each message")
-        role = m.get("role")
-        text = _text_of(m.get("content"), "'content'")
-        conv.messages += 1
-        if role in ("system", "developer"):
-            system.append(text)
-            continue
-        conv.texts.append(text)
-        for tc in m.get("tool_calls") or []:
-            fn = _obj(_obj(tc, "each tool call").get("function"), "'function'")
-            conv.texts += [str(fn.get("name", "")), str(fn.get("arguments", ""))]
-        if role == "assistant":
-            conv.has_history = True
-        conv.last_is_tool_result = role == "tool"
-        if role in ("user", "tool"):
-            conv.last_text = text
-    conv.system = "\n\n".join(system)
-    tools = body.get("tools") or []
-    for t in tools:
-        fn = _obj(_obj(t, "each tool").get("function"), "'function'")
-        conv.tools.append((str(fn.get("name")), _obj(fn.get("parameters") or {}, "'parameters'")))
-    conv.tools_json = json.dumps(tools, sort_keys=True) if tools else ""
-    conv.tools_allowed = body.get("tool_choice") != "none"
-    return conv
-
-
-def _responses_tools(conv: Conversation, tools: list[Any]) -> None:
-    """Function and custom tools of a Responses request, namespaces flattened (Codex's ``additional_tools``)."""
-    for t in tools:
-        t = _obj(t, "each tool")
-        if t.get("type") == "function":
-            conv.tools.append((str(t.get("name")), _obj(t.get("parameters") or {}, "'parameters'")))
-        elif t.get("type") == "custom":
-            conv.tools.append((str(t.get("name")), {}))
-            conv.custom_tools[str(t.get("name"))] = str(t.get("description") or "")
-        elif t.get("type") == "namespace":
-            _responses_tools(conv, t.get("tools") or [])
-
-
-def read_responses(body: dict[str, Any]) -> Conversation:
-    """OpenAI Responses request (``"generate": false``, a WebSocket warm-up, may have no input)."""
-    conv = Conversation()
-    inp = body.get("input")
-    items = [{"type": "message", "role": "user", "content": inp}] if isinstance(inp, str) else inp
-    if not isinstance(items, list) or not (items or body.get("generate") is False):
-        raise BadRequest("'input' must be a string or a non-empty array")
-    instructions = body.get("instructions")
-    system = [instructions] if isinstance(instructions, str) else []
-    extra_tools: list[Any] = []
-    for raw in items:
-        it = _obj(raw, "each input item")
-        kind = it.get("type", "message")
-        conv.messages += 1
-        if kind in ("reasoning", "additional_tools"):
-            if kind == "additional_tools":  # tools sent as an input item (Codex's "responses lite")
-                extra_tools += it.get("tools") or []
-            continue
-        conv.last_is_tool_result = kind in ("function_call_output", "custom_tool_call_output")
-        if kind == "message":
-            text = _text_of(it.get("content"), "'content'")
-            if it.get("role") in ("system", "developer"):
-                system.append(text)
-                continue
-            conv.texts.append(text)
-            if it.get("role") == "assistant":
-                conv.has_history = True
-            else:
-                conv.last_text = text
-        elif kind in ("function_call", "custom_tool_call"):
-            conv.has_history = True
-            conv.texts += [str(it.get("name", "")), str(it.get("arguments", it.get("input", "")))]
-        elif kind in ("function_call_output", "custom_tool_call_output"):
-            out = it.get("output")
-            conv.last_text = out if isinstance(out, str) else _text_of(out, "'output'")
-            conv.texts.append(conv.last_text)
-        else:
-            raise BadRequest(f"input item type {kind!r} is not supported by this server")
-    conv.system = "\n\n".join(system)
-    tools = (body.get("tools") or []) + extra_tools
-    _responses_tools(conv, tools)
-    conv.tools_json = json.dumps(tools, sort_keys=True) if tools else ""
-    conv.tools_allowed = body.get("tool_choice") != "none"
-    return conv
-
-
-def read_messages(body: dict[str, Any], *, counting: bool = False) -> Conversation:
-    """Anthropic Messages request (``counting``: a count_tokens request, which has no max_tokens)."""
-    conv = Conversation()
-    if not counting and not isinstance(body.get("max_tokens"), int):
-        raise BadRequest("max_tokens: Field required")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise BadRequest("messages: at least one message is required")
-    system = [_text_of(body.get("system"), "system")]
-    for raw in messages:
-        m = _obj(raw, "each message")
-        role = m.get("role")
-        if role not in ("user", "assistant", "system") or (role == "system" and not conv.messages):
-            raise BadRequest(f"messages.{conv.messages}.role: must be 'user' or 'assistant' (a 'system' message "
-                             f"may only follow others), got {role!r}")
-        conv.messages += 1
-        content = m.get("content")
-        if role == "system":  # Claude Code sends its environment as a system message after the first user turn
-            system.append(_text_of(content, "messages: content"))
-            continue
-        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
-        if not isinstance(blocks, list):
-            raise BadRequest("messages: content must be a string or an array of blocks")
-        results = []
-        texts = []
-        for b in blocks:
-            b = _obj(b, "each content block")
-            if b.get("type") == "text":
-                texts.append(str(b.get("text", "")))
-            elif b.get("type") == "tool_use":
-                conv.texts += [str(b.get("name", "")), json.dumps(b.get("input"), separators=(",", ":"))]
-            elif b.get("type") == "tool_result":
-                results.append(_text_of(b.get("content"), "tool_result content"))
-        conv.texts += texts + results
-        if role == "assistant":
-            conv.has_history = True
-            conv.last_is_tool_result = False
-        else:
-            conv.last_is_tool_result = bool(results)
-            conv.last_text = "\n".join(results) if results else "\n".join(texts)
-    conv.system = "\n\n".join(t for t in system if t)
-    tools = body.get("tools") or []
-    for t in tools:
-        t = _obj(t, "each tool")
-        conv.tools.append((str(t.get("name")), _obj(t.get("input_schema") or {}, "input_schema")))
-    conv.tools_json = json.dumps(tools, sort_keys=True) if tools else ""
-    conv.tools_allowed = _obj(body.get("tool_choice") or {}, "tool_choice").get("type") != "none"
-    conv.cache_marked = _has_key(body, "cache_control")
-    return conv
-
-
-def _function_response_text(response: Any) -> str:
-    """What a Gemini functionResponse says: its ``output`` string (Gemini CLI's shape), else its JSON."""
-    if isinstance(response, dict) and isinstance(response.get("output"), str):
-        return str(response["output"])
-    return json.dumps(response, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
-
-
-def _field(obj: dict[str, Any], name: str) -> Any:
-    """A Gemini field by its JSON name or its proto name: Google's JSON parsing takes both (``functionCall``,
-    ``function_call``), and SDKs send either."""
-    if name in obj:
-        return obj[name]
-    return obj.get(re.sub(r"[A-Z]", lambda m: "_" + m.group(0).lower(), name))
-
-
-def read_gemini(body: dict[str, Any]) -> Conversation:
-    """Gemini API ``GenerateContentRequest`` (also the ``request`` inside a Code Assist request)."""
-    conv = Conversation()
-    contents = body.get("contents")
-    if not isinstance(contents, list) or not contents:
-        raise BadRequest("* GenerateContentRequest.contents: contents is not specified")
-    system = _field(body, "systemInstruction")
-    if system is not None:
-        conv.system = _text_of(_obj(system, "systemInstruction").get("parts"), "systemInstruction.parts")
-    for raw in contents:
-        c = _obj(raw, "each content")
-        role = c.get("role") or "user"
-        if role not in ("user", "model", "function"):
-            raise BadRequest(f"* GenerateContentRequest.contents: role must be 'user' or 'model', got {role!r}")
-        parts = c.get("parts")
-        if not isinstance(parts, list) or not parts:
-            raise BadRequest("* GenerateContentRequest.contents.parts: contents.parts must not be empty.")
-        conv.messages += 1
-        texts, results = [], []
-        for part in parts:
-            p = _obj(part, "each part")
-            if isinstance(p.get("text"), str) and not p.get("thought"):
-                texts.append(p["text"])
-            elif (fc := _field(p, "functionCall")) is not None:
-                fc = _obj(fc, "functionCall")
-                conv.texts += [str(fc.get("name", "")), json.dumps(fc.get("args") or {}, separators=(",", ":"),
-                                                                   ensure_ascii=False)]
-            elif (fr := _field(p, "functionResponse")) is not None:
-                results.append(_function_response_text(_obj(fr, "functionResponse").get("response")))
-        conv.texts += texts + results
-        if role == "model":
-            conv.has_history = True
-            conv.last_is_tool_result = False
-        else:
-            conv.last_is_tool_result = bool(results)
-            conv.last_text = "\n".join(results) if results else "\n".join(texts)
-    tools = body.get("tools") or []
-    for t in tools:
-        for raw in _field(_obj(t, "each tool"), "functionDeclarations") or []:
-            fd = _obj(raw, "each function declaration")
-            schema = _field(fd, "parametersJsonSchema") or fd.get("parameters") or {}
-            conv.tools.append((str(fd.get("name")), _obj(schema, "parameters")))
-    conv.tools_json = json.dumps(tools, sort_keys=True) if tools else ""
-    calling = _field(_obj(_field(body, "toolConfig") or {}, "toolConfig"), "functionCallingConfig") or {}
-    conv.tools_allowed = str(_obj(calling, "functionCallingConfig").get("mode", "AUTO")).upper() != "NONE"
-    config = _obj(_field(body, "generationConfig") or {}, "generationConfig")
-    if _field(config, "responseMimeType") == "application/json":
-        schema = _field(config, "responseJsonSchema") or _field(config, "responseSchema") or {}
-        conv.json_schema = _obj(schema, "responseSchema")
-    return conv
-
-
-def read_code_assist(body: dict[str, Any]) -> Conversation:
-    """Gemini Code Assist request: ``{"model", "project", "request": GenerateContentRequest}``."""
-    return read_gemini(_obj(body.get("request"), "'request'"))
 
 
 # --------------------------------------------------------------------------- the answer, planned
@@ -530,36 +256,7 @@ def plan(conv: Conversation, settings: Settings, seed: str, api: str) -> Answer:
     return Answer(text, calls, total, prefix, output_tokens)
 
 
-def pieces(text: str, words: int) -> list[str]:
-    """``text`` cut into stream deltas of ``words`` words (whitespace kept): joined, they are ``text``."""
-    found = _WORD.findall(text)
-    lead = text[: len(text) - len("".join(found))]
-    out = ["".join(found[i:i + words]) for i in range(0, len(found), max(1, words))]
-    if lead:
-        out = [lead + out[0]] if out else [lead]
-    return out
-
-
-def arg_pieces(arguments: str, n: int = 4) -> list[str]:
-    size = max(1, -(-len(arguments) // n))
-    return [arguments[i:i + size] for i in range(0, len(arguments), size)] or [""]
-
-
-# --------------------------------------------------------------------------- wire formats
-
-# A streamed answer is a list of frames: (is_content, SSE bytes). Content frames are paced.
-Frame = tuple[bool, bytes]
-
-
-def _sse(data: dict[str, Any], event: str | None = None) -> bytes:
-    head = f"event: {event}\n" if event else ""
-    return f"{head}data: {json.dumps(data, separators=(',', ':'), ensure_ascii=False)}\n\n".encode()
-
-
-def _gemini_sse(data: dict[str, Any]) -> bytes:
-    """Google's SSE: data lines only, CRLF line ends (``alt=sse``)."""
-    return f"data: {json.dumps(data, separators=(',', ':'), ensure_ascii=False)}\r\n\r\n".encode()
-
+# --------------------------------------------------------------------------- the exchange
 
 @dataclass
 class Exchange:
@@ -578,268 +275,27 @@ class Exchange:
     cache_marked: bool = False  # the request has a cache_control marker
 
     def stop_reason(self) -> str:
-        if self.api == "anthropic.messages":
-            return "tool_use" if self.answer.tool_calls else "end_turn"
-        if self.api == "openai.chat":
-            return "tool_calls" if self.answer.tool_calls else "stop"
-        if self.api in ("gemini.generate", "gemini.code_assist"):
-            return "STOP"  # a function call ends with STOP too
-        return "completed"
-
-    # -- OpenAI Chat Completions
-
-    def chat_usage(self) -> dict[str, Any]:
-        a = self.answer
-        return {
-            "prompt_tokens": a.input_tokens,
-            "completion_tokens": a.output_tokens,
-            "total_tokens": a.input_tokens + a.output_tokens,
-            "prompt_tokens_details": {"cached_tokens": self._openai_cached(), "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-                                          "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
-        }
+        return str(BY_API[self.api].stop_reason(self))
 
     def _openai_cached(self) -> int:
         return self.answer.cached_tokens if self.history else 0
 
-    def chat_body(self) -> dict[str, Any]:
-        a = self.answer
-        message: dict[str, Any] = {"role": "assistant", "content": a.text or None, "refusal": None,
-                                   "annotations": []}
-        if a.tool_calls:
-            message["tool_calls"] = [{"id": c.id, "type": "function",
-                                      "function": {"name": c.name, "arguments": c.arguments}} for c in a.tool_calls]
-        return {"id": self.response_id, "object": "chat.completion", "created": self.created, "model": self.model,
-                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": self.stop_reason()}],
-                "usage": self.chat_usage(), "service_tier": "default", "system_fingerprint": "fp_agentsight"}
-
-    def chat_frames(self) -> list[Frame]:
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            d: dict[str, Any] = {"id": self.response_id, "object": "chat.completion.chunk", "created": self.created,
-                                 "model": self.model, "service_tier": "default", "system_fingerprint": "fp_agentsight",
-                                 "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
-            if self.include_usage:
-                d["usage"] = None
-            return _sse(d)
-
-        a = self.answer
-        frames: list[Frame] = [(False, chunk({"role": "assistant", "content": "", "refusal": None}))]
-        frames += [(True, chunk({"content": p})) for p in pieces(a.text, self.settings.chunk_words) if a.text]
-        for i, c in enumerate(a.tool_calls):
-            frames.append((True, chunk({"tool_calls": [{"index": i, "id": c.id, "type": "function",
-                                                        "function": {"name": c.name, "arguments": ""}}]})))
-            frames += [(True, chunk({"tool_calls": [{"index": i, "function": {"arguments": p}}]}))
-                       for p in arg_pieces(c.arguments)]
-        frames.append((False, chunk({}, self.stop_reason())))
-        if self.include_usage:
-            frames.append((False, _sse({"id": self.response_id, "object": "chat.completion.chunk",
-                                        "created": self.created, "model": self.model, "service_tier": "default",
-                                        "system_fingerprint": "fp_agentsight", "choices": [],
-                                        "usage": self.chat_usage()})))
-        frames.append((False, b"data: [DONE]\n\n"))
-        return frames
-
-    # -- OpenAI Responses
-
-    def responses_usage(self) -> dict[str, Any]:
-        a = self.answer
-        return {"input_tokens": a.input_tokens, "input_tokens_details": {"cached_tokens": self._openai_cached()},
-                "output_tokens": a.output_tokens, "output_tokens_details": {"reasoning_tokens": 0},
-                "total_tokens": a.input_tokens + a.output_tokens}
-
-    def _response_items(self) -> list[dict[str, Any]]:
-        a = self.answer
-        items: list[dict[str, Any]] = []
-        if a.text:
-            items.append({"id": "msg_" + self.response_id[5:], "type": "message", "status": "completed",
-                          "role": "assistant",
-                          "content": [{"type": "output_text", "text": a.text, "annotations": [], "logprobs": []}]})
-        for c in a.tool_calls:
-            if c.custom:
-                items.append({"id": "ctc_" + c.id[5:], "type": "custom_tool_call", "status": "completed",
-                              "call_id": c.id, "name": c.name, "input": c.arguments})
-            else:
-                items.append({"id": "fc_" + c.id[5:], "type": "function_call", "status": "completed",
-                              "call_id": c.id, "name": c.name, "arguments": c.arguments})
-        return items
-
-    def responses_body(self, done: bool = True) -> dict[str, Any]:
-        b = self.body
-        return {"id": self.response_id, "object": "response", "created_at": self.created,
-                "status": "completed" if done else "in_progress", "background": False, "error": None,
-                "incomplete_details": None, "instructions": b.get("instructions"),
-                "max_output_tokens": b.get("max_output_tokens"), "model": self.model,
-                "output": self._response_items() if done else [], "parallel_tool_calls": True,
-                "previous_response_id": b.get("previous_response_id"), "reasoning": {"effort": None, "summary": None},
-                "store": False, "temperature": 1.0, "text": {"format": {"type": "text"}, "verbosity": "medium"},
-                "tool_choice": b.get("tool_choice", "auto"), "tools": b.get("tools") or [], "top_p": 1.0,
-                "truncation": "disabled", "usage": self.responses_usage() if done else None, "user": None,
-                "metadata": {}}
-
     def responses_events(self) -> list[tuple[bool, dict[str, Any]]]:
-        """The streamed events, (is_content, event): SSE frames over HTTP, text messages over WebSocket."""
-        seq = iter(range(1 << 30))
-
-        def ev(kind: str, content: bool = False, **data: Any) -> tuple[bool, dict[str, Any]]:
-            return (content, {"type": kind, "sequence_number": next(seq), **data})
-
-        frames = [ev("response.created", response=self.responses_body(False)),
-                  ev("response.in_progress", response=self.responses_body(False))]
-        for index, item in enumerate(self._response_items()):
-            if item["type"] == "message":
-                part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-                frames.append(ev("response.output_item.added", output_index=index,
-                                 item={**item, "status": "in_progress", "content": []}))
-                frames.append(ev("response.content_part.added", item_id=item["id"], output_index=index,
-                                 content_index=0, part=part))
-                frames += [ev("response.output_text.delta", True, item_id=item["id"], output_index=index,
-                              content_index=0, delta=p, logprobs=[])
-                           for p in pieces(self.answer.text, self.settings.chunk_words)]
-                frames.append(ev("response.output_text.done", item_id=item["id"], output_index=index,
-                                 content_index=0, text=self.answer.text, logprobs=[]))
-                frames.append(ev("response.content_part.done", item_id=item["id"], output_index=index,
-                                 content_index=0, part=item["content"][0]))
-            elif item["type"] == "custom_tool_call":
-                frames.append(ev("response.output_item.added", output_index=index,
-                                 item={**item, "status": "in_progress", "input": ""}))
-                frames += [ev("response.custom_tool_call_input.delta", True, item_id=item["id"],
-                              output_index=index, delta=p) for p in arg_pieces(item["input"])]
-                frames.append(ev("response.custom_tool_call_input.done", item_id=item["id"], output_index=index,
-                                 input=item["input"]))
-            else:
-                frames.append(ev("response.output_item.added", output_index=index,
-                                 item={**item, "status": "in_progress", "arguments": ""}))
-                frames += [ev("response.function_call_arguments.delta", True, item_id=item["id"],
-                              output_index=index, delta=p) for p in arg_pieces(item["arguments"])]
-                frames.append(ev("response.function_call_arguments.done", item_id=item["id"], output_index=index,
-                                 name=item["name"], arguments=item["arguments"]))
-            frames.append(ev("response.output_item.done", output_index=index, item=item))
-        frames.append(ev("response.completed", response=self.responses_body()))
-        return frames
-
-    def responses_frames(self) -> list[Frame]:
-        return [(content, _sse(event, event["type"])) for content, event in self.responses_events()]
-
-    # -- Anthropic Messages
-
-    def messages_usage(self, output_tokens: int | None = None) -> dict[str, Any]:
-        a = self.answer
-        cached = a.cached_tokens if self.cache_marked else 0
-        read = cached if self.history else 0
-        write = 0 if self.history else cached
-        return {"input_tokens": a.input_tokens - read - write, "cache_creation_input_tokens": write,
-                "cache_read_input_tokens": read,
-                "cache_creation": {"ephemeral_5m_input_tokens": write, "ephemeral_1h_input_tokens": 0},
-                "output_tokens": a.output_tokens if output_tokens is None else output_tokens,
-                "service_tier": "standard"}
-
-    def _blocks(self) -> list[dict[str, Any]]:
-        blocks: list[dict[str, Any]] = []
-        if self.answer.text:
-            blocks.append({"type": "text", "text": self.answer.text})
-        for c in self.answer.tool_calls:
-            blocks.append({"type": "tool_use", "id": c.id, "name": c.name, "input": json.loads(c.arguments)})
-        return blocks
-
-    def messages_body(self) -> dict[str, Any]:
-        return {"id": self.response_id, "type": "message", "role": "assistant", "model": self.model,
-                "content": self._blocks(), "stop_reason": self.stop_reason(), "stop_sequence": None,
-                "usage": self.messages_usage()}
-
-    def messages_frames(self) -> list[Frame]:
-        start: dict[str, Any] = {"id": self.response_id, "type": "message", "role": "assistant", "model": self.model, "content": [],
-                 "stop_reason": None, "stop_sequence": None, "usage": self.messages_usage(output_tokens=1)}
-        frames: list[Frame] = [(False, _sse({"type": "message_start", "message": start}, "message_start")),
-                               (False, _sse({"type": "ping"}, "ping"))]
-        for index, block in enumerate(self._blocks()):
-            opening: dict[str, Any]
-            if block["type"] == "text":
-                deltas = [{"type": "text_delta", "text": p} for p in pieces(block["text"], self.settings.chunk_words)]
-                opening = {"type": "text", "text": ""}
-            else:
-                args = json.dumps(block["input"], separators=(",", ":"), ensure_ascii=False)
-                deltas = [{"type": "input_json_delta", "partial_json": p} for p in arg_pieces(args)]
-                opening = {**block, "input": {}}
-            frames.append((False, _sse({"type": "content_block_start", "index": index, "content_block": opening},
-                                       "content_block_start")))
-            frames += [(True, _sse({"type": "content_block_delta", "index": index, "delta": d},
-                                   "content_block_delta")) for d in deltas]
-            frames.append((False, _sse({"type": "content_block_stop", "index": index}, "content_block_stop")))
-        frames.append((False, _sse({"type": "message_delta",
-                                    "delta": {"stop_reason": self.stop_reason(), "stop_sequence": None},
-                                    "usage": {"output_tokens": self.answer.output_tokens}}, "message_delta")))
-        frames.append((False, _sse({"type": "message_stop"}, "message_stop")))
-        return frames
-
-    # -- Gemini API (and Code Assist, which wraps each answer in {"response": ...})
-
-    def gemini_usage(self, final: bool = True) -> dict[str, Any]:
-        """``usageMetadata``; zero counts are left out, as Google's JSON does. Cached is part of the prompt."""
-        a = self.answer
-        u: dict[str, Any] = {"promptTokenCount": a.input_tokens}
-        if final:
-            u["candidatesTokenCount"] = a.output_tokens
-        u["totalTokenCount"] = a.input_tokens + (a.output_tokens if final else 0)
-        cached = self._openai_cached()
-        if cached:
-            u["cachedContentTokenCount"] = cached
-        u["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": a.input_tokens}]
-        if cached:
-            u["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": cached}]
-        return u
-
-    def _gemini_chunk(self, parts: list[dict[str, Any]], final: bool) -> dict[str, Any]:
-        candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}}
-        if final:
-            candidate["finishReason"] = self.stop_reason()
-        candidate["index"] = 0
-        chunk = {"candidates": [candidate], "usageMetadata": self.gemini_usage(final), "modelVersion": self.model,
-                 "responseId": self.response_id}
-        if self.api == "gemini.code_assist":
-            return {"response": chunk, "traceId": self.response_id[:16]}
-        return chunk
-
-    def _gemini_calls(self) -> list[dict[str, Any]]:
-        return [{"functionCall": {"id": c.id, "name": c.name, "args": json.loads(c.arguments)}}
-                for c in self.answer.tool_calls]
-
-    def gemini_body(self) -> dict[str, Any]:
-        parts = ([{"text": self.answer.text}] if self.answer.text else []) + self._gemini_calls()
-        return self._gemini_chunk(parts, final=True)
-
-    def gemini_frames(self) -> list[Frame]:
-        """Text in pieces, then the function calls whole (Gemini does not stream arguments); the last chunk
-        has finishReason and the final usage."""
-        texts = [[{"text": p}] for p in pieces(self.answer.text, self.settings.chunk_words)] if self.answer.text else []
-        calls = self._gemini_calls()
-        chunks = texts[:-1] if texts and not calls else texts
-        last = calls or (texts[-1] if texts else [{"text": ""}])
-        frames = [(True, _gemini_sse(self._gemini_chunk(parts, final=False))) for parts in chunks]
-        frames.append((True, _gemini_sse(self._gemini_chunk(last, final=True))))
-        return frames
-
-    # -- dispatch
+        """The Responses events, (is_content, event): SSE frames over HTTP, text messages over WebSocket."""
+        return list(openai_responses.events(self))
 
     def body_json(self) -> dict[str, Any]:
-        return {"openai.chat": self.chat_body, "openai.responses": self.responses_body,
-                "anthropic.messages": self.messages_body, "gemini.generate": self.gemini_body,
-                "gemini.code_assist": self.gemini_body}[self.api]()
+        return dict(BY_API[self.api].body(self))
 
     def frames(self) -> list[Frame]:
-        return {"openai.chat": self.chat_frames, "openai.responses": self.responses_frames,
-                "anthropic.messages": self.messages_frames, "gemini.generate": self.gemini_frames,
-                "gemini.code_assist": self.gemini_frames}[self.api]()
+        return list(BY_API[self.api].frames(self))
 
     def usage(self) -> dict[str, Any] | None:
         """The usage the client is told (the final numbers), in the provider's shape."""
         if self.api == "openai.chat":
             stream = self.body.get("stream") is True
-            return self.chat_usage() if not stream or self.include_usage else None
-        if self.api == "openai.responses":
-            return self.responses_usage()
-        if self.api in ("gemini.generate", "gemini.code_assist"):
-            return self.gemini_usage()
-        return self.messages_usage()
+            return openai_chat.usage(self) if not stream or self.include_usage else None
+        return dict(BY_API[self.api].usage(self))
 
 
 # --------------------------------------------------------------------------- HTTP
@@ -848,14 +304,14 @@ class Exchange:
 # the others (token counts, model lists) answer from the same request reading.
 GENERATE_APIS = ("openai.chat", "openai.responses", "anthropic.messages", "gemini.generate", "gemini.code_assist")
 _READERS: dict[str, Callable[[dict[str, Any]], Conversation]] = {
-    "openai.chat": read_chat,
-    "openai.responses": read_responses,
-    "anthropic.messages": read_messages,
-    "anthropic.count_tokens": lambda body: read_messages(body, counting=True),
-    "gemini.generate": read_gemini,
-    "gemini.count_tokens": lambda body: read_gemini(_obj(body.get("generateContentRequest") or body, "the request")),
-    "gemini.code_assist": read_code_assist,
-    "gemini.code_assist.count_tokens": read_code_assist,
+    "openai.chat": openai_chat.read,
+    "openai.responses": openai_responses.read,
+    "anthropic.messages": anthropic_messages.read,
+    "anthropic.count_tokens": lambda body: anthropic_messages.read(body, counting=True),
+    "gemini.generate": gemini.read,
+    "gemini.count_tokens": lambda body: gemini.read(obj(body.get("generateContentRequest") or body, "the request")),
+    "gemini.code_assist": gemini.read_code_assist,
+    "gemini.code_assist.count_tokens": gemini.read_code_assist,
 }
 _ID_PREFIX = {"openai.chat": "chatcmpl-", "openai.responses": "resp_", "anthropic.messages": "msg_01",
               "gemini.generate": "", "gemini.code_assist": ""}
@@ -1021,11 +477,11 @@ def _model_of(r: Route, body: dict[str, Any]) -> str:
     if r.model is not None:
         return r.model
     if r.api.startswith("gemini.code_assist"):
-        model = body.get("model") or _obj(body.get("request") or {}, "'request'").get("model")
+        model = body.get("model") or obj(body.get("request") or {}, "'request'").get("model")
         if not isinstance(model, str) or not model:
             raise BadRequest("model is required")
         return model.removeprefix("models/")
-    return _model(body)
+    return model_of(body)
 
 
 def _gemini_id(seed: str) -> str:
@@ -1095,7 +551,7 @@ def make_app(settings: Settings, log: ExchangeLog) -> web.Application:
         if request.method == "GET" and not r.api.startswith("gemini.code_assist."):
             return answered(_models_body(r.api), None, None)
         try:
-            body = _obj(body, "the request body")
+            body = obj(body, "the request body")
             if r.api.startswith("gemini.code_assist.") and r.api != "gemini.code_assist.count_tokens":
                 return answered(_code_assist_body(r.api.rsplit(".", 1)[1], body), None, None)
             model = _model_of(r, body)
@@ -1163,7 +619,7 @@ def make_app(settings: Settings, log: ExchangeLog) -> web.Application:
             seed = hashlib.sha256(f"{n}:".encode() + msg.data.encode()).hexdigest()
             rec = dict(record)
             try:
-                body = _obj(json.loads(msg.data), "the message")
+                body = obj(json.loads(msg.data), "the message")
             except (ValueError, BadRequest) as exc:
                 rec["request_text"] = msg.data
                 await error(rec, 400, f"We could not parse the JSON of your message: {exc}")
@@ -1185,13 +641,13 @@ def make_app(settings: Settings, log: ExchangeLog) -> web.Application:
                 items = items_of[previous] + items
             full = {**fields, "input": items}
             try:
-                model = _model(full)
-                conv = read_responses(full)
+                model = model_of(full)
+                conv = openai_responses.read(full)
             except BadRequest as exc:
                 await error(rec, 400, str(exc))
                 continue
             ex = exchange("openai.responses", full, conv, model, seed, generate=fields.get("generate") is not False)
-            items_of[ex.response_id] = list(items) + ex._response_items()
+            items_of[ex.response_id] = list(items) + openai_responses.items(ex)
             logged(rec, ex, True)
             first = True
             for is_content, event in ex.responses_events():
