@@ -159,7 +159,11 @@ class Capture:
             stages["mcp"] = {"type": "mcp", "inputs": tail, "redact": self.redact,
                              "link_wait_s": 3.0 if self.llm else 0.0}
             tail = ["mcp"]
-        stages["redact"] = {"type": "redact", "inputs": tail, "enabled": self.redact, "publish": self.bus}
+        # What the analyzers redacted already is not redacted again (each byte once).
+        upstream = ([p for stage, prefixes in (("http", ["http.", "sse."]), ("llm", ["llm."]), ("mcp", ["mcp."]))
+                     if stage in stages for p in prefixes] if self.redact else [])
+        stages["redact"] = {"type": "redact", "inputs": tail, "enabled": self.redact, "publish": self.bus,
+                            "redacted_upstream": upstream}
         for name in stages:
             stages[name].setdefault("publish", False)
         tail = ["redact"]

@@ -805,7 +805,8 @@ class HttpStreams:
         elif op == "error":
             conn.malformed += 1
             self.stats.malformed += 1
-            self._emit(conn, "http.error", ts, out, {"conn": conn.key, "dir": direction, "error": arg,
+            self._emit(conn, "http.error", ts, out, {"conn": conn.key, "dir": direction,
+                                                     "error": redact_text(arg) if self.redact else arg,
                                                      "malformed": conn.malformed})
 
     # ------------------------------------------------------------------ HTTP/2
@@ -883,7 +884,10 @@ class HttpStreams:
             return
         deflate = negotiated_deflate(header_value(headers, "sec-websocket-extensions"))
         req = ex.request.head if ex.request is not None else {}
-        conn.ws = _WsLink(ex.seq, req.get("host"), req.get("path"), ex.request.ts_start if ex.request else ts,
+        path = req.get("path")
+        if self.redact and path:
+            path = redact_text(path)
+        conn.ws = _WsLink(ex.seq, req.get("host"), path, ex.request.ts_start if ex.request else ts,
                           WsReader(True, deflate, self.max_body), WsReader(False, deflate, self.max_body))
         conn.proto = "ws"
         self.stats.ws_connections += 1
@@ -1007,6 +1011,7 @@ class HttpStreams:
             if "target" in head:
                 head["target"] = redact_text(head["target"])
                 head["query"] = redact_text(head["query"])
+                head["path"] = redact_text(head["path"])
         d: dict[str, Any] = {
             **head,
             "headers": headers,
@@ -1095,7 +1100,7 @@ class HttpStreams:
             "stream_id": ex.stream_id,
             "method": req.head["method"] if req else None,
             "host": req.head["host"] if req else None,
-            "path": req.head["path"] if req else None,
+            "path": (redact_text(req.head["path"]) if self.redact else req.head["path"]) if req else None,
             **resp.head,
             "headers": headers,
             "content_type": header_value(resp.headers, "content-type"),

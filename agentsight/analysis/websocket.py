@@ -359,3 +359,8 @@ class WsReader:
         except zlib.error as exc:
             msg.error = f"inflate: {exc}"
             self._inflater = None
+            # What inflated before the error depends on how the frames were cut (zlib hands out
+            # output as it can): none of it is kept, so every split of the bytes gives one record.
+            msg.payload.clear()
+            msg.size = 0
+            msg.truncated = False

@@ -12,6 +12,11 @@ record, so a header or key split across two writes is redacted whole. What is he
 goes out on its own (same stream, ``"held": true``) when the stream is idle for
 ``hold_ms``, and at a stop. Nothing is held across a record the capture cut short
 (``truncated``): the next one does not continue it.
+
+``redacted_upstream`` names topic prefixes whose events an earlier stage already redacted with
+the same rules (the ``http`` stage: ``http.``, ``sse.``; ``llm``: ``llm.``; ``mcp``: ``mcp.``):
+they pass untouched, so each byte is redacted once. ``record`` and ``debug`` set it for the
+stages they run with redaction on; a pipeline.toml that leaves it empty redacts everything again.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ class Redact(Analyzer):
         "enabled": Option(bool, True, "redact (false: pass everything as captured)", live=True),
         "hold_ms": Option(int, 300, "longest a stream's held-back tail waits for the stream's next record",
                           live=True),
+        "redacted_upstream": Option(list, [], "topic prefixes an earlier stage already redacted (passed untouched)",
+                                    live=True),
     }
 
     def __init__(self, name: str, options: dict[str, Any] | None = None) -> None:
@@ -51,7 +58,8 @@ class Redact(Analyzer):
         field = STREAMS.get(event.topic)
         data = event.data
         if field is None or not isinstance(data.get(field), bytes):
-            event.data = redact_value(data)
+            if not self._upstream(event.topic):
+                event.data = redact_value(data)
             return (event,)
         key = (event.topic, event.pid, data.get("conn"), data.get("fd"), data.get("dir"))
         entry = self._streams.pop(key, None)
@@ -78,9 +86,15 @@ class Redact(Analyzer):
             if e.topic in STREAMS:
                 out.extend(self.process(e))
             else:
-                e.data = redact_value(e.data)
+                if not self._upstream(e.topic):
+                    e.data = redact_value(e.data)
                 out.append(e)
         return out
+
+    def _upstream(self, topic: str) -> bool:
+        """An earlier stage redacted this topic's events already."""
+        prefixes = self.options["redacted_upstream"]
+        return bool(prefixes) and topic.startswith(tuple(prefixes))
 
     def _release(self, key: tuple[Any, ...]) -> list[Event]:
         redactor, last, _ = self._streams.pop(key)
