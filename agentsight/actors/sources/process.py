@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from agentsight.actor import Option, OptionError, Source
-from agentsight.bpfprog import BootClock, load
+from agentsight.bpfprog import BootClock, Map, Program, load, trim_heap
 from agentsight.event import Event, now_ns
 
 __all__ = [
@@ -59,6 +59,9 @@ OPEN = struct.Struct("<qiIII256s")  # ret, dfd, open_flags, mode, flags, path
 CONNECT = struct.Struct("<qII112s")  # ret, fd, addrlen, addr
 
 EXEC_ARGS_TRUNCATED, EXEC_ARGS_MISSING, EXEC_FILENAME_TRUNCATED = 1, 2, 4
+U32 = struct.Struct("=I")  # the pid keys of the maps
+PROC_INFO = struct.Struct("=QII")  # struct proc_info of bpf/process.bpf.c: start_ns, ppid, pad
+
 EXIT_START_KNOWN, EXIT_CODE_KNOWN, EXIT_SIGNALED = 1, 2, 4
 OPEN_PATH_TRUNCATED = 1
 
@@ -403,7 +406,7 @@ def process_defines(options: Mapping[str, Any], have_sys_open: bool = True,
     return defines
 
 
-def seed_tree(table: Any, roots: Iterable[int], comm: str = "") -> int:
+def seed_tree(table: Map, roots: Iterable[int], comm: str = "") -> int:
     """Put ``roots`` (and live processes named ``comm``...) with all descendants in ``traced``.
 
     Scans /proc twice: forks that happen between the first scan and the map update
@@ -415,12 +418,12 @@ def seed_tree(table: Any, roots: Iterable[int], comm: str = "") -> int:
         procs = scan_proc()
         start = set(roots) | {p.pid for p in procs.values() if comm and p.comm.startswith(comm)}
         for pid in descendants(start, {p.pid: p.ppid for p in procs.values()}) - added:
-            table[ctypes.c_uint32(pid)] = ctypes.c_uint8(1)
+            table.update(U32.pack(pid), b"\x01")
             added.add(pid)
     return len(added)
 
 
-def seed_names(table: Any, prefix: str) -> int:
+def seed_names(table: Map, prefix: str) -> int:
     """Put every live process whose name starts with ``prefix`` in the ``named`` map.
 
     The kernel keeps the map current from then on (exec, fork, exit: bpf/filter.h);
@@ -431,7 +434,7 @@ def seed_names(table: Any, prefix: str) -> int:
     for _ in range(2):
         for entry in scan_proc().values():
             if entry.pid not in added and entry.comm.startswith(prefix):
-                table[ctypes.c_uint32(entry.pid)] = ctypes.c_uint8(1)
+                table.update(U32.pack(entry.pid), b"\x01")
                 added.add(entry.pid)
     return len(added)
 
@@ -443,9 +446,9 @@ def require_pids(pids: Iterable[int], option: str) -> None:
             raise OptionError(f"option {option!r}: no process with pid {pid} is running")
 
 
-def read_lost(table: Any) -> int:
+def read_lost(table: Map) -> int:
     """Sum of a per-cpu u64 counter at index 0."""
-    return int(sum(table[ctypes.c_int(0)]))
+    return table.sum(U32.pack(0))
 
 
 # ---- the source ------------------------------------------------------------------------
@@ -477,7 +480,7 @@ class ProcessSource(Source):
         opts = self.options
         if opts["mode"] == 2 and not (opts["pid"] or opts["pids"] or opts["comm"]):
             raise OptionError("mode 2 (filter) needs pid, pids or comm")
-        self._bpf: Any = None
+        self._bpf: Program | None = None
         self._clock: BootClock | None = None
         self._out: list[Event] = []
         self._opens = OpenCollapser(opts["open_window_ms"] * 1_000_000, opts["open_rate"])
@@ -496,22 +499,23 @@ class ProcessSource(Source):
         roots = [p for p in [opts["pid"], *opts["pids"]] if p]
         require_pids(roots, "pid" if opts["pid"] else "pids")
         defines = self.defines()
-        self._bpf = load("process", defines)
+        self._bpf = bpf = load("process", defines)
         self._clock = BootClock()
         if defines["FILTER_TREE"]:
-            seed_tree(self._bpf[b"traced"], roots, opts["comm"] if opts["mode"] == 2 else "")
+            seed_tree(bpf["traced"], roots, opts["comm"] if opts["mode"] == 2 else "")
         if opts["comm"]:
-            seed_names(self._bpf[b"named"], opts["comm"])
-        info = self._bpf[b"info"]
+            seed_names(bpf["named"], opts["comm"])
+        info = bpf["info"]
         for entry in scan_proc().values():
-            info[ctypes.c_uint32(entry.pid)] = info.Leaf(entry.start_boot_ns, entry.ppid, 0)
-        self._bpf[b"events"].open_ring_buffer(self._on_record)
+            info.update(U32.pack(entry.pid), PROC_INFO.pack(entry.start_boot_ns, entry.ppid, 0))
+        bpf.open_ring_buffer("events", self._on_record)
+        trim_heap()
 
     def apply_options(self, changed: set[str]) -> None:
         self._opens.window_ns = self.options["open_window_ms"] * 1_000_000
         self._opens.rate = self.options["open_rate"]
 
-    def _on_record(self, _ctx: Any, data: Any, size: int) -> None:
+    def _on_record(self, _ctx: Any, data: int, size: int) -> None:
         assert self._clock is not None
         try:
             ev = decode_record(ctypes.string_at(data, size), self._clock.wall_ns, self.name)
@@ -529,25 +533,28 @@ class ProcessSource(Source):
             self._out.append(ev)
 
     def _take(self, extra: list[Event]) -> list[Event]:
+        assert self._bpf is not None
         out, self._out = self._out, []
         out.extend(extra)
-        self.stats["kernel_lost"] = read_lost(self._bpf[b"lost"])
+        self.stats["kernel_lost"] = read_lost(self._bpf["lost"])
         self.stats["file_open_collapsed"] = self._opens.collapsed
         self.stats["file_open_ratelimited"] = self._opens.dropped
         return out
 
     def poll(self, timeout: float) -> list[Event]:
-        self._bpf.ring_buffer_poll(max(0, int(timeout * 1000)))
+        if self._bpf is None:
+            raise RuntimeError("ProcessSource.poll() before open()")
+        self._bpf.poll(max(0, int(timeout * 1000)))
         return self._take(self._opens.expire(now_ns()))
 
     def stop(self) -> list[Event]:
         if self._bpf is None:
             return []
-        self._bpf.ring_buffer_consume()
+        self._bpf.consume()
         return self._take(self._opens.drain())
 
     def close(self) -> None:
         if self._bpf is not None:
-            self._bpf.cleanup()
+            self._bpf.close()
             self._bpf = None
 

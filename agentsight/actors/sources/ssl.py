@@ -57,6 +57,7 @@ from typing import Any
 from agentsight import bpfprog, tlslibs, tlsrecords
 from agentsight.actor import Option, OptionError, Source
 from agentsight.actors.sources.process import (
+    U32,
     check_comm,
     descendants,
     filter_defines,
@@ -186,7 +187,7 @@ class SslSource(Source):
         bad = [p for p in self.options["binary_path"] if not isinstance(p, str)]
         if bad:
             raise OptionError(f"option 'binary_path' must be a list of paths, got {bad[0]!r}")
-        self._bpf: Any = None
+        self._bpf: bpfprog.Program | None = None
         self._finder = tlslibs.LibraryFinder()
         self._attached: set[tuple[str, int, str]] = set()
         self._out: list[Event] = []
@@ -197,7 +198,6 @@ class SslSource(Source):
         self._rescan_cursor = 0
         self._clock = bpfprog.BootClock()
         self._next_stats = 0.0
-        self._callback: Any = None
         self._comms: dict[bytes, str] = {}
         self._aead = tlsrecords.AeadStreams()
         self._aead_tracepoints = False
@@ -234,31 +234,28 @@ class SslSource(Source):
         for path in self.options["binary_path"]:
             if not os.path.isfile(path):
                 raise OptionError(f"binary_path {path!r} is not a file: give the path of an ELF binary or library")
-        self._bpf = bpfprog.load("ssl", self.defines())
-        self._verify_programs()
+        # The program compiles in a child process while the libraries to probe are looked for here.
+        loading = bpfprog.start("ssl", self.defines(), self._programs(), later=self._programs(aead=True))
+        try:
+            found = self._libraries_at_start()
+            self._bpf = bpf = loading.wait()
+        except BaseException:
+            loading.cancel()
+            raise
         if self.options["tree"]:
-            seed_tree(self._bpf[b"traced"], [self.options["pid"]])
+            seed_tree(bpf["traced"], [self.options["pid"]])
         if self.options["comm"]:
-            seed_names(self._bpf[b"named"], self.options["comm"])
-        self._callback = self._bpf[b"events"].open_ring_buffer(self._on_record)
-        for path in self.options["binary_path"]:
-            lib = tlslibs.inspect_elf(path)
-            if lib is None:
-                raise OptionError(f"binary_path {path!r} exports none of {', '.join(tlslibs.TLS_FUNCS)}")
-            self._finder.check(path)
+            seed_names(bpf["named"], self.options["comm"])
+        bpf.open_ring_buffer("events", self._on_record)
+        for lib in found:
             self._attach(lib)
-        if self.options["system_libs"]:
-            node = tlslibs.node_path()
-            for lib in self._finder.check_all(tlslibs.system_library_paths() + ([node] if node else [])):
-                self._attach(lib)
-        for path in self._named_on_command_line():
-            lib = self._finder.check(path)
-            if lib is not None:
-                self._attach(lib)
+        # A process that exec'd while the program compiled was seen by no exec tracepoint: look
+        # at them all again now (one read of each maps file; no file is inspected twice).
         for pid in self._initial_pids():
             for lib in self._finder.scan_pid(pid) or ():
                 self._attach(lib)
         self._schedule_rescan()
+        bpfprog.trim_heap()
         if not self._attached:
             log.warning("ssl: no TLS library found to probe yet; give binary_path for binaries "
                         "with OpenSSL/BoringSSL linked in")
@@ -266,9 +263,9 @@ class SslSource(Source):
     def poll(self, timeout: float) -> list[Event]:
         if self._bpf is None:
             raise RuntimeError("SslSource.poll() before open()")
-        self._bpf.ring_buffer_poll(max(0, int(timeout * 1000)))
+        self._bpf.poll(max(0, int(timeout * 1000)))
         # The kernel wakes the reader only per SSL_WAKEUP_BYTES: take what is below that too.
-        self._bpf.ring_buffer_consume()
+        self._bpf.consume()
         now = time.monotonic()
         if self._rescans:
             self._run_rescans(now)
@@ -298,7 +295,7 @@ class SslSource(Source):
     def stop(self) -> list[Event]:
         if self._bpf is None:
             return []
-        self._bpf.ring_buffer_consume()
+        self._bpf.consume()
         self._flush_partials(float("inf"))
         self._check_connects(float("inf"))
         for conn, content, head in self._aead.expire(everything=True):
@@ -310,25 +307,45 @@ class SslSource(Source):
     def close(self) -> None:
         if self._bpf is not None:
             self._read_drops()
-            self._bpf.cleanup()
+            self._bpf.close()
             self._bpf = None
 
     # -- attaching ---------------------------------------------------------
 
-    def _verify_programs(self) -> None:
-        """Load the programs every capture uses now, so a verifier rejection fails open() in one
-        line. The AEAD layer's programs load when a binary needs them (a rejection then is an
-        ``attach_errors`` count and a warning naming the binary): ~25 ms each, off the start."""
+    def _programs(self, aead: bool = False) -> list[tuple[str, int]]:
+        """The functions of bpf/ssl.bpf.c to load (besides its tracepoints). Those every capture
+        uses load before open() returns, so a verifier rejection fails it in one line; the AEAD
+        layer's (~1 s of verifying) follow while the source runs: a rejection then is an
+        ``attach_errors`` count and a warning naming the binary that needed them."""
+        if aead:
+            names = {n for func in tlslibs.AEAD_FUNCS for n in _PLAIN_PROGRAMS[func]}
+            return [(n, bpfprog.KPROBE) for n in sorted(names)] + [(n, bpfprog.TRACEPOINT) for n in _AEAD_TRACEPOINTS]
         names = {n for func in tlslibs.TLS_FUNCS for n in _PLAIN_PROGRAMS[func]}
         names |= {n for pair in _CALLEE_PROGRAMS.values() for n in pair}
         if self.options["handshake"]:
             names |= {"enter_handshake", "leave_handshake"}
-        for fn_name in sorted(names):
-            try:
-                self._bpf.load_func(fn_name.encode(), self._bpf.KPROBE)
-            except Exception as exc:  # bcc raises bare Exception, the verifier log goes to stderr
-                raise bpfprog.BpfUnavailable(f"the kernel rejected bpf/ssl.bpf.c:{fn_name} ({exc}); "
-                                             "see the verifier log above") from None
+        return [(n, bpfprog.KPROBE) for n in sorted(names)]
+
+    def _libraries_at_start(self) -> list[tlslibs.TlsLibrary]:
+        """The libraries to probe at start, in order: binary_path, the system's, the executables the
+        traced root names, what running processes map."""
+        found: list[tlslibs.TlsLibrary] = []
+        for path in self.options["binary_path"]:
+            lib = tlslibs.inspect_elf(path)
+            if lib is None:
+                raise OptionError(f"binary_path {path!r} exports none of {', '.join(tlslibs.TLS_FUNCS)}")
+            self._finder.check(path)
+            found.append(lib)
+        if self.options["system_libs"]:
+            node = tlslibs.node_path()
+            found.extend(self._finder.check_all(tlslibs.system_library_paths() + ([node] if node else [])))
+        for path in self._named_on_command_line():
+            lib = self._finder.check(path)
+            if lib is not None:
+                found.append(lib)
+        for pid in self._initial_pids():
+            found.extend(self._finder.scan_pid(pid) or ())
+        return found
 
     def _initial_pids(self) -> list[int]:
         """Processes whose mappings are scanned at start (all of them without a pid filter)."""
@@ -375,21 +392,28 @@ class SslSource(Source):
             log.warning("ssl: %s has %s compiled in, but its TLS functions were not found (%s): its TLS "
                         "traffic is not visible", lib.path, lib.found_by, lib.problem)
             return
-        try:
-            for site in lib.sites:
-                if site.via_callee and not self.options["fast_probes"]:
-                    site = tlslibs.ProbeSite(site.func, site.symbol, site.symbol, site.symbol)
-                enter_fn, leave_fn = (_CALLEE_PROGRAMS if site.via_callee else _PLAIN_PROGRAMS)[site.func]
-                self._probe(lib.path, site.entry, enter_fn, pid, ret=False)
-                self._probe(lib.path, site.ret, leave_fn, pid, ret=True)
-                probes.append(site.describe())
-            if self.options["handshake"] and lib.handshake is not None:
-                self._probe(lib.path, lib.handshake, "enter_handshake", pid, ret=False)
-                self._probe(lib.path, lib.handshake, "leave_handshake", pid, ret=True)
-                probes.append(tlslibs.HANDSHAKE_FUNC)
-        except Exception as exc:  # bcc raises bare Exception when attaching fails
+        # Each function on its own, entry and return together: one the kernel refuses (another
+        # tracer holds a probe at its address, see agentsight.libbpf) leaves the others probed.
+        pairs = []
+        for site in lib.sites:
+            if site.via_callee and not self.options["fast_probes"]:
+                site = tlslibs.ProbeSite(site.func, site.symbol, site.symbol, site.symbol)
+            enter_fn, leave_fn = (_CALLEE_PROGRAMS if site.via_callee else _PLAIN_PROGRAMS)[site.func]
+            pairs.append((site.describe(), site.entry, enter_fn, site.ret, leave_fn))
+        if self.options["handshake"] and lib.handshake is not None:
+            pairs.append((tlslibs.HANDSHAKE_FUNC, lib.handshake, "enter_handshake", lib.handshake, "leave_handshake"))
+        failed: list[str] = []
+        for name, entry, enter_fn, ret, leave_fn in pairs:
+            try:
+                self._probe_pair(lib.path, entry, enter_fn, ret, leave_fn, pid)
+            except Exception as exc:  # BpfError: the kernel refused, or the program is not loaded
+                failed.append(f"{name.split('+')[0]}: {exc}")
+                continue
+            probes.append(name)
+        if failed:
             self.count("attach_errors")
-            log.warning("ssl: could not probe %s: %s", lib.path, exc)
+            log.warning("ssl: could not probe %s%s: %s", lib.path, "" if probes else " at all", "; ".join(failed))
+        if not probes:
             return
         if any(site.func in tlslibs.AEAD_FUNCS for site in lib.sites):
             self._attach_aead_tracepoints()
@@ -405,22 +429,33 @@ class SslSource(Source):
         """Tie AEAD records to sockets: the syscall tracepoints, once (they cost every read/write)."""
         if self._aead_tracepoints:
             return
+        assert self._bpf is not None
         try:
             for fn_name, points in _AEAD_TRACEPOINTS.items():
                 for point in points:
-                    self._bpf.attach_tracepoint(tp=f"syscalls:{point}".encode(), fn_name=fn_name.encode())
-        except Exception as exc:  # bcc raises bare Exception
+                    self._bpf.attach_tracepoint(f"syscalls:{point}", fn_name)
+        except Exception as exc:  # BpfError: the kernel refused, or the AEAD programs did not load
             self.count("attach_errors")
             log.warning("ssl: cannot tie AEAD records to their sockets (%s): they go out unbound", exc)
         self._aead_tracepoints = True
 
-    def _probe(self, path: str, addr: int, fn_name: str, pid: int, ret: bool) -> None:
-        key = (path, addr, "r" if ret else "p")
-        if key in self._attached:
-            return
-        attach = self._bpf.attach_uretprobe if ret else self._bpf.attach_uprobe
-        attach(name=os.fsencode(path), addr=addr, fn_name=fn_name.encode(), pid=pid)
-        self._attached.add(key)
+    def _probe_pair(self, path: str, entry: int, enter_fn: str, ret: int, leave_fn: str, pid: int) -> None:
+        """Entry and return probes of one function, both or neither."""
+        assert self._bpf is not None
+        done = []
+        try:
+            for addr, fn_name, is_ret in ((entry, enter_fn, False), (ret, leave_fn, True)):
+                key = (path, addr, "r" if is_ret else "p")
+                if key in self._attached:
+                    continue
+                attach = self._bpf.attach_uretprobe if is_ret else self._bpf.attach_uprobe
+                done.append((key, attach(path, addr, fn_name, pid)))
+                self._attached.add(key)
+        except Exception:
+            for key, link in done:
+                self._bpf.detach(link)
+                self._attached.discard(key)
+            raise
 
     def _run_rescans(self, now: float) -> None:
         due = [pid for when, pid in self._rescans if when <= now]
@@ -443,7 +478,8 @@ class SslSource(Source):
         if not pid:
             return list(self._watched)
         if self.options["tree"]:
-            return sorted(k.value for k in self._bpf[b"traced"].keys())
+            assert self._bpf is not None
+            return sorted(U32.unpack(k)[0] for k in self._bpf["traced"].keys())
         return [pid]
 
     def _rescan_traced(self) -> None:
@@ -631,11 +667,11 @@ class SslSource(Source):
         """Copy the kernel's per-CPU drop counters (running totals) into stats."""
         if self._bpf is None:
             return
-        table = self._bpf[b"drops"]
+        table = self._bpf["drops"]
         for index, name in enumerate(DROP_STATS):
-            total = sum(table[ctypes.c_int(index)])
+            total = table.sum(U32.pack(index))
             if total or name in self.stats:
-                self.stats[name] = int(total)
+                self.stats[name] = total
 
 
 def _comm(raw: bytes) -> str:

@@ -34,7 +34,7 @@ from agentsight.actors.sources.process import (
     seed_tree,
     tracepoint_has_field,
 )
-from agentsight.bpfprog import BootClock, load
+from agentsight.bpfprog import BootClock, Program, load
 from agentsight.event import Event
 
 __all__ = ["StdioSource", "decode_stdio", "stdio_defines", "RECORD", "MAX_BYTES_LIMIT"]
@@ -108,7 +108,7 @@ class StdioSource(Source):
         opts = self.options
         if not (opts["pid"] or opts["pids"] or opts["comm"] or opts["uid"] >= 0):
             raise OptionError("stdio capture needs pid, pids, comm or uid (it would trace every process)")
-        self._bpf: Any = None
+        self._bpf: Program | None = None
         self._clock: BootClock | None = None
         self._out: list[Event] = []
         self.stats.update({"kernel_lost": 0, "decode_errors": 0, "truncated": 0})
@@ -121,15 +121,15 @@ class StdioSource(Source):
         roots = [p for p in [opts["pid"], *opts["pids"]] if p]
         require_pids(roots, "pid" if opts["pid"] else "pids")
         defines = self.defines()
-        self._bpf = load("stdio", defines)
+        self._bpf = bpf = load("stdio", defines)
         self._clock = BootClock()
         if defines["FILTER_TREE"]:
-            seed_tree(self._bpf[b"traced"], roots)
+            seed_tree(bpf["traced"], roots)
         if opts["comm"]:
-            seed_names(self._bpf[b"named"], opts["comm"])
-        self._bpf[b"events"].open_ring_buffer(self._on_record)
+            seed_names(bpf["named"], opts["comm"])
+        bpf.open_ring_buffer("events", self._on_record)
 
-    def _on_record(self, _ctx: Any, data: Any, size: int) -> None:
+    def _on_record(self, _ctx: Any, data: int, size: int) -> None:
         assert self._clock is not None
         try:
             ev = decode_stdio(ctypes.string_at(data, size), self._clock.wall_ns, self.name)
@@ -141,21 +141,24 @@ class StdioSource(Source):
         self._out.append(ev)
 
     def _take(self) -> list[Event]:
+        assert self._bpf is not None
         out, self._out = self._out, []
-        self.stats["kernel_lost"] = read_lost(self._bpf[b"lost"])
+        self.stats["kernel_lost"] = read_lost(self._bpf["lost"])
         return out
 
     def poll(self, timeout: float) -> list[Event]:
-        self._bpf.ring_buffer_poll(max(0, int(timeout * 1000)))
+        if self._bpf is None:
+            raise RuntimeError("StdioSource.poll() before open()")
+        self._bpf.poll(max(0, int(timeout * 1000)))
         return self._take()
 
     def stop(self) -> list[Event]:
         if self._bpf is None:
             return []
-        self._bpf.ring_buffer_consume()
+        self._bpf.consume()
         return self._take()
 
     def close(self) -> None:
         if self._bpf is not None:
-            self._bpf.cleanup()
+            self._bpf.close()
             self._bpf = None
