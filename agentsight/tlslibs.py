@@ -364,7 +364,12 @@ class LibraryFinder:
                 found.append(lib)
         return found
 
-    def remember(self, pid: int, mappings: list[tuple[tuple[bytes, bytes], str]]) -> None:
+    def remember(self, pid: int, mappings: list[tuple[tuple[bytes, bytes], str]], complete: bool = True) -> None:
+        """Keep what ``pid`` maps; an incomplete picture (read at exec, before a dynamically
+        linked program's loader mapped its libraries) never replaces a complete one, and is
+        not kept at all."""
+        if not complete:
+            return
         try:
             exe = os.readlink(f"/proc/{pid}/exe")
         except OSError:

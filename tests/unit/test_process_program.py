@@ -63,7 +63,7 @@ def test_stdio_program_text() -> None:
     (ProcessSource, {"ring_pages": 3}, "power of two"),
     (ProcessSource, {"pids": [1, -2]}, "positive process ids"),
     (ProcessSource, {"mode": 3}, "must be one of"),
-    (StdioSource, {}, "needs pid, pids, comm or uid"),
+    (StdioSource, {}, "needs pid, pids, comm, uid or follow"),
     (StdioSource, {"pid": 1, "max_bytes": 20000}, "between 1 and 16384"),
 ])
 def test_bad_options_are_one_line(cls: type, options: dict[str, object], message: str) -> None:

@@ -356,10 +356,33 @@ class SslSource(Source):
             return sorted(descendants([pid], {p.pid: p.ppid for p in scan_proc().values()}))
         return [pid]
 
-    def _named_on_command_line(self) -> list[str]:
+    def follow(self, pid: int) -> bool:
+        """A new process tree to follow (``record`` through a running collector): the executables
+        its command line names and what it maps are probed now, before it is let run."""
+        for path in self._named_on_command_line(pid):
+            lib = self._finder.check(path)
+            if lib is not None:
+                self._attach(lib)
+        for lib in self._finder.scan_pid(pid) or ():
+            self._attach(lib)
+        if self.options["tree"]:
+            assert self._bpf is not None
+            seed_tree(self._bpf["traced"], [pid])
+        self._watch(pid)
+        return True
+
+    def settle(self, pids: list[int]) -> list[Event]:
+        """A barrier passes: what waits for a check or a missing chunk goes out now."""
+        self._check_connects(float("inf"))
+        if self._partials:
+            self._flush_partials(float("inf"))
+        out, self._out = self._out, []
+        return out
+
+    def _named_on_command_line(self, pid: int | None = None) -> list[str]:
         """Executables named on the traced root's command line (``record -- ip netns exec
         NS claude ...``): looked at before the root runs them, so their first call is seen."""
-        pid = self.options["pid"]
+        pid = pid or self.options["pid"]
         if not pid:
             return []
         try:
@@ -520,6 +543,12 @@ class SslSource(Source):
                                                      "latency_ns": latency, "uid": uid}))
         elif kind == REC_EXEC:
             now = time.monotonic()
+            # Read now (a short-lived process may be gone by the rescan); at exec a dynamically
+            # linked program maps only itself and its loader yet: only a static one is complete.
+            mappings = tlslibs.exec_mappings(head[5])
+            if mappings is not None:
+                dynamic = any("/ld-linux" in path or "/ld-musl" in path for _, path in mappings)
+                self._finder.remember(head[5], mappings, complete=not dynamic)
             self._rescans.extend((now + delay, head[5]) for delay in _RESCAN_DELAYS_S)
             self._watch(head[5])
             self._unprobed.pop(head[5], None)

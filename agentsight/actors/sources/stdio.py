@@ -69,6 +69,8 @@ def stdio_defines(options: Mapping[str, Any], have_group_dead: bool = True) -> d
     """Every macro ``bpf/stdio.bpf.c`` is compiled with, from resolved options."""
     defines = filter_defines(options["pid"], options["pids"], options["tree"], options["comm"],
                              uid=options["uid"])
+    if options.get("follow"):  # an empty traced set that clients fill (see StdioSource.follow)
+        defines["FILTER_TREE"], defines["FILTER_PID"] = 1, 0
     defines.update({
         "ALL_FDS": int(options["all_fds"]),
         "MAX_BYTES": options["max_bytes"],
@@ -96,6 +98,8 @@ class StdioSource(Source):
         "tree": Option(bool, False, "follow the descendants of pid, in the kernel"),
         "uid": Option(int, -1, "only processes of this user id (-1 = any)"),
         "comm": Option(str, "", "only processes whose name starts with this", check=check_comm),
+        "follow": Option(bool, False, "start with no process and trace the trees clients ask for "
+                         "(record through a running collector)"),
         "all_fds": Option(bool, False, "capture every file descriptor, not only 0, 1 and 2"),
         "max_bytes": Option(int, 8192, "payload bytes kept per read/write (the rest is flagged)",
                             check=_check_max_bytes),
@@ -106,8 +110,8 @@ class StdioSource(Source):
     def __init__(self, name: str, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(name, options)
         opts = self.options
-        if not (opts["pid"] or opts["pids"] or opts["comm"] or opts["uid"] >= 0):
-            raise OptionError("stdio capture needs pid, pids, comm or uid (it would trace every process)")
+        if not (opts["pid"] or opts["pids"] or opts["comm"] or opts["uid"] >= 0 or opts["follow"]):
+            raise OptionError("stdio capture needs pid, pids, comm, uid or follow (it would trace every process)")
         self._bpf: Program | None = None
         self._clock: BootClock | None = None
         self._out: list[Event] = []
@@ -128,6 +132,14 @@ class StdioSource(Source):
         if opts["comm"]:
             seed_names(bpf["named"], opts["comm"])
         bpf.open_ring_buffer("events", self._on_record)
+
+    def follow(self, pid: int) -> bool:
+        """Trace a new process tree rooted at ``pid`` (with ``follow``, or any tree capture)."""
+        if not self.defines()["FILTER_TREE"]:
+            return False
+        assert self._bpf is not None
+        seed_tree(self._bpf["traced"], [pid])
+        return True
 
     def _on_record(self, _ctx: Any, data: int, size: int) -> None:
         assert self._clock is not None
