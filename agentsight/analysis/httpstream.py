@@ -409,7 +409,7 @@ class _Message:
     error: str | None = None
     ts_end: int = 0
     timeline: list[list[int]] = field(default_factory=list)
-    pending_chunk: bytearray = field(default_factory=bytearray)
+    pending_chunk: list[bytes] = field(default_factory=list)  # decoded pieces of this record, not yet out
     chunk_offset: int = 0
     decoded_size: int = 0
     out: dict[str, Any] | None = None
@@ -436,7 +436,7 @@ class _Message:
         else:
             self.timeline.append([self.decoded_size, ts])
         if self.stream_chunks or self.event_stream:
-            self.pending_chunk += decoded  # the body grows at the record's end, from what goes out
+            self.pending_chunk.append(decoded)  # the body grows at the record's end, from what goes out
         else:
             self.keep(decoded)
 
@@ -1118,8 +1118,9 @@ class HttpStreams:
             return
         if not (resp.pending_chunk or (final and resp.redactor is not None and resp.redactor.held)):
             return
-        chunk = bytes(resp.pending_chunk)
-        resp.pending_chunk.clear()
+        pending = resp.pending_chunk
+        chunk = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
         raw_len = len(chunk)
         if self.redact:
             if resp.redactor is None:
@@ -1141,7 +1142,7 @@ class HttpStreams:
             parsed: list[dict[str, Any]] = resp.sse.feed(data, ts)  # type: ignore[assignment]  # as_dicts
             events = parsed
             resp.sse_events += parsed
-            if ex.stream_id is None and not final:
+            if parsed and ex.stream_id is None and not final:
                 end, rpc_id = self.stream_end, ex.rpc_id
                 for e in parsed:
                     if end(e["event"], e["data"]) or (rpc_id is not None and _answers(e["data"], rpc_id)):

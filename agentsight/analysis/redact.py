@@ -180,7 +180,8 @@ class _Rules:
         rules: list[tuple[re.Pattern[Any], Callable[[re.Match[Any]], Any] | None, int, list[str]]] = [
             (self.pem, lambda m: enc(_marker("private-key")), _AT_HINT, ["-----begin "]),
             (self.header_line, field, _LINE_START, [n + ":" for n in _NAME_ENDS[:2] + ("cookie", "authorization")]),
-            (self.json_field, field, _QUOTE_BEFORE, [n + q for n in _NAME_ENDS for q in ('"', "'", '\\"', "\\'")]),
+            (self.json_field, field, _QUOTE_BEFORE,
+             [o + n + c for n in SENSITIVE_FIELDS.split("|") for o in "\"'" for c in "\"'\\"]),
             (self.query, field, _SEPARATOR_BEFORE,
              [n + "=" for n in (*_NAME_ENDS, "sig", "signature", "code")]),
             (self.scheme, self._scheme, _AT_HINT, ["bearer"]),
@@ -201,8 +202,11 @@ class _Rules:
         self.matcher: Any = (ahocorasick_rs.BytesAhoCorasick([h.encode() for h in hints], implementation=dfa)
                              if as_bytes else ahocorasick_rs.AhoCorasick(hints, implementation=dfa))
         self.key_markers = {id(rx): enc(_marker(kind)) for kind, rx in self.keys}
-        self.quotes = [enc(q) for q in ('"', "'")]
+        self.backslash = enc("\\")
         self.seps = [enc(c) for c in "?&;"]
+        # Rules whose match may run on past a line end (the PEM body, "name":<newline>"value",
+        # bearer<newline>token): only their hints can make a stream hold back a tail that ends a line.
+        self.multiline_rules = {0, 2, 4}
         self.newline = enc("\n")
 
     def _field(self, m: re.Match[Any]) -> Any:
@@ -231,12 +235,11 @@ class _Rules:
             return [hint_at]
         if where == _LINE_START:
             return [s.rfind(self.newline, 0, hint_at) + 1]
+        if where == _QUOTE_BEFORE:  # the hint starts at the opening quote, maybe escaped
+            return [hint_at - 1, hint_at] if hint_at and s[hint_at - 1:hint_at] == self.backslash else [hint_at]
         lo = max(0, hint_at - _LONGEST_NAME)
-        marks = self.quotes if where == _QUOTE_BEFORE else self.seps
-        out = [i for i in range(lo, hint_at) if s[i:i + 1] in marks]
-        if where == _QUOTE_BEFORE:
-            out += [i - 1 for i in out if i and s[i - 1:i] == self.enc("\\")]
-        elif lo == 0:
+        out = [i for i in range(lo, hint_at) if s[i:i + 1] in self.seps]
+        if lo == 0:
             out.append(0)
         return sorted(set(out))
 
@@ -403,11 +406,18 @@ class StreamRedactor:
 
     def feed(self, data: bytes) -> bytes:
         text = self._held + data if self._held else data
-        if text[-1:] in (b"\n", b"\r") and not _BYTES_RULES.matcher.find_matches_as_indexes(text.lower()):
-            # No hint of any rule, and a line end last: no rule can match here, nor go on past the end
-            # (a rule that spans lines needs its hint first). Event streams end every record so.
-            self._held = b""
-            return text
+        if text[-1:] in (b"\n", b"\r"):
+            # A line end last: only a rule that spans lines (PEM, a JSON field, bearer) can go on past
+            # it, and only from its hint. Event streams end every record so: no hint, nothing to do;
+            # hints of other rules only, redacted here with nothing held.
+            rules = _BYTES_RULES
+            hits = rules.matcher.find_matches_as_indexes(text.lower(), overlapping=True)
+            if not hits:
+                self._held = b""
+                return text
+            if not any(rules.hint_rule[i] in rules.multiline_rules for i, _, _ in hits):
+                self._held = b""
+                return redact_bytes(text)
         cut = _safe_cut(text, self.hold_max)
         self._held = text[cut:]
         return redact_bytes(text[:cut]) if cut else b""
