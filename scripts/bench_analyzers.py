@@ -102,8 +102,9 @@ def full(redact: bool, prices: bool) -> Callable[[], Callable[[Event], int]]:
     return make
 
 
-def chain(call: Call, *, live: bool = True, max_body: int = 32 * 1024 * 1024) -> list[Event]:
-    """One call through HttpStreams -> SseMerge -> LlmCalls (redaction, prices); every event out."""
+def chain(call: Call, *, live: bool = True, max_body: int = 32 * 1024 * 1024, keep: bool = True) -> list[Event]:
+    """One call through HttpStreams -> SseMerge -> LlmCalls (redaction, prices); every event out
+    (``keep`` off: only the llm.call records, as a stage that sends its events on keeps none)."""
     http, sse, llm = HttpStreams(max_body=max_body), SseMerge(live=live), LlmCalls()
     out: list[Event] = []
     conn = "1:1"
@@ -111,7 +112,8 @@ def chain(call: Call, *, live: bool = True, max_body: int = 32 * 1024 * 1024) ->
         for h in http.feed(Event("ssl.data", 1_000_000 + i, "ssl", 1, 1, "bench",
                                  {"conn": conn, "dir": d, "bytes": b, "len": len(b)})):
             for s in sse.feed(h):
-                out.append(s)
+                if keep:
+                    out.append(s)
                 out += llm.feed(s)
     return out
 
@@ -150,7 +152,7 @@ def calls_report(repeat: int) -> None:
     print(f"4x the deltas (1,000 -> 4,000, same prompt): {four / one:.2f}x the time")
     big = anthropic_call(2_000, 100_000, seed=9)
     t = time.process_time()
-    out = chain(big)
+    out = chain(big, keep=False)
     took = time.process_time() - t
     (rec,) = [e.data for e in out if e.topic == "llm.call"]
     print(f"100,000 events in one stream: {took:.2f} s ({took / big.events * 1e6:.1f} µs per event), "
@@ -257,7 +259,7 @@ def run_pipeline(doc: dict[str, Any], workdir: Path) -> tuple[float, dict[str, f
     before = os.times()
     proc = subprocess.Popen([sys.executable, "-m", "agentsight", "run", "--config", str(cfg)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    per_actor: dict[str, float] = {}
+    by_pid: dict[int, tuple[str, float]] = {}  # pid -> (its longest title seen, its CPU so far)
     stop = threading.Event()
 
     def sample() -> None:
@@ -265,10 +267,11 @@ def run_pipeline(doc: dict[str, Any], workdir: Path) -> tuple[float, dict[str, f
             try:
                 for child in psutil.Process(proc.pid).children(recursive=True):
                     try:
-                        name = " ".join(child.cmdline())
-                        name = name.split("agentsight: ", 1)[-1] if "agentsight: " in name else child.name()
+                        title = " ".join(child.cmdline())
+                        title = title.split("agentsight: ", 1)[-1].split()[0] if "agentsight: " in title else "supervisor"
                         t = child.cpu_times()
-                        per_actor[name] = max(per_actor.get(name, 0.0), t.user + t.system)
+                        name, _ = by_pid.get(child.pid, ("", 0.0))
+                        by_pid[child.pid] = (max(name, title, key=len), t.user + t.system)
                     except psutil.Error:
                         pass
             except psutil.Error:
@@ -284,6 +287,9 @@ def run_pipeline(doc: dict[str, Any], workdir: Path) -> tuple[float, dict[str, f
     if proc.returncode != 0:
         raise SystemExit(f"the pipeline failed ({proc.returncode}): {err[-2000:]}")
     total = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    per_actor: dict[str, float] = {}
+    for name, cpu in by_pid.values():
+        per_actor[name] = per_actor.get(name, 0.0) + cpu
     return total, per_actor
 
 
