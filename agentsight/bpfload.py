@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import sys
 from typing import Any
@@ -104,6 +105,10 @@ class LoadError(Exception):
     """What to tell the source, in one line."""
 
 
+class SourceGone(Exception):
+    """The source closed its end (it stopped, or was killed): nobody to hand anything to."""
+
+
 def send(sock: socket.socket, objects: list[tuple[dict[str, Any], int]], end: str) -> None:
     """Hand ``objects`` over in messages of at most FDS_PER_MESSAGE fds; the last one says ``end``:
     ``"batch"`` (more will follow: the programs asked for ``later``) or ``"all"``."""
@@ -111,11 +116,26 @@ def send(sock: socket.socket, objects: list[tuple[dict[str, Any], int]], end: st
         part = objects[start:start + FDS_PER_MESSAGE]
         last = start + FDS_PER_MESSAGE >= len(objects)
         header = {"objects": [desc for desc, _ in part], "end": end if last else None}
-        socket.send_fds(sock, [json.dumps(header).encode()], [fd for _, fd in part])
+        try:
+            socket.send_fds(sock, [json.dumps(header).encode()], [fd for _, fd in part])
+        except OSError:
+            raise SourceGone() from None
+
+
+def _tell(sock: socket.socket, error: str) -> int:
+    """Send the one-line error (if the source still listens); the exit code."""
+    try:
+        sock.send(json.dumps({"error": error}).encode())
+    except OSError:
+        pass
+    return 1
 
 
 def main() -> None:
     """Compile, hand over what the source needs now, then load and hand over the ``later`` programs."""
+    # Ctrl-C reaches the whole process group: the source decides (it kills this process, or
+    # exits, and the next send fails: SIGPIPE stays ignored, Python's default).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(fileno=int(sys.argv[1]))
     code = 0
     try:
@@ -132,15 +152,15 @@ def main() -> None:
             load_programs(bpf, request["name"], later, prog_types)
             fds = {fd for _, fd in sent}
             send(sock, [(desc, fd) for desc, fd in _objects(bpf, bcc.lib, prog_types) if fd not in fds], "all")
-    except LoadError as exc:
-        sock.send(json.dumps({"error": str(exc)}).encode())
+    except SourceGone:
         code = 1
+    except LoadError as exc:
+        code = _tell(sock, str(exc))
     except Exception as exc:  # a bug here: still one line for the source, the traceback on stderr
         import traceback
 
         traceback.print_exc()
-        sock.send(json.dumps({"error": f"the eBPF loader failed: {type(exc).__name__}: {exc}"}).encode())
-        code = 1
+        code = _tell(sock, f"the eBPF loader failed: {type(exc).__name__}: {exc}")
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

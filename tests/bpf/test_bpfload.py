@@ -322,3 +322,13 @@ def test_file_offsets_match_the_program_headers(targets: dict[str, Path]) -> Non
         assert libbpf.file_offset(str(path), addr) == expected, kind
     with pytest.raises(libbpf.BpfError):
         libbpf.file_offset(str(targets["pie"]), 1 << 40)
+
+
+def test_closing_while_later_programs_are_verified_stops_the_loader() -> None:
+    fds_before = set(os.listdir("/proc/self/fd"))
+    loading = bpfprog.start("loadtest", programs=[("on_call", KPROBE)],
+                            later=[("on_return", KPROBE), ("on_getppid", TRACEPOINT)], text=TEXT)
+    prog = loading.wait()
+    prog.close()
+    assert loading.proc.returncode is not None  # killed and reaped, not left behind
+    assert set(os.listdir("/proc/self/fd")) == fds_before
