@@ -872,6 +872,9 @@ class ActorRuntime:
         self.ctx.destroy(linger=5000)
         log.info("%s: sockets closed in %.3fs", self.id, time.monotonic() - t0)
         if late_close:
+            # The supervisor may exit now: its death must not kill this teardown (a uprobe whose
+            # unregistering a SIGKILL cuts short stays in the kernel until reboot: "leaking uprobe").
+            _die_with_parent(0)
             self._close_component()
 
     def _close_component(self) -> None:
@@ -972,13 +975,14 @@ class Publisher:
 
 
 def _die_with_parent(parent: int) -> None:
-    """Ask the kernel to SIGKILL us if the supervisor dies without stopping us."""
+    """Ask the kernel to SIGKILL us if the supervisor dies without stopping us (``parent`` 0:
+    not any more, we are stopping on our own)."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        libc.prctl(1, signal.SIGKILL if parent else 0)  # PR_SET_PDEATHSIG
     except OSError:
         return
-    if os.getppid() != parent:
+    if parent and os.getppid() != parent:
         os._exit(1)
 
 

@@ -73,11 +73,17 @@ class TopModel:
 
     # ------------------------------------------------------------------ input
     def seed_from_proc(self) -> None:
-        """Rows for agents that were running before top started."""
+        """Rows for agents that were running before top started (for a user who is not root,
+        only that user's own, as the collector shows them)."""
+        import os
+
         import psutil
 
-        for p in psutil.process_iter(["pid", "ppid", "name", "exe", "cmdline", "create_time"]):
+        me = os.geteuid()
+        for p in psutil.process_iter(["pid", "ppid", "name", "exe", "cmdline", "create_time", "uids"]):
             info = p.info
+            if me != 0 and (info.get("uids") is None or info["uids"].real != me):
+                continue
             kind = agent_kind(info.get("exe") or "", info.get("cmdline") or [])
             if kind is None:
                 continue

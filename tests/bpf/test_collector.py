@@ -1,8 +1,8 @@
 """Commands as clients of a running collector: record, top, debug read from it over its socket.
 
-One always-on pipeline per module (every agent on the machine: ssl and process unfiltered,
-stdio following what clients ask for, the analysis chain, a store and the clients sink),
-started once. Then:
+One always-on pipeline per module (the shipped config/collector.toml: ssl and process
+unfiltered, stdio following what clients ask for, the analysis chain, a store and the
+clients sink), started once. Then:
 
 - ``record -- CMD`` through it: the demo agent on the real SDKs; every LLM call the server
   answered is in the recording with its model and tokens, the tool processes are in the
@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import sys
@@ -36,48 +37,18 @@ pytestmark = pytest.mark.bpf
 
 
 def collector_config(d: Path) -> str:
-    return f"""
-name = "collector-test"
-[sources.ssl]
-type = "ssl"
-publish = false
-[sources.process]
-type = "process"
-publish = false
-[sources.stdio]
-type = "stdio"
-follow = true
-max_bytes = 16384
-publish = false
-[analyzers.http]
-type = "http"
-inputs = ["ssl", "process"]
-publish = false
-[analyzers.sse]
-type = "sse"
-inputs = ["http"]
-publish = false
-[analyzers.llm]
-type = "llm"
-inputs = ["sse"]
-publish = false
-[analyzers.sessions]
-type = "sessions"
-inputs = ["llm", "stdio"]
-publish = false
-[analyzers.redact]
-type = "redact"
-inputs = ["sessions"]
-publish = false
-[sinks.store]
-type = "sqlite"
-inputs = ["redact"]
-path = "{d / 'agents.db'}"
-[sinks.clients]
-type = "clients"
-inputs = ["redact"]
-socket = "{d / 'collector.sock'}"
-"""
+    """The shipped collector (config/collector.toml) with its store and clients socket in ``d``
+    and no web UI (the web tests cover it)."""
+    out, skip = [], False
+    for line in (Path(__file__).parents[2] / "config" / "collector.toml").read_text().splitlines():
+        if line.startswith("["):
+            skip = line.startswith("[sinks.web]")
+        if skip:
+            continue
+        out.append(line.replace("/var/lib/agentsight/agents.db", str(d / "agents.db")))
+        if line.startswith("[sinks.clients]"):
+            out.append(f'socket = "{d / "collector.sock"}"')
+    return "\n".join(out) + "\n"
 
 
 class Collector:
@@ -182,9 +153,9 @@ def started(proc: subprocess.Popen[str]) -> None:
 
 def test_top_as_a_user_sees_only_their_own_agent(collector: Collector, tmp_path: Path) -> None:
     nobody = pwd.getpwnam("nobody")
-    server = LlmServer(tmp_path)
-    os.chmod(tmp_path, 0o755)
-    work = tmp_path / "nobody-work"
+    shared = Path(tempfile_dir())  # pytest's tmp_path is under a root-only directory
+    server = LlmServer(shared)    # its CA must be readable by nobody's agent
+    work = shared / "nobody-work"
     work.mkdir()
     os.chown(work, nobody.pw_uid, nobody.pw_gid)
     as_nobody = ["runuser", "-u", "nobody", "--"]
@@ -198,17 +169,19 @@ def test_top_as_a_user_sees_only_their_own_agent(collector: Collector, tmp_path:
         subprocess.run([*agent, str(tmp_path / "root-agent")], check=True, timeout=120)  # root's: not for nobody
         subprocess.run([*as_nobody, *agent, str(work / "agent")], env=env, check=True, timeout=120, cwd=work)
 
-        def nobody_row(ls: list[str]) -> bool:
-            table = "".join(ls).split("\n\n")[-1] if ls else ""
-            return any(line.split()[5:6] == ["2"] for line in table.splitlines()[1:] if len(line.split()) > 5)
+        def agent_rows(ls: list[str]) -> list[str]:
+            table = "".join(ls).strip().split("\n\n")[-1] if ls else ""
+            return [line for line in table.splitlines()[1:] if "llm-client" in line]
 
-        top.wait(nobody_row, "the user's agent with its 2 calls in top")
+        # The demo agent's row: its model, then its 2 calls.
+        top.wait(lambda ls: any(re.search(r"gpt-4o-mini\S*\s+2\s", r) for r in agent_rows(ls)),
+                 "the user's agent with its 2 calls in top")
         err = top.stop()
     finally:
         server.close()
-    tables = [t for t in "".join(top.lines).split("\n\n") if t.strip()]
-    rows = [line for line in tables[-1].splitlines()[1:] if line.strip()]
-    assert len(rows) == 1, (tables[-1], err)  # root's agent is not shown to nobody
+        shutil.rmtree(shared, ignore_errors=True)
+    rows = agent_rows(top.lines)
+    assert len(rows) == 1, (rows, err)  # root's agent (the same program) is not shown to nobody
 
 
 def test_debug_reads_from_the_collector(collector: Collector, tmp_path: Path) -> None:

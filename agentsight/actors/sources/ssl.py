@@ -426,10 +426,24 @@ class SslSource(Source):
         if self.options["handshake"] and lib.handshake is not None:
             pairs.append((tlslibs.HANDSHAKE_FUNC, lib.handshake, "enter_handshake", lib.handshake, "leave_handshake"))
         failed: list[str] = []
+        sites = {site.describe(): site for site in lib.sites}
         for name, entry, enter_fn, ret, leave_fn in pairs:
             try:
                 self._probe_pair(lib.path, entry, enter_fn, ret, leave_fn, pid)
             except Exception as exc:  # BpfError: the kernel refused, or the program is not loaded
+                fast = sites.get(name)
+                if fast is not None and fast.via_callee:
+                    # The faster placement's addresses are taken (a probe another tracer left with
+                    # another reference counter): the function's own entry and return still work.
+                    plain_enter, plain_leave = _PLAIN_PROGRAMS[fast.func]
+                    try:
+                        self._probe_pair(lib.path, fast.symbol, plain_enter, fast.symbol, plain_leave, pid)
+                    except Exception as again:
+                        failed.append(f"{fast.func}: {exc}; at its symbol: {again}")
+                        continue
+                    self.count("probes_at_symbol")
+                    probes.append(fast.func)
+                    continue
                 failed.append(f"{name.split('+')[0]}: {exc}")
                 continue
             probes.append(name)
