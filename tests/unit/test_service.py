@@ -122,9 +122,17 @@ def test_the_shipped_collector_is_agents_toml_with_a_home_of_its_own():
     assert path == ROOT / "config" / "collector.toml" or path.name == "collector.toml"
     spec, agents = load(path), load(ROOT / "config" / "agents.toml")
     assert spec.name == "collector"
-    # Every agent on the machine: the sources and the analysis chain of agents.toml, unchanged.
-    for kind in ("source", "analyzer"):
-        assert {c.name: c for c in spec.of_kind(kind)} == {c.name: c for c in agents.of_kind(kind)}
+    # Every agent on the machine: the sources and the analysis chain of agents.toml, plus a stdio
+    # source that follows only the trees clients ask for (it starts with no process), whose pipes
+    # the sessions stage takes in.
+    sources = {c.name: c for c in spec.of_kind("source")}
+    stdio = sources.pop("stdio")
+    assert stdio.type == "stdio" and stdio.options["follow"] is True and "pid" not in stdio.options
+    assert sources == {c.name: c for c in agents.of_kind("source")}
+    analyzers = {c.name: c for c in spec.of_kind("analyzer")}
+    assert analyzers["sessions"].inputs == [*agents.components["sessions"].inputs, "stdio"]
+    analyzers["sessions"] = agents.components["sessions"]
+    assert analyzers == {c.name: c for c in agents.of_kind("analyzer")}
     sinks = {c.name: c for c in spec.of_kind("sink")}
     store = sinks["store"]
     assert store.type == "sqlite" and store.inputs == ["redact"]

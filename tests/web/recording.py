@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from agentsight.analysis.llm import extract_call
 from agentsight.event import Event
 from agentsight.store import Store
 
@@ -203,6 +204,37 @@ def agent_session(t0: int = T0) -> list[Event]:
     ev(Event("session.end", end + 100_000, "sessions", AGENT_PID, AGENT_PID, "claude",
              {"session": sid, "agent": "claude-code", "pid": AGENT_PID, "start_ns": t0, "end_ns": end, "parent": None,
               "pids": [AGENT_PID, 4301, 4302, 4310, 4320, 4330, 4331, 4332], "exit_code": 0}))
+    out.sort(key=lambda e: e.ts_ns)
+    return out
+
+
+def bare_llm_call(ts: int, pid: int = AGENT_PID, comm: str = "claude") -> Event:
+    """An ``llm.call`` with the fields a real capture leaves empty: a tool-less request that the
+    server refused with a body that is not JSON (no answer, no usage, no cost, no TTFT, no notes),
+    built by the llm stage itself from the exchange."""
+    body = json.dumps({"model": "gpt-5.5", "input": "Say hi", "stream": False}).encode()
+    exchange = {
+        "host": "api.openai.com", "conn": f"{pid}:7f3a2c00bbbb", "seq": 0,
+        "request": {"method": "POST", "path": "/v1/responses", "host": "api.openai.com",
+                    "headers": [["content-type", "application/json"]], "body": body},
+        "response": {"status_code": 502, "reason": "Bad Gateway", "content_type": "text/html",
+                     "body": b"<html>bad gateway</html>", "body_text": "<html>bad gateway</html>", "complete": True},
+        "ts_request_start_ns": ts - 80 * MS, "ts_response_first_byte_ns": ts, "ts_response_end_ns": ts,
+    }
+    record = extract_call(exchange, prices=False)
+    assert record is not None
+    return Event("llm.call", ts, "llm", pid, pid + 3, comm, record)
+
+
+def llm_calls_over(span_ns: int, n: int = 12, t0: int = T0) -> list[Event]:
+    """``n`` LLM calls of one agent whose answers end evenly over ``span_ns`` (for the tokens chart)."""
+    sid = f"{AGENT_PID}@{t0}"
+    out = _exec(t0 - S, AGENT_PID, 4000, "claude", ["claude"], sid)
+    conn = f"{AGENT_PID}:7f3a2c001a40"
+    msgs = [{"role": "user", "content": USER_TASK, "parts": [{"type": "text", "text": USER_TASK}]}]
+    for i in range(n):
+        end = t0 + span_ns * i // max(1, n - 1)
+        out += _llm(end - (1800 + 650 * i) * MS, i, msgs, "Done.", [], (3000 + 400 * i, 40 + i, 2048), sid, conn)
     out.sort(key=lambda e: e.ts_ns)
     return out
 

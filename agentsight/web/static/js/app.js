@@ -1,5 +1,5 @@
 // The shell: routing between the four views, the recording summary, and the live stream (SSE).
-import { api, fmt, h, clear, toast } from "./util.js";
+import { api, fmt, h, fill, add, toast } from "./util.js";
 import { TimelineView } from "./timeline.js";
 import { ProcessesView } from "./processes.js";
 import { LlmView } from "./llm.js";
@@ -48,10 +48,10 @@ state.navigate = navigate;
 
 function renderMeta() {
   const i = state.info;
-  const el = clear(document.getElementById("recmeta"));
+  const el = fill(document.getElementById("recmeta"));
   if (!i) return;
   const span = i.start_ns && i.end_ns ? fmt.dur((i.end_ns - i.start_ns) / 1e6) : "—";
-  el.append(
+  fill(el,
     h("span", { title: "Recording file" }, i.file),
     h("span", null, h("b", { id: "meta-events" }, fmt.num(i.counts.events)), " events"),
     i.counts.mcp_calls ? h("span", { title: "MCP calls (stdio and HTTP)" }, h("b", { id: "meta-mcp" }, fmt.num(i.counts.mcp_calls)), " MCP calls") : null,
@@ -63,7 +63,7 @@ function renderMeta() {
     const names = [...new Set(unseen.map((u) => u.path.split("/").pop()))].join(", ");
     const conns = unseen.reduce((n, u) => n + u.connections, 0);
     const late = unseen.every((u) => u.late);
-    el.append(h("a.pill.warn", {
+    add(el, h("a.pill.warn", {
       id: "tls-unseen", href: `/log?id=${unseen[0].event_id}`, "data-nav": true,
       title: unseen.map((u) => `${u.path}: ${u.connections} connection(s): ${u.reason}`).join("\n"),
     }, `⚠ TLS ${late ? "seen late" : "not visible"}: ${names} (${conns})`));

@@ -1,7 +1,7 @@
 // LLM calls: totals, tokens over time (uPlot), the list of calls and one call in full:
 // system prompt, messages with tool calls and results, tools offered, the answer, usage, cost, timing,
 // and the MCP calls that ran its tool calls or whose results it carried (the thread to MCP).
-import { api, fmt, h, clear, clock, jsonView, textOf } from "./util.js";
+import { api, fmt, h, fill, clock, jsonView, textOf } from "./util.js";
 import { loadMcp, mcpWhat, statusPill } from "./mcp.js";
 
 export class LlmView {
@@ -70,7 +70,7 @@ export class LlmView {
     const med = (xs) => xs.length ? xs[Math.floor(xs.length / 2)] : null;
     const models = new Set(c.map((x) => x.model).filter(Boolean));
     const stat = (label, value, title) => h("div.stat", { title }, h("div.v", null, value), h("div.l", null, label));
-    clear(this.statsEl).append(
+    fill(this.statsEl,
       stat("Calls", fmt.num(c.length)),
       stat("Input tokens", fmt.compact(sum("input_tokens")), fmt.num(sum("input_tokens"))),
       stat("Output tokens", fmt.compact(sum("output_tokens")), fmt.num(sum("output_tokens"))),
@@ -140,7 +140,7 @@ export class LlmView {
       });
       return tr;
     });
-    clear(this.tbody).append(...(rows.length ? rows : [h("tr", null, h("td.empty", { colspan: "9" }, "No LLM calls recorded yet"))]));
+    fill(this.tbody, ...(rows.length ? rows : [h("tr", null, h("td.empty", { colspan: "9" }, "No LLM calls recorded yet"))]));
   }
 
   async select(id) {
@@ -148,7 +148,7 @@ export class LlmView {
     for (const tr of this.tbody.querySelectorAll("tr")) tr.classList.toggle("sel", tr.dataset.id === String(id));
     const call = await api(`/api/llm/calls/${id}`).catch(() => null);
     if (this.selected !== id) return;
-    if (!call) { clear(this.detailEl).append(h("div.empty", null, `No LLM call ${id}`)); return; }
+    if (!call) { fill(this.detailEl, h("div.empty", null, `No LLM call ${id}`)); return; }
     this.renderDetail(call);
   }
 
@@ -178,7 +178,7 @@ export class LlmView {
     const toolChips = h("div.tools", null, tools.map((t) => {
       const chip = h("span.tool", { title: t.description || "" }, t.name);
       chip.addEventListener("click", () => {
-        clear(toolBox).append(h("div.tool-desc", null, h("div", null, h("b", null, t.name), " — ", t.description || ""),
+        fill(toolBox, h("div.tool-desc", null, h("div", null, h("b", null, t.name), " — ", t.description || ""),
           h("details.fold", null, h("summary.dim", null, "parameters"), jsonView(t.parameters ?? {}))));
       });
       return chip;
@@ -195,9 +195,9 @@ export class LlmView {
     const notes = (d.notes || []).length ? h("div.section", null, h("h3", null, "Notes"),
       h("ul", { style: { margin: "0 16px 12px", color: "var(--warn)" } }, d.notes.map((n) => h("li", null, n)))) : null;
 
-    clear(this.detailEl).append(head, tiles,
+    fill(this.detailEl, head, tiles,
       h("div.section", { id: "llm-answer-section" }, h("h3", null, "Answer"), answer),
-      ...[this.mcpSection(c, d)].filter(Boolean),
+      this.mcpSection(c, d),
       h("div.section", { id: "llm-prompt" }, h("h3", null, "Prompt", h("span.n", null, `${(d.messages || []).length} messages`)), prompt),
       tools.length ? h("div.section", null, h("h3", null, "Tools offered", h("span.n", null, tools.length)), toolChips, toolBox) : null,
       notes,

@@ -1,6 +1,6 @@
 // Log: every raw event, one line each (virtualised list, paged from the server as you scroll),
 // searchable by text and kind; the selected event as formatted JSON. New events stream in live.
-import { api, fmt, h, clear, debounce, kindChips, kindCounts, topicsFor, jsonView, marked } from "./util.js";
+import { api, fmt, h, fill, debounce, kindChips, kindCounts, topicsFor, jsonView, marked } from "./util.js";
 
 const ROW_H = 28;
 const PAGE = 500;
@@ -46,7 +46,7 @@ export class LogView {
   }
 
   renderKinds() {
-    clear(this.kindBox).append(kindChips(kindCounts(this.state.info.topics), this.kinds, (k) => {
+    fill(this.kindBox, kindChips(kindCounts(this.state.info.topics), this.kinds, (k) => {
       if (this.kinds.has(k)) this.kinds.delete(k); else this.kinds.add(k);
       this.renderKinds();
       this.reload();
@@ -144,17 +144,17 @@ export class LogView {
     this.paint(true);
     const ev = await api(`/api/events/${id}`).catch(() => null);
     if (this.selected !== id) return;
-    if (!ev) { clear(this.detailBody).append(h("div.empty", null, `No event ${id}`)); return; }
+    if (!ev) { fill(this.detailBody, h("div.empty", null, `No event ${id}`)); return; }
     const actions = [];
     if (ev.topic === "llm.call") actions.push(h("a.btn", { href: `/llm?event=${ev.id}`, "data-nav": true }, "Open LLM call"));
-    clear(this.detailHead).append(
+    fill(this.detailHead,
       h(`span.topic.k-${ev.kind}`, null, ev.topic),
       h("span", null, `${ev.comm} [${ev.pid}]`),
       h("span.dim", null, `${fmt.datetime(ev.ts_ns)} · ${ev.source} · #${ev.id}`),
       h("div.spacer"), ...actions,
       h("button.btn", { title: "Copy the event as JSON", onclick: () => navigator.clipboard?.writeText(JSON.stringify(ev, null, 2)) }, "Copy"));
     const whole = { id: ev.id, ts_ns: ev.ts_ns, topic: ev.topic, source: ev.source, pid: ev.pid, tid: ev.tid, comm: ev.comm, session: ev.session, data: ev.data };
-    clear(this.detailBody).append(jsonView(whole, this.text));
+    fill(this.detailBody, jsonView(whole, this.text));
     this.detailBody.querySelector("mark")?.scrollIntoView({ block: "center" });
   }
 

@@ -1,7 +1,7 @@
 // MCP calls in the page: the list (/api/mcp/calls, one brief row per call with the LLM calls it is tied
 // to), a one-line summary of a call, and one call in full (the mcp.call event: arguments, result, error)
 // with the thread back to the model: the LLM call that asked for the tool and the one that got its result.
-import { api, fmt, h, clear, jsonView } from "./util.js";
+import { api, fmt, h, fill, jsonView } from "./util.js";
 
 export async function loadMcp() {
   return api("/api/mcp/calls");
@@ -51,7 +51,7 @@ export async function renderMcpDetail(el, row, state) {
       navLink(state, `/llm?id=${row.result_in_llm_id}`, `LLM call #${row.result_in_llm_id}`)));
   }
   const section = (title, body) => h("div.section", null, h("h3", null, title), body);
-  clear(el).append(...[
+  fill(el,
     h("div.detail-head", { id: "mcp-detail", dataset: { event: String(row.event_id) } },
       h("h2", null, h("span.pill.mcp", null, "MCP"), ` ${row.server} `, h("span.mono", null, mcpWhat(row)),
         statusPill(row.status), d.truncated ? h("span.pill.warn", null, "cut by the capture") : null)),
@@ -63,7 +63,7 @@ export async function renderMcpDetail(el, row, state) {
     d.result != null ? section("Result", jsonView(d.result)) : null,
     d.partial ? section("Captured part of a cut message", h("pre", null, d.partial)) : null,
     (d.notes || []).length ? section("Notes", h("ul", null, d.notes.map((n) => h("li", null, n)))) : null,
-  ].filter(Boolean));
+  );
 }
 
 // A link the page's router follows (app.js handles every a[data-nav]).

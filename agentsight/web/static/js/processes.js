@@ -1,7 +1,7 @@
 // Process tree: the agent's process hierarchy; under each process its LLM calls, MCP calls and tool
 // runs in time order, then its files and connections. The right pane details the selected process,
 // or one MCP call with the LLM calls it is tied to (/processes?mcp=EVENT_ID).
-import { api, fmt, h, clear, debounce } from "./util.js";
+import { api, fmt, h, fill, debounce } from "./util.js";
 import { loadMcp, mcpWhat, renderMcpDetail, statusPill } from "./mcp.js";
 
 export class ProcessesView {
@@ -140,7 +140,7 @@ export class ProcessesView {
       if (c.connections) out.push(...this.listRows(n, "conns", c.connections));
     };
     this.roots.forEach(walk);
-    clear(this.treeEl).append(...(out.length ? out : [h("div.empty", null, this.needle ? "No process matches" : "No processes recorded yet")]));
+    fill(this.treeEl, ...(out.length ? out : [h("div.empty", null, this.needle ? "No process matches" : "No processes recorded yet")]));
   }
 
   nodeRow(n) {
@@ -295,7 +295,7 @@ export class ProcessesView {
     }
     const chartBox = d.samples.length > 1 ? h("div", { style: { padding: "4px 12px 12px" } }) : null;
     if (chartBox) sections.push(section("CPU and memory", d.samples.length, chartBox));
-    clear(this.detailEl).append(
+    fill(this.detailEl,
       h("div.detail-head", null,
         h("h2", null, n.comm || "?", h("span.pid.dim.mono", null, String(n.pid)), n.agent ? h("span.pill.llm", null, n.agent) : null, exitPill(n)),
         h("div.argv-block", null, (n.argv || []).join(" ") || n.filename || n.comm)),

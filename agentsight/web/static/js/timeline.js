@@ -2,7 +2,7 @@
 // an overview of the whole recording (uPlot) that shows and sets the visible window,
 // filters by kind, process, source and text. Windows with too many events come back
 // from the server as counts per bucket ("bins") and turn into events as you zoom in.
-import { api, fmt, h, clear, clock, debounce, kindChips, kindCounts, topicsFor, jsonView, KIND_NAMES, KIND_COLORS, kindOf } from "./util.js";
+import { api, fmt, h, fill, clock, debounce, kindChips, kindCounts, topicsFor, jsonView, KIND_NAMES, KIND_COLORS, kindOf } from "./util.js";
 
 const KIND_RGB = {
   process: "122,162,247", file: "158,206,106", net: "224,175,104", llm: "187,154,247", mcp: "115,218,202", http: "125,207,255", tls: "42,195,222",
@@ -100,7 +100,7 @@ export class TimelineView {
   }
 
   renderKinds(counts) {
-    clear(this.kindBox).append(kindChips(counts, this.filter.kinds, (k) => {
+    fill(this.kindBox, kindChips(counts, this.filter.kinds, (k) => {
       const s = this.filter.kinds;
       if (s.has(k)) s.delete(k); else s.add(k);
       this.renderKinds(kindCounts(this.state.info.topics));
@@ -143,14 +143,14 @@ export class TimelineView {
       seen.add(l.pid);
       opts.push(h("option", { value: String(l.pid) }, `${"\u2002".repeat(Math.min(l.depth || 0, 4))}${comm.get(l.pid) || l.comm || "?"} [${l.pid}]`));
     }
-    clear(this.procSel).append(...opts);
+    fill(this.procSel, ...opts);
     this.procSel.value = cur;
   }
 
   renderSources() {
     const counts = {};
     for (const l of this.laneMeta.values()) counts[l.source] = (counts[l.source] || 0) + l.count;
-    clear(this.sourceBox);
+    fill(this.sourceBox);
     for (const s of Object.keys(counts).sort((a, b) => rankSource(a) - rankSource(b))) {
       const on = !this.filter.sources.size || this.filter.sources.has(s);
       const chip = h(`button.chip${on ? ".on" : ".off"}`, { dataset: { source: s }, title: `Lanes from source ${s}` }, s,
@@ -416,7 +416,7 @@ export class TimelineView {
   }
 
   drawOverview(data) {
-    if (!data.start_ns) { clear(this.overviewEl).append(h("div.empty", null, "No events recorded yet")); this.overview = null; return; }
+    if (!data.start_ns) { fill(this.overviewEl, h("div.empty", null, "No events recorded yet")); this.overview = null; return; }
     const n = data.buckets;
     const xs = Array.from({ length: n }, (_, i) => (data.start_ns + (i + 0.5) * data.bucket_ns) / 1e9);
     const kinds = KIND_NAMES.filter((k) => data.series[k]);
@@ -460,7 +460,7 @@ export class TimelineView {
         }],
       },
     };
-    clear(this.overviewEl);
+    fill(this.overviewEl);
     this.overview = new uPlot(opts, values, this.overviewEl);
     this.winEl = h("div.win");
     this.overview.over.append(this.winEl);
@@ -529,7 +529,7 @@ export class TimelineView {
   showDetail(ev) {
     const actions = [h("a.btn", { href: `/log?id=${ev.id}`, "data-nav": true }, "Open in log")];
     if (ev.topic === "llm.call") actions.unshift(h("a.btn", { href: `/llm?event=${ev.id}`, "data-nav": true }, "Open LLM call"));
-    clear(this.detailEl).append(
+    fill(this.detailEl,
       h("div.pane-head", null,
         h(`span.topic.k-${kindOf(ev.topic)}`, null, ev.topic),
         h("span.title", null, `${ev.comm} [${ev.pid}]`),

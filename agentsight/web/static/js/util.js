@@ -77,7 +77,19 @@ export function clock(sec, span) {
   return `${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3).slice(0, span > 2 ? 1 : 3)}`;
 }
 
-export function clear(el) { while (el.firstChild) el.removeChild(el.firstChild); return el; }
+// Replace el's children with `children`, under h()'s rules: null, undefined and false are skipped, arrays
+// flattened. (The DOM's own append writes null as the text "null": "nullnull" where two optional parts were missing.)
+export function fill(el, ...children) {
+  while (el.firstChild) el.removeChild(el.firstChild);
+  append(el, children);
+  return el;
+}
+
+// Add `children` at the end of el, under the same rules.
+export function add(el, ...children) {
+  append(el, children);
+  return el;
+}
 
 export function debounce(fn, ms) {
   let t = null;
