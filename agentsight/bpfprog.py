@@ -297,6 +297,10 @@ class Program:
         """Whether ``later`` programs are still on their way."""
         return self._pending is not None
 
+    def complete(self) -> None:
+        """Wait for the ``later`` programs (a failure is kept: attaching one of them says why)."""
+        self._take_pending(block=True)
+
     def program_fd(self, fn_name: str) -> int:
         """The fd of loaded function ``fn_name`` (waiting for the ``later`` ones if it is one)."""
         if fn_name not in self.progs and self._pending is not None:

@@ -254,6 +254,11 @@ class SslSource(Source):
         for pid in self._initial_pids():
             for lib in self._finder.scan_pid(pid) or ():
                 self._attach(lib)
+        if self.options["pid"]:
+            # A traced command starts once this returns and may exec a static binary with aws-lc
+            # in it (Codex behind its node launcher) at any moment: its probes must not wait for
+            # the AEAD programs then, or its first connection goes by unseen.
+            bpf.complete()
         self._schedule_rescan()
         bpfprog.trim_heap()
         if not self._attached:
