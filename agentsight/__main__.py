@@ -1,3 +1,3 @@
-from agentsight.cli import main
+from agentsight.commands.app import main
 
 main()

@@ -25,7 +25,7 @@
  * - Nothing is lost silently: failed reservations are counted in `drops` and a call
  *   stops at its first failed chunk, so what arrives is always a prefix.
  *
- * Options arrive as #defines (agentsight.bpfprog.program_text).
+ * Options arrive as #defines (agentsight.kernel.bpfprog.program_text).
  */
 #include <uapi/linux/ptrace.h>
 #include "filter.h"

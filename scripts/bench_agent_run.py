@@ -75,7 +75,7 @@ def release(gate: subprocess.Popen[bytes]) -> float:
 
 
 def pipeline_config(tmp: Path, gate_pid: int, out: Path, a: argparse.Namespace) -> Path:
-    from agentsight.registry import known_types
+    from agentsight.pipeline.registry import known_types
 
     scope = "" if a.system_wide else f"pid = {gate_pid}\ntree = true\n"
     lines = ['name = "bench-agent-run"', "[supervisor]", f'runtime_dir = "{tmp / "run"}"', "watch = false",

@@ -21,10 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from agentsight import tlsfind
 from agentsight.demo import clis
 from agentsight.demo.llm_server import GENERATE_APIS
-from agentsight.store import Store
+from agentsight.kernel import tlsfind
+from agentsight.recording.store import Store
 
 AGENTSIGHT = [sys.executable, "-m", "agentsight"]
 BINARIES = {

@@ -224,7 +224,7 @@ def _toml(doc: dict[str, Any]) -> str:
 
 def record_pipeline(capture: Path, db: Path) -> dict[str, Any]:
     """What ``agentsight record`` runs (capture.py builds it), the ssl source replaced by a replay."""
-    from agentsight.capture import Capture
+    from agentsight.pipeline.presets import Capture
 
     doc = Capture(name="bench", ssl=True, process=True, http=True, llm=True, sessions=True, mcp=True,
                   console=False, db=str(db), bus=False).pipeline()

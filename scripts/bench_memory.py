@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-AGENTSIGHT = [sys.executable, "-m", "agentsight.cli"]
+AGENTSIGHT = [sys.executable, "-m", "agentsight.commands.app"]
 
 
 def memory_kib(pid: int) -> dict[str, int]:
@@ -234,7 +234,7 @@ SOURCE_OPTIONS: dict[str, dict[str, Any]] = {
 
 def source_worker(kind: str, settle_s: float) -> None:
     """Open one source with its default options; print open time and PSS (this process and children)."""
-    from agentsight.registry import component_class
+    from agentsight.pipeline.registry import component_class
 
     cls = component_class("source", kind)
     src = cls("bench", SOURCE_OPTIONS[kind])
@@ -291,7 +291,7 @@ def main() -> None:
                         "say what it gave back")
     args = parser.parse_args()
     if args.pipeline or args.runtime_dir:
-        from agentsight.endpoints import default_runtime_dir
+        from agentsight.runtime.endpoints import default_runtime_dir
 
         measure_running(args.runtime_dir or default_runtime_dir(args.pipeline), args.trim)
     elif args.run:

@@ -4,7 +4,7 @@
 A local OTLP/HTTP receiver (a separate process: it decodes every request with
 opentelemetry-proto and answers 200) takes what is sent. Two measurements:
 
-1. the export alone (``agentsight.otlp.OtlpExport``, what the sink's ``write`` runs): real
+1. the export alone (``agentsight.recording.otlp.OtlpExport``, what the sink's ``write`` runs): real
    ``llm.call`` records (the LLM fixtures through http -> sse -> llm), in agent sessions with
    their tool calls, fed as fast as possible; spans/s from the first event until the receiver
    has every span, and this process's CPU per LLM call (mapping, SDK spans, protobuf, HTTP;
@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from agentsight.event import Event  # noqa: E402
 from agentsight.jsonform import event_to_json  # noqa: E402
-from agentsight.otlp import OtlpExport  # noqa: E402
+from agentsight.recording.otlp import OtlpExport  # noqa: E402
 from tests.unit.test_llm_fixtures import NAMES, pipeline, wire  # noqa: E402
 
 RECEIVER = r"""

@@ -76,7 +76,7 @@ class Run:
 
 def worker(kind: str, pid: int, ring_pages: int) -> None:
     """Open one source filtered to ``pid``, say ready, count until told to stop; print JSON."""
-    from agentsight.actor import Source
+    from agentsight.pipeline.component import Source
 
     src: Source
     if kind == "process":

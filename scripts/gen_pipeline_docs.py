@@ -11,7 +11,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from agentsight.registry import TYPES, component_class
+from agentsight.pipeline.registry import TYPES, component_class
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "pipeline.md"
 BEGIN, END = "<!-- GENERATED: components -->", "<!-- END GENERATED -->"

@@ -2,7 +2,7 @@
 
 Theory of operation. :class:`SpanMapper` is fed every event a sink receives and returns
 the spans they complete, as :class:`SpanSpec` (name, times, attributes, and *keys* for the
-span, its parent and its trace). The OTLP sink (:mod:`agentsight.otlp`) turns each key into
+span, its parent and its trace). The OTLP sink (:mod:`agentsight.recording.otlp`) turns each key into
 a fixed OpenTelemetry id (a hash of the key), so a child can point at its parent before
 the parent ends, and a restarted sink keeps pointing at the same parents.
 

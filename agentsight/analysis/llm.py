@@ -142,12 +142,14 @@ def _stream_events(resp: dict[str, Any]) -> list[StreamEvent]:
     sse = resp.get("sse")
     if isinstance(sse, dict) and isinstance(sse.get("events"), list):
         out: list[StreamEvent] = []
+        append = out.append
         for e in sse["events"]:
             if not isinstance(e, dict) or not isinstance(e.get("data"), str):
                 continue
-            if type(e.get("event")) is not str or not (e.get("ts_ns") is None or type(e.get("ts_ns")) is int):
-                e = {**e, "event": as_str(e.get("event")) or "message", "ts_ns": as_int(e.get("ts_ns"))}
-            out.append(e)
+            kind, ts = e.get("event"), e.get("ts_ns")
+            if type(kind) is not str or (ts is not None and type(ts) is not int):
+                e = {**e, "event": as_str(kind) or "message", "ts_ns": as_int(ts)}
+            append(e)
         return out
     return [e.as_dict() for e in parse_sse(as_bytes(resp.get("body")), resp.get("timeline"))]
 

@@ -411,10 +411,11 @@ class StreamRedactor:
             # it, and only from its hint. Event streams end every record so: no hint, nothing to do;
             # hints of other rules only, redacted here with nothing held.
             rules = _BYTES_RULES
-            hits = rules.matcher.find_matches_as_indexes(text.lower(), overlapping=True)
-            if not hits:
+            low = text.lower()
+            if not rules.matcher.find_matches_as_indexes(low):  # is there a hint at all (the usual answer: no)
                 self._held = b""
                 return text
+            hits = rules.matcher.find_matches_as_indexes(low, overlapping=True)
             if not any(rules.hint_rule[i] in rules.multiline_rules for i, _, _ in hits):
                 self._held = b""
                 return redact_bytes(text)

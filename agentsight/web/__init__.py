@@ -1,4 +1,4 @@
-"""The web UI: an aiohttp server over a recording (:mod:`agentsight.store`) and static pages.
+"""The web UI: an aiohttp server over a recording (:mod:`agentsight.recording.store`) and static pages.
 
 ``server.py`` is the HTTP app (JSON API, server push, static files), ``guard.py``
 what it refuses (cross-origin requests, foreign Host names, a missing token),

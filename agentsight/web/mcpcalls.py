@@ -12,9 +12,9 @@ import json
 from typing import Any
 
 from agentsight.analysis.mcplink import llm_key
-from agentsight.render import mcp_server
-from agentsight.report import mcp_calls, mcp_summary
-from agentsight.store import Store
+from agentsight.commands.render import mcp_server
+from agentsight.recording.report import mcp_calls, mcp_summary
+from agentsight.recording.store import Store
 
 __all__ = ["mcp_view", "preview"]
 

@@ -80,7 +80,7 @@ class ServerThread:
 
 def serve(db: Path, host: str, port: int, token: str) -> None:
     """Serve a recording until Ctrl-C. Raises ServeError for the user's mistakes."""
-    from agentsight.store import Store, StoreError
+    from agentsight.recording.store import Store, StoreError
 
     problem = check_binding(host, token)
     if problem:

@@ -1,6 +1,6 @@
 """The HTTP app: the JSON API (docs/web.md), the event stream (SSE) and the page.
 
-Every read goes to the recording through a read-only :class:`~agentsight.store.Store`
+Every read goes to the recording through a read-only :class:`~agentsight.recording.store.Store`
 per worker thread (SQLite connections stay in their thread; WAL lets them read
 while the writer appends), run off the event loop so one slow query never stalls
 the live stream. :mod:`agentsight.web.guard` checks every request first.
@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from agentsight import __version__
-from agentsight.report import tls_unseen
-from agentsight.store import SCHEMA_VERSION, Store
+from agentsight.recording.report import tls_unseen
+from agentsight.recording.store import SCHEMA_VERSION, Store
 from agentsight.web.guard import SECURITY_HEADERS, guard_middleware, is_loopback
 from agentsight.web.live import Hub
 from agentsight.web.mcpcalls import mcp_view

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentsight.render import mcp_server
+from agentsight.commands.render import mcp_server
 
 __all__ = ["KINDS", "kind", "label", "brief"]
 

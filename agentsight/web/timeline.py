@@ -10,7 +10,7 @@ few enough to come back event by event. :func:`overview` is the minimap: counts 
 over the whole recording.
 
 These are aggregate reads over the ``events`` table of the recording
-(docs/recording.md), done in SQL because :class:`~agentsight.store.Store` offers
+(docs/recording.md), done in SQL because :class:`~agentsight.recording.store.Store` offers
 rows, not counts per bucket.
 """
 
@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentsight.store import Store
+from agentsight.recording.store import Store
 from agentsight.web.summary import brief, kind
 
 __all__ = ["Filter", "MAX_ITEMS", "window", "overview", "lane_key", "ordered_lanes"]

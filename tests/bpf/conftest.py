@@ -9,8 +9,8 @@ from typing import IO, Any
 
 import pytest
 
-from agentsight.bpfprog import BpfUnavailable, require_bpf
 from agentsight.event import Event
+from agentsight.kernel.bpfprog import BpfUnavailable, require_bpf
 
 
 def _unavailable() -> str | None:

@@ -25,8 +25,8 @@ import pytest
 
 from agentsight.demo import clis
 from agentsight.demo.llm_server import GENERATE_APIS
-from agentsight.report import format_summary, summary
-from agentsight.store import Store
+from agentsight.recording.report import format_summary, summary
+from agentsight.recording.store import Store
 from tests.conftest import AGENTSIGHT
 
 pytestmark = pytest.mark.bpf

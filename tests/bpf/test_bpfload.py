@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from agentsight import bpfprog, libbpf
-from agentsight.bpfprog import KPROBE, TRACEPOINT, BpfUnavailable, Program
+from agentsight.kernel import bpfprog, libbpf
+from agentsight.kernel.bpfprog import KPROBE, TRACEPOINT, BpfUnavailable, Program
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 
 from agentsight.demo.llm_server import GENERATE_APIS
-from agentsight.report import summary
-from agentsight.store import Store
+from agentsight.recording.report import summary
+from agentsight.recording.store import Store
 from tests.bpf.test_llm_e2e import LlmServer
 from tests.conftest import AGENTSIGHT, wait_for
 

@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 
 from agentsight.demo import mcp_servers
-from agentsight.report import mcp_summary
-from agentsight.store import Store
+from agentsight.recording.report import mcp_summary
+from agentsight.recording.store import Store
 from tests.conftest import AGENTSIGHT, wait_for
 from tests.mcp_oracle import assert_same_calls, read_log
 

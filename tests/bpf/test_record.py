@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agentsight.report import summary
-from agentsight.store import Store
+from agentsight.recording.report import summary
+from agentsight.recording.store import Store
 from tests.bpf.test_ssl_capture import Server, cert, server  # noqa: F401  (fixtures)
 from tests.conftest import AGENTSIGHT
 

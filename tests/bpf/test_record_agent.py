@@ -12,8 +12,8 @@ from types import SimpleNamespace
 import pytest
 
 from agentsight.event import Event
-from agentsight.report import format_summary, summary
-from agentsight.store import Store
+from agentsight.recording.report import format_summary, summary
+from agentsight.recording.store import Store
 from tests.bpf.test_llm_e2e import KEYS, LlmServer, check_call, server  # noqa: F401  (fixture)
 from tests.conftest import AGENTSIGHT
 

@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from agentsight.cli_service import agentsight_command, shipped_config, unit_text
-from agentsight.collector import Client
-from agentsight.store import Store, StoreError
-from agentsight.tlslibs import system_library_paths
+from agentsight.commands.service import agentsight_command, shipped_config, unit_text
+from agentsight.kernel.tlslibs import system_library_paths
+from agentsight.recording.store import Store, StoreError
+from agentsight.runtime.collector import Client
 from tests.conftest import wait_for
 
 AGENTSIGHT = [sys.executable, "-m", "agentsight"]

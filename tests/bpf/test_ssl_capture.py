@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from agentsight import tlslibs
 from agentsight.actors.sources.ssl import SslSource
 from agentsight.event import Event
+from agentsight.kernel import tlslibs
 from tests.bpf.conftest import run_gated
 
 pytestmark = pytest.mark.bpf

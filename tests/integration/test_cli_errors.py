@@ -128,7 +128,7 @@ def _as_nobody() -> list[str]:
 
 def test_a_runtime_dir_that_is_not_yours_or_not_private_is_refused_by_run_tap_and_status(workdir):
     """In /tmp another user can make the directory first and plant a bus there: refuse it, in one line."""
-    from agentsight.endpoints import RunDirError, private_dir
+    from agentsight.runtime.endpoints import RunDirError, private_dir
 
     planted = workdir / "planted"
     planted.mkdir(mode=0o777)

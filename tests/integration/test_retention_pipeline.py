@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agentsight.store import Store
+from agentsight.recording.store import Store
 from tests.conftest import wait_for
 
 MiB = 1 << 20

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agentsight.store import Store
+from agentsight.recording.store import Store
 from tests.conftest import wait_for
 
 AGENTSIGHT = [sys.executable, "-m", "agentsight"]

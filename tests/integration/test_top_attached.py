@@ -8,9 +8,9 @@ import select
 import subprocess
 import time
 
+from agentsight.commands.topmodel import COLUMNS
 from agentsight.event import Event
 from agentsight.jsonform import event_to_json
-from agentsight.top import COLUMNS
 from tests.conftest import AGENTSIGHT
 
 T = 1_764_435_000_000_000_000

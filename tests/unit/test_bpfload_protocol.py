@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from agentsight import bpfload, libbpf
-from agentsight.bpfprog import BpfUnavailable, Loading
+from agentsight.kernel import bpfload, libbpf
+from agentsight.kernel.bpfprog import BpfUnavailable, Loading
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentsight.capture import Capture, CaptureError, build_spec, parse_extra
+from agentsight.pipeline.presets import Capture, CaptureError, build_spec, parse_extra
 
 
 def graph(cap: Capture) -> dict[str, list[str]]:
@@ -57,6 +57,6 @@ def test_options_after_dashdash():
 
 def test_the_commands_know_the_stdio_sources_largest_capture() -> None:
     from agentsight.actors.sources.stdio import MAX_BYTES_LIMIT
-    from agentsight.cli_capture import STDIO_MAX_BYTES
+    from agentsight.commands.capture import STDIO_MAX_BYTES
 
     assert STDIO_MAX_BYTES == MAX_BYTES_LIMIT

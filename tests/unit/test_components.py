@@ -8,8 +8,8 @@ from agentsight.actors.analyzers.annotate import Annotate
 from agentsight.actors.sinks.jsonl import JsonlSink
 from agentsight.actors.sources.generator import Generator
 from agentsight.actors.sources.replay import Replay
-from agentsight.linkstate import LinkState
-from agentsight.runtime import partition_key, stable_hash
+from agentsight.runtime.actor import partition_key, stable_hash
+from agentsight.runtime.linkstate import LinkState
 
 
 def test_generator_counts_per_key_and_finishes():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentsight.config import ConfigError, loads
+from agentsight.pipeline.config import ConfigError, loads
 
 GOOD = """
 [sources.gen]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import struct
 
-from agentsight import linkstate
-from agentsight.linkstate import LinkState
+from agentsight.runtime import linkstate
+from agentsight.runtime.linkstate import LinkState
 
 
 def test_values_persist_and_a_commit_writes_every_staged_value(tmp_path):

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from agentsight.commands.render import pretty
+from agentsight.commands.topmodel import TopModel, format_plain
 from agentsight.event import Event
-from agentsight.render import pretty
-from agentsight.report import format_prompts, format_summary, mcp_summary, prompts, summary
-from agentsight.store import Store
-from agentsight.top import TopModel, format_plain
+from agentsight.recording.report import format_prompts, format_summary, mcp_summary, prompts, summary
+from agentsight.recording.store import Store
 from tests.mcp_recording import NOTES, TOOL_USE, mcp_records, session_events
 
 
@@ -99,7 +99,7 @@ def test_debug_mcp_pretty_lines(events):
 
 
 def test_the_mcp_stage_sits_between_sessions_and_redaction():
-    from agentsight.capture import Capture, build_spec
+    from agentsight.pipeline.presets import Capture, build_spec
 
     def graph(cap: Capture) -> dict[str, list[str]]:
         return {n: c.inputs for n, c in build_spec(cap.pipeline()).components.items()}

@@ -22,7 +22,7 @@ from opentelemetry.semconv._incubating.attributes import gen_ai_attributes
 from opentelemetry.trace import SpanKind, StatusCode
 
 from agentsight.event import Event
-from agentsight.otlp import OtlpExport, resolved_url
+from agentsight.recording.otlp import OtlpExport, resolved_url
 from tests.unit.test_llm_fixtures import pipeline, wire
 
 SID = "4242@1000"
@@ -376,7 +376,7 @@ def test_an_mcp_tool_call_no_model_asked_for_is_a_tool_span_of_its_session() -> 
 
 
 def test_otel_flags_add_the_otlp_sink_to_a_capture() -> None:
-    from agentsight.capture import Capture, CaptureError, build_spec
+    from agentsight.pipeline.presets import Capture, CaptureError, build_spec
 
     cap = Capture(ssl=True, process=True, http=True, llm=True, sessions=True, otel="http://127.0.0.1:4318",
                   otel_content=True, otel_attributes=["genai", "openinference"], otel_metrics=False)
@@ -395,7 +395,7 @@ def test_otel_flags_add_the_otlp_sink_to_a_capture() -> None:
 def test_the_end_of_run_line_says_what_was_lost_and_why() -> None:
     from types import SimpleNamespace
 
-    from agentsight.cli_capture import otel_line
+    from agentsight.commands.capture import otel_line
 
     def sup(stats: dict[str, int]) -> Any:
         return SimpleNamespace(instances={"sinks/otlp": SimpleNamespace(kind="sink", name="otlp", stats=stats),

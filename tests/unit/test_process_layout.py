@@ -8,7 +8,7 @@ import struct
 import pytest
 
 from agentsight.actors.sources import process, stdio
-from agentsight.bpfprog import bpf_dir
+from agentsight.kernel.bpfprog import bpf_dir
 
 SIZES = {"u8": 1, "char": 1, "u16": 2, "u32": 4, "s32": 4, "u64": 8, "s64": 8}
 

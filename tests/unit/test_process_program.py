@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from agentsight.actor import OptionError
 from agentsight.actors.sources.process import ProcessSource, process_defines
 from agentsight.actors.sources.stdio import StdioSource, stdio_defines
-from agentsight.bpfprog import program_text
+from agentsight.kernel.bpfprog import program_text
+from agentsight.pipeline.component import OptionError
 
 
 def defines(**options: object) -> dict[str, object]:

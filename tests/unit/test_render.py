@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from agentsight.commands.render import pretty
 from agentsight.event import Event
-from agentsight.render import pretty
 
 T = 1_764_435_000_000_000_000
 

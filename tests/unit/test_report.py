@@ -9,9 +9,9 @@ import subprocess
 
 import pytest
 
-from agentsight import report
 from agentsight.event import Event
-from agentsight.store import Store
+from agentsight.recording import report
+from agentsight.recording.store import Store
 from tests.conftest import AGENTSIGHT
 from tests.unit.test_store import ev, session_events
 

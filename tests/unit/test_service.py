@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agentsight import cli_service
-from agentsight.cli import app
-from agentsight.cli_service import (
+from agentsight.commands import service as cli_service
+from agentsight.commands.app import app
+from agentsight.commands.service import (
     UNIT_NAME,
     Layout,
     agentsight_command,
@@ -24,7 +24,7 @@ from agentsight.cli_service import (
     unit_text,
     with_db,
 )
-from agentsight.config import load, loads
+from agentsight.pipeline.config import load, loads
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENTSIGHT = [sys.executable, "-m", "agentsight"]
@@ -145,7 +145,7 @@ def test_the_shipped_collector_is_agents_toml_with_a_home_of_its_own():
     text = path.read_text()
     assert "# [sinks.otel]" in text and "otel" not in sinks
     # The clients sink (record/top/debug through the collector), once this agentsight has it.
-    from agentsight.registry import TYPES
+    from agentsight.pipeline.registry import TYPES
 
     assert ("clients" in sinks) == ("clients" in TYPES["sink"] and "\n[sinks.clients]" in text)
     if "clients" in sinks:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from agentsight import bpfprog, tlslibs
-from agentsight.actor import OptionError
 from agentsight.actors.sources import ssl as ssl_source
 from agentsight.actors.sources.ssl import RECORD, RECORD_FIELDS, SslSource
+from agentsight.kernel import bpfprog, tlslibs
+from agentsight.pipeline.component import OptionError
 
 HEADER = Path(bpfprog.bpf_dir()) / "ssl.h"
 

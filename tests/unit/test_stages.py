@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from agentsight.actor import OptionError
 from agentsight.actors.analyzers.filters import HttpFilter, SslFilter
 from agentsight.actors.analyzers.http import Http
 from agentsight.actors.analyzers.redact import Redact
 from agentsight.actors.analyzers.sessions import Sessions
 from agentsight.event import Event
+from agentsight.pipeline.component import OptionError
 
 KEY = "sk-proj-Xq7fT2mLw9RkZc4VbN1aHs8DpE3uYo6Gj0iKl5MnOp"
 

@@ -10,7 +10,7 @@ import pytest
 
 from agentsight.actors.sinks.sqlite import SqliteSink
 from agentsight.event import Event
-from agentsight.store import SCHEMA_VERSION, Store, StoreError
+from agentsight.recording.store import SCHEMA_VERSION, Store, StoreError
 
 T0 = 1_764_435_000_000_000_000
 

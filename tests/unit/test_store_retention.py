@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from agentsight import report
-from agentsight.actor import OptionError
 from agentsight.actors.sinks.sqlite import SqliteSink
 from agentsight.event import Event
-from agentsight.store import SCHEMA, SCHEMA_VERSION, Store
+from agentsight.pipeline.component import OptionError
+from agentsight.recording import report
+from agentsight.recording.store import SCHEMA, SCHEMA_VERSION, Store
 
 HOUR = 3600 * 10**9
 MiB = 1 << 20

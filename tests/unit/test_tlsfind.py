@@ -1,4 +1,4 @@
-"""Finding TLS entry points in the real agents' stripped static binaries (agentsight.tlsfind).
+"""Finding TLS entry points in the real agents' stripped static binaries (agentsight.kernel.tlsfind).
 
 The binaries are the pinned npm releases (scripts/setup.sh installs them for the tests);
 nothing here knows their addresses: each found function is checked for what it must be
@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from agentsight import tlsfind, tlslibs
 from agentsight.demo.clis import cache_dir
+from agentsight.kernel import tlsfind, tlslibs
 
 CLAUDE = cache_dir() / "node_modules/@anthropic-ai/claude-code/bin/claude.exe"
 CODEX = cache_dir() / "node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex"

@@ -1,8 +1,8 @@
-"""AEAD records back to connection plaintext (agentsight.tlsrecords): pure logic, no kernel."""
+"""AEAD records back to connection plaintext (agentsight.kernel.tlsrecords): pure logic, no kernel."""
 
 from __future__ import annotations
 
-from agentsight.tlsrecords import AeadStreams, content_of
+from agentsight.kernel.tlsrecords import AeadStreams, content_of
 
 TLS13 = b"\x17\x03\x03\x00\x40"  # the 5-byte AAD: an encrypted record's header
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
+from agentsight.commands.topmodel import TopModel, format_plain
 from agentsight.event import Event
-from agentsight.top import TopModel, format_plain
 
 T = 1_764_435_000_000_000_000
 S1, S2 = "100@1", "200@2"

@@ -17,7 +17,7 @@ from typing import Any
 
 from agentsight.analysis.llm import extract_call
 from agentsight.event import Event
-from agentsight.store import Store
+from agentsight.recording.store import Store
 
 T0 = 1_773_482_400_000_000_000  # 2026-03-14 10:00:00 UTC
 MS = 1_000_000

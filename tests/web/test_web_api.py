@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from agentsight.actor import OptionError
 from agentsight.actors.sinks.web import WebSink
-from agentsight.config import ConfigError, loads
+from agentsight.pipeline.component import OptionError
+from agentsight.pipeline.config import ConfigError, loads
 from agentsight.web.guard import check_binding, is_loopback
 from agentsight.web.server import WebServer
 from tests.web.conftest import TOKEN, serve

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from agentsight.store import Store
+from agentsight.recording.store import Store
 from tests.conftest import wait_for
 from tests.web.conftest import open_view, screenshot, wait_js
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agentsight.event import Event
-from agentsight.store import Store
+from agentsight.recording.store import Store
 from tests.web.conftest import serve
 from tests.web.recording import AGENT_PID, T0, agent_session, write
 from tests.web.test_web_api import get
@@ -66,7 +66,7 @@ def test_a_web_sink_that_does_not_write_serves_what_the_sqlite_sink_writes(tmp_p
     """The collector's shape: one store, written (and trimmed) by the sqlite sink, served by the web sink."""
     from agentsight.actors.sinks.sqlite import SqliteSink
     from agentsight.actors.sinks.web import WebSink
-    from agentsight.config import loads
+    from agentsight.pipeline.config import loads
     from tests.conftest import wait_for
     from tests.web.conftest import TOKEN
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from agentsight.actor import Analyzer, Option
 from agentsight.analysis.filters import Filter, FilterError, compile_filter
 from agentsight.event import Event
+from agentsight.pipeline.component import Analyzer, Option
 
 __all__ = ["EventFilter", "HttpFilter", "SslFilter", "check_expressions"]
 

@@ -14,9 +14,9 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from agentsight.actor import Analyzer, Option
 from agentsight.analysis.httpstream import HttpStreams
 from agentsight.event import Event
+from agentsight.pipeline.component import Analyzer, Option
 
 __all__ = ["Http"]
 

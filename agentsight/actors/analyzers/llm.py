@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from agentsight.actor import Analyzer, Option
 from agentsight.analysis.llm import LlmCalls
 from agentsight.event import Event
+from agentsight.pipeline.component import Analyzer, Option
 
 __all__ = ["Llm"]
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import psutil
 
-from agentsight.actor import Analyzer, Option
 from agentsight.analysis.mcp import McpCalls, ProcInfo
 from agentsight.event import Event
+from agentsight.pipeline.component import Analyzer, Option
 
 __all__ = ["Mcp", "proc_info"]
 

@@ -26,9 +26,9 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
-from agentsight.actor import Analyzer, Option
 from agentsight.analysis.redact import StreamRedactor, redact_value
 from agentsight.event import Event
+from agentsight.pipeline.component import Analyzer, Option
 
 # Byte-stream records: their topic -> the field that holds the bytes.
 STREAMS = {"ssl.data": "bytes", "stdio.data": "bytes"}

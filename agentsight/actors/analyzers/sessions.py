@@ -15,9 +15,9 @@ from typing import Any
 
 import psutil
 
-from agentsight.actor import Analyzer, Option
 from agentsight.analysis.sessions import SessionTracker
 from agentsight.event import Event
+from agentsight.pipeline.component import Analyzer, Option
 
 __all__ = ["Sessions"]
 

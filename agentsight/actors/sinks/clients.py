@@ -5,7 +5,7 @@ event it gets is what a client may be shown. It listens on ``socket`` (mode 0666
 local user may connect) and tells who connected from the kernel (``SO_PEERCRED``): root
 sees everything; any other user only events of processes running as that user (the
 ``uid`` an event carries, else the one its process was seen with) and may record only a
-process tree of its own. The protocol is in :mod:`agentsight.collector`.
+process tree of its own. The protocol is in :mod:`agentsight.runtime.collector`.
 
 - ``subscribe``: events by topic prefix (and ``pid``, with ``tree`` its descendants too, and
   ``comm``), streamed as they come.
@@ -41,9 +41,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentsight.actor import Option, OptionError, Sink
-from agentsight.collector import DEFAULT_SOCKET, FrameReader, encode
 from agentsight.event import Event
+from agentsight.pipeline.component import Option, OptionError, Sink
+from agentsight.runtime.collector import DEFAULT_SOCKET, FrameReader, encode
 
 __all__ = ["ClientsSink"]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from agentsight.actor import Option, Sink
+from agentsight.commands.render import pretty
 from agentsight.event import Event
 from agentsight.jsonform import event_to_json
-from agentsight.render import pretty
+from agentsight.pipeline.component import Option, Sink
 
 __all__ = ["ConsoleSink"]
 

@@ -11,9 +11,9 @@ import os
 from pathlib import Path
 from typing import IO, Any
 
-from agentsight.actor import Option, Sink
 from agentsight.event import Event
 from agentsight.jsonform import event_to_json
+from agentsight.pipeline.component import Option, Sink
 
 __all__ = ["JsonlSink"]
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from agentsight.actor import Option, Sink
 from agentsight.event import Event
+from agentsight.pipeline.component import Option, Sink
 
 __all__ = ["NullSink"]
 

@@ -6,7 +6,7 @@ agent session, one ``chat``/``generate_content`` span per ``llm.call`` under it,
 ``execute_tool`` span per tool call the model asked for; the GenAI client metrics
 (``gen_ai.client.token.usage``, ``gen_ai.client.operation.duration``) and per-session CPU,
 RSS and process counts. The mapping is :mod:`agentsight.analysis.genai`, the export
-:mod:`agentsight.otlp`; the attribute names and which receiver reads which are in
+:mod:`agentsight.recording.otlp`; the attribute names and which receiver reads which are in
 ``docs/otlp.md``.
 
 Nothing here is durable, so the runtime's acknowledgement (after ``flush``) means
@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentsight.actor import Option, Sink
 from agentsight.analysis.genai import ATTRIBUTE_SETS
 from agentsight.event import Event
+from agentsight.pipeline.component import Option, Sink
 
 __all__ = ["OtlpSink"]
 
@@ -74,7 +74,7 @@ class OtlpSink(Sink):
     def open(self) -> None:
         import logging
 
-        from agentsight.otlp import OtlpExport
+        from agentsight.recording.otlp import OtlpExport
 
         # The SDK logs every failed batch; this sink says it once and counts the rest.
         logging.getLogger("opentelemetry").setLevel(logging.CRITICAL)

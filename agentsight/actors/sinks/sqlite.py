@@ -1,4 +1,4 @@
-"""Write events into a SQLite recording (:mod:`agentsight.store`), owner-only, WAL.
+"""Write events into a SQLite recording (:mod:`agentsight.recording.store`), owner-only, WAL.
 
 The batches the runtime hands over between two flushes are one transaction, so a
 reader (``report``, ``serve``) sees whole batches while the recording grows, and
@@ -7,7 +7,7 @@ the runtime acknowledges them only once committed (the position is the last row 
 Retention (``max_mb``, ``max_age_h``) runs after a commit, every ``retention_interval``
 seconds (and at start): while the data is over the cap (then down to 90% of it, so it
 does not run at every flush) or holds events older than the age, the oldest events go
-in batches with their derived rows (:meth:`~agentsight.store.Store.trim`), each flush
+in batches with their derived rows (:meth:`~agentsight.recording.store.Store.trim`), each flush
 spending at most ~0.1 s on it. The count is the stat ``retention_deleted``.
 """
 
@@ -17,9 +17,9 @@ import os
 import time
 from typing import Any
 
-from agentsight.actor import Option, Sink
 from agentsight.event import Event
-from agentsight.store import Store
+from agentsight.pipeline.component import Option, Sink
+from agentsight.recording.store import Store
 
 __all__ = ["SqliteSink"]
 

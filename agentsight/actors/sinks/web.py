@@ -1,6 +1,6 @@
 """Sink ``web``: record events and serve the web UI over them, live.
 
-Each batch goes into a recording (:class:`~agentsight.store.Store`: the ``db`` file,
+Each batch goes into a recording (:class:`~agentsight.recording.store.Store`: the ``db`` file,
 or a private temporary one removed at close), then wakes the open pages, which
 show the new events within a second. The HTTP server (:mod:`agentsight.web`) runs
 in a background thread of this actor's process, on ``host:port``
@@ -23,8 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agentsight.actor import Option, OptionError, Sink
 from agentsight.event import Event
+from agentsight.pipeline.component import Option, OptionError, Sink
 from agentsight.web import DEFAULT_HOST, DEFAULT_PORT
 
 __all__ = ["WebSink"]
@@ -81,7 +81,7 @@ class WebSink(Sink):
         return self._thread.server.url if self._thread is not None else ""
 
     def open(self) -> None:
-        from agentsight.store import Store
+        from agentsight.recording.store import Store
         from agentsight.web.serve import ServeError, ServerThread
         from agentsight.web.server import WebServer, private_db_path
 

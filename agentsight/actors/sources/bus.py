@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentsight.actor import Option, Source
 from agentsight.event import Event
-from agentsight.subscriber import Subscriber
+from agentsight.pipeline.component import Option, Source
+from agentsight.runtime.subscriber import Subscriber
 
 __all__ = ["BusSource"]
 
@@ -30,7 +30,7 @@ class BusSource(Source):
         self._sub: Subscriber | None = None
 
     def open(self) -> None:
-        from agentsight.bus import load_public_key, load_secret_key
+        from agentsight.runtime.bus import load_public_key, load_secret_key
 
         o = self.options
         server = load_public_key(o["server_key"]) if o["server_key"] else None

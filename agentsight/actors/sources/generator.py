@@ -11,8 +11,8 @@ import os
 import time
 from typing import Any
 
-from agentsight.actor import Option, Source
 from agentsight.event import Event, now_ns
+from agentsight.pipeline.component import Option, Source
 
 __all__ = ["Generator"]
 

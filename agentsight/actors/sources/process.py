@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from agentsight.actor import Option, OptionError, Source
-from agentsight.bpfprog import BootClock, Map, Program, load, trim_heap
 from agentsight.event import Event, now_ns
+from agentsight.kernel.bpfprog import BootClock, Map, Program, load, trim_heap
+from agentsight.pipeline.component import Option, OptionError, Source
 
 __all__ = [
     "ProcessSource",

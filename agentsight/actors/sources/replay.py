@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from agentsight.actor import Option, Source
 from agentsight.event import Event
 from agentsight.jsonform import event_from_json
+from agentsight.pipeline.component import Option, Source
 
 __all__ = ["Replay"]
 

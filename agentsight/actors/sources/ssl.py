@@ -21,9 +21,9 @@ late (a Python agent importing its own libssl, a plugin); it reads each such pro
 /proc/PID/maps and looks at a file only the first time it shows up.
 
 Binaries with BoringSSL compiled in and nothing exported (Bun: Claude Code) are probed
-at the SSL_write/SSL_read that :mod:`agentsight.tlsfind` finds in their code; binaries
+at the SSL_write/SSL_read that :mod:`agentsight.kernel.tlsfind` finds in their code; binaries
 with rustls on aws-lc (Codex) at the AEAD seal/open functions, whose records
-:mod:`agentsight.tlsrecords` turns back into each connection's plaintext (``func`` is
+:mod:`agentsight.kernel.tlsrecords` turns back into each connection's plaintext (``func`` is
 then the AEAD function, ``conn`` is ``"<pid>:fd<fd>.<n>"``). Executables named on the
 traced root's command line are looked at before it runs, so a ``record -- claude ...``
 is probed from its first call.
@@ -54,8 +54,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentsight import bpfprog, tlslibs, tlsrecords
-from agentsight.actor import Option, OptionError, Source
 from agentsight.actors.sources.process import (
     U32,
     check_comm,
@@ -66,6 +64,8 @@ from agentsight.actors.sources.process import (
     seed_tree,
 )
 from agentsight.event import Event
+from agentsight.kernel import bpfprog, tlslibs, tlsrecords
+from agentsight.pipeline.component import Option, OptionError, Source
 
 __all__ = ["SslSource", "RECORD", "RECORD_FIELDS"]
 
@@ -175,7 +175,7 @@ class SslSource(Source):
         "handshake": Option(bool, False, "also report SSL_do_handshake results and timing"),
         "ring_kib": Option(int, 16384, "ring buffer size in KiB", check=_check_ring_kib),
         "fast_probes": Option(bool, True, "probe past verified prologues where that avoids a single-step "
-                              "(see agentsight.tlslibs); false puts every probe on its symbol"),
+                              "(see agentsight.kernel.tlslibs); false puts every probe on its symbol"),
         "rescan_s": Option(float, 5.0, "look for newly loaded TLS libraries in the traced processes this "
                            "often (0: only at start and after exec)", live=True, check=_check_rescan),
     }
@@ -421,7 +421,7 @@ class SslSource(Source):
                         "traffic is not visible", lib.path, lib.found_by, lib.problem)
             return
         # Each function on its own, entry and return together: one the kernel refuses (another
-        # tracer holds a probe at its address, see agentsight.libbpf) leaves the others probed.
+        # tracer holds a probe at its address, see agentsight.kernel.libbpf) leaves the others probed.
         pairs = []
         for site in lib.sites:
             if site.via_callee and not self.options["fast_probes"]:

@@ -22,7 +22,6 @@ import struct
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from agentsight.actor import Option, OptionError, Source
 from agentsight.actors.sources.process import (
     check_comm,
     check_pages,
@@ -34,8 +33,9 @@ from agentsight.actors.sources.process import (
     seed_tree,
     tracepoint_has_field,
 )
-from agentsight.bpfprog import BootClock, Program, load
 from agentsight.event import Event
+from agentsight.kernel.bpfprog import BootClock, Program, load
+from agentsight.pipeline.component import Option, OptionError, Source
 
 __all__ = ["StdioSource", "decode_stdio", "stdio_defines", "RECORD", "MAX_BYTES_LIMIT"]
 

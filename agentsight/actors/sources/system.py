@@ -20,9 +20,9 @@ from typing import Any, ClassVar
 
 import psutil
 
-from agentsight.actor import Option, Source
 from agentsight.actors.sources.process import check_pids, require_pids
 from agentsight.event import Event, now_ns
+from agentsight.pipeline.component import Option, Source
 
 __all__ = ["SystemSource", "Thresholds"]
 

@@ -98,11 +98,12 @@ def read_response(body: Any, call: Call, ts: int | None) -> None:
 def read_stream(events: list[StreamEvent], call: Call) -> None:
     content: dict[int, dict[str, Any]] = {}
     raw_usage: dict[str, Any] = {}
+    read = 0
     for ev in events:
         d = parse_json(ev["data"])
         if type(d) is not dict or not d:
             continue
-        call.events += 1
+        read += 1
         kind = d.get("type")
         if type(kind) is not str or not kind:
             kind = ev["event"]
@@ -117,7 +118,8 @@ def read_stream(events: list[StreamEvent], call: Call) -> None:
             if type(delta) is dict:
                 dk = delta.get("type")
                 if dk == "text_delta":
-                    block["_text"].append(as_str(delta.get("text")) or "")
+                    text = delta.get("text")
+                    block["_text"].append(text if isinstance(text, str) else "")
                 elif dk == "thinking_delta":
                     block["_text"].append(as_str(delta.get("thinking")) or "")
                 elif dk == "input_json_delta":
@@ -143,6 +145,7 @@ def read_stream(events: list[StreamEvent], call: Call) -> None:
             call.ended = True
         elif kind == "error":
             call.error = error_from(d)
+    call.events += read
     for _, b in sorted(content.items()):
         btype = b.get("type")
         if btype == "text":

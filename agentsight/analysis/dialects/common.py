@@ -84,11 +84,14 @@ def loose_parses() -> int:
 def parse_json(data: Any) -> Any:
     """A JSON value from text or bytes (orjson; the standard library for what orjson refuses:
     lone surrogates, integers past 64 bits, NaN); None when it is not JSON."""
-    if isinstance(data, dict | list):
-        return data
-    if isinstance(data, bytearray | memoryview):
-        data = bytes(data)
-    if not isinstance(data, str | bytes) or not data:
+    if type(data) is not str:  # text (a stream event's data, thousands per call) goes straight on
+        if isinstance(data, dict | list):
+            return data
+        if isinstance(data, bytearray | memoryview):
+            data = bytes(data)
+        elif not isinstance(data, str | bytes):
+            return None
+    if not data:
         return None
     try:
         return orjson.loads(data)

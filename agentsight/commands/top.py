@@ -1,4 +1,4 @@
-"""`agentsight top`: the live table of agent sessions (model and rendering in agentsight.top)."""
+"""`agentsight top`: the live table of agent sessions (model and rendering in agentsight.commands.topmodel)."""
 
 from __future__ import annotations
 
@@ -14,15 +14,15 @@ from typing import Annotated, Any
 
 import typer
 
-from agentsight.cli import _bus_endpoint, app, fail, need_bpf
-from agentsight.top import COLUMNS, LAST, LEFT, SORT_KEYS, TOPICS, TopModel, cells, format_plain
+from agentsight.commands.common import app, bus_endpoint, fail, need_bpf
+from agentsight.commands.topmodel import COLUMNS, LAST, LEFT, SORT_KEYS, TOPICS, TopModel, cells, format_plain
 
 __all__ = ["top"]
 
 
 def _start_capture(pid: int, comm: str) -> tuple[subprocess.Popen[bytes], str]:
     """Run `debug trace` quietly in a child; returns it and its bus endpoint once it is up."""
-    from agentsight.endpoints import RunDir
+    from agentsight.runtime.endpoints import RunDir
 
     need_bpf(hint=" (or attach to a running pipeline with --pipeline/--connect)")
     run_dir = Path(tempfile.mkdtemp(prefix="agentsight-top-"))
@@ -91,16 +91,16 @@ def top(
     interval: Annotated[float, typer.Option("--interval", help="Seconds between refreshes.")] = 2.0,
 ) -> None:
     """Live table of agent sessions: model, LLM calls, tokens, cost, processes, files, network, CPU, RSS."""
-    from agentsight.subscriber import Subscriber
+    from agentsight.runtime.subscriber import Subscriber
 
     if sort not in SORT_KEYS:
         fail(f"--sort must be one of {', '.join(SORT_KEYS)}, not {sort!r}")
-    from agentsight import collector
+    from agentsight.runtime import collector
 
     child = None
     sub: Any
     if connect or pipeline or runtime_dir:
-        sub = Subscriber(_bus_endpoint(connect or None, pipeline or "default", runtime_dir), TOPICS)
+        sub = Subscriber(bus_endpoint(connect or None, pipeline or "default", runtime_dir), TOPICS)
     elif collector.running():
         # The always-on collector: no capture of our own, no root needed (a user sees their own processes).
         sub = collector.Subscription(TOPICS)

@@ -4,7 +4,7 @@ A file is worth probing when its dynamic symbol table exports ``SSL_write``,
 ``SSL_read``, ``SSL_write_ex`` or ``SSL_read_ex``: the system libssl, binaries with
 OpenSSL/BoringSSL linked in that export them (Node), or any ELF a traced process maps.
 A file that exports none of them but has BoringSSL compiled in (Bun, so Claude Code's
-native build) is searched by :mod:`agentsight.tlsfind`, which finds ``SSL_write`` and
+native build) is searched by :mod:`agentsight.kernel.tlsfind`, which finds ``SSL_write`` and
 ``SSL_read`` from what the code does; what it finds is cached per build. Files are
 remembered by (device, inode), so each is read and attached once however many
 processes map it.
@@ -83,7 +83,7 @@ class TlsLibrary:
     """A file with TLS functions to probe, and the probe sites found in it.
 
     ``found_by`` says how: ``"exports"`` (the dynamic symbol table) or the stack whose
-    code :mod:`agentsight.tlsfind` recognised (``"boringssl"``). A file with a TLS stack
+    code :mod:`agentsight.kernel.tlsfind` recognised (``"boringssl"``). A file with a TLS stack
     whose entry points could not be found has no sites and a ``problem``.
     """
 
@@ -207,7 +207,7 @@ def _worth_parsing(path: str, search_code: bool) -> bool:
 
 
 def _static_anchors() -> Iterable[tuple[bytes, ...]]:
-    from agentsight import tlsfind
+    from agentsight.kernel import tlsfind
 
     return tlsfind.ANCHORS.values()
 
@@ -238,8 +238,8 @@ def inspect_elf(path: str, search_code: bool = True) -> TlsLibrary | None:
 
 
 def _from_code(path: str, st: os.stat_result) -> TlsLibrary | None:
-    """A library made of what :mod:`agentsight.tlsfind` found in ``path``'s code."""
-    from agentsight import tlsfind
+    """A library made of what :mod:`agentsight.kernel.tlsfind` found in ``path``'s code."""
+    from agentsight.kernel import tlsfind
 
     found = tlsfind.find(path)
     if found.stack is None:

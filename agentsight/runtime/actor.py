@@ -1,6 +1,6 @@
 """One actor process: the sockets and the loop around a component's hooks.
 
-Started by the supervisor as ``python -m agentsight.runtime SPEC.json``, one
+Started by the supervisor as ``python -m agentsight.runtime.actor SPEC.json``, one
 process per source, per analyzer worker, per sink. It
 
 - binds   its PULL input ``<run>/in/<name>.<worker>`` (analyzers and sinks);
@@ -13,7 +13,7 @@ Each input link has an expected next sequence number; a jump is counted as
 lost. The component's hook turns the batch into output events, the router
 splits them per downstream instance (by a stable hash of the partition key when
 the downstream has several workers), numbers them per link, records the new
-link state (which survives kill -9, see :mod:`agentsight.linkstate`) and only
+link state (which survives kill -9, see :mod:`agentsight.runtime.linkstate`) and only
 then sends. A graceful stop is a cascade of end-of-stream (EOS) frames: sources
 stop and send EOS on every link; a stage that has EOS from every upstream
 instance flushes its component, sends EOS downstream and exits; sinks flush and
@@ -38,16 +38,16 @@ from typing import Any
 import zmq
 
 from agentsight import wire
-from agentsight.actor import Analyzer, Component, Sink, Source
-from agentsight.config import ComponentSpec, PipelineSpec, spec_from_dict
-from agentsight.endpoints import RunDir, instance_id
 from agentsight.event import Event
-from agentsight.linkstate import LinkState
-from agentsight.registry import component_class
+from agentsight.pipeline.component import Analyzer, Component, Sink, Source
+from agentsight.pipeline.config import ComponentSpec, PipelineSpec, spec_from_dict
+from agentsight.pipeline.registry import component_class
+from agentsight.runtime.endpoints import RunDir, instance_id
+from agentsight.runtime.linkstate import LinkState
 
 __all__ = ["main", "ActorRuntime", "partition_key", "stable_hash"]
 
-log = logging.getLogger("agentsight.runtime")
+log = logging.getLogger("agentsight.runtime.actor")
 
 MAX_BATCH = 512          # events per frame on a data edge
 MAX_GAP = 1 << 32        # a sequence jump past this is a bad frame, not a loss
@@ -1005,7 +1005,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor orchestrates Ctrl-C
     if spec["component"] == BUS_COMPONENT:
         _set_title("agentsight: bus")
-        from agentsight import bus
+        from agentsight.runtime import bus
 
         return bus.main(spec, run, BUS_COMPONENT)
     pipeline = spec_from_dict(spec["pipeline"])
@@ -1026,7 +1026,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rt.start()
     except Exception as exc:
-        from agentsight.bpfprog import BpfUnavailable
+        from agentsight.kernel.bpfprog import BpfUnavailable
 
         fatal = isinstance(exc, (BpfUnavailable, PermissionError, FileNotFoundError, ValueError))
         message = str(exc) or type(exc).__name__

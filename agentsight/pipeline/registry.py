@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from agentsight.actor import Component
+from agentsight.pipeline.component import Component
 
 __all__ = ["TYPES", "component_class", "known_types", "UnknownType"]
 

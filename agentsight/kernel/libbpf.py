@@ -1,6 +1,6 @@
 """The kernel objects of a loaded eBPF program, used without bcc: libbpf1 through ctypes.
 
-A source process holds file descriptors handed over by the loader (:mod:`agentsight.bpfload`):
+A source process holds file descriptors handed over by the loader (:mod:`agentsight.kernel.bpfload`):
 maps, programs and the perf events that attach programs. This module works them:
 
 - :class:`Map`: lookup / update / delete / iteration over raw key and value bytes (per-CPU

@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentsight.actor import option_problems
-from agentsight.registry import UnknownType, component_class
+from agentsight.pipeline.component import option_problems
+from agentsight.pipeline.registry import UnknownType, component_class
 
 __all__ = [
     "ComponentSpec", "BusSpec", "SupervisorSpec", "PipelineSpec", "Problem", "ConfigError",

@@ -1,6 +1,6 @@
 """Base shapes for sources, analyzers and sinks.
 
-Their hooks never touch sockets: the runtime (:mod:`agentsight.runtime`) owns
+Their hooks never touch sockets: the runtime (:mod:`agentsight.runtime.actor`) owns
 every socket and calls the hooks, so each component is unit-testable by
 calling it directly::
 

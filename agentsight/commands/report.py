@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from agentsight.cli import app, fail
+from agentsight.commands.common import app, fail
 
 if TYPE_CHECKING:
-    from agentsight.store import Store
+    from agentsight.recording.store import Store
 
 __all__ = ["report_app"]
 
@@ -30,7 +30,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="JSON instead of text.")]
 
 @contextmanager
 def _open(db: Path) -> Iterator[Store]:
-    from agentsight.store import Store, StoreError
+    from agentsight.recording.store import Store, StoreError
 
     if db == COLLECTOR_STORE and not db.exists():
         fail(f"no --db given and no collector store at {db} (agentsight service install, or record one)")
@@ -51,7 +51,7 @@ def _dump(value: object) -> None:
 @report_app.command()
 def summary(db: DbOpt = COLLECTOR_STORE, as_json: JsonOpt = False) -> None:
     """Duration, LLM calls by model with tokens and cost, processes, files, endpoints, losses."""
-    from agentsight import report
+    from agentsight.recording import report
 
     with _open(db) as store:
         s = report.summary(store)
@@ -63,7 +63,7 @@ def tokens(db: DbOpt = COLLECTOR_STORE,
            by: Annotated[str, typer.Option("--by", help="Group by model, provider, process or session.")] = "model",
            as_json: JsonOpt = False) -> None:
     """Token usage and estimated cost, grouped."""
-    from agentsight import report
+    from agentsight.recording import report
 
     if by not in report.GROUPS:
         fail(f"--by must be one of {', '.join(report.GROUPS)}, not {by!r}")
@@ -78,7 +78,7 @@ def prompts(db: DbOpt = COLLECTOR_STORE,
             full: Annotated[bool, typer.Option("--full", help="Every message, nothing shortened.")] = False,
             as_json: JsonOpt = False) -> None:
     """Each LLM call: system prompt, messages, tools offered, the answer and its tool calls."""
-    from agentsight import report
+    from agentsight.recording import report
 
     with _open(db) as store:
         calls = report.prompts(store, limit)
@@ -91,7 +91,7 @@ def export(db: DbOpt = COLLECTOR_STORE,
                                                        "stdout.")] = None,
            events: Annotated[bool, typer.Option("--events", help="Include every raw event.")] = False) -> None:
     """The whole recording as one JSON document."""
-    from agentsight import report
+    from agentsight.recording import report
 
     with _open(db) as store:
         doc = report.export(store, events)

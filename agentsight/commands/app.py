@@ -12,84 +12,29 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
-from agentsight import __version__
-from agentsight.web import DEFAULT_HOST, DEFAULT_PORT
-
-app = typer.Typer(
-    name="agentsight",
-    help="Observe AI agents from outside with eBPF: processes, files, TLS plaintext, LLM calls, tokens.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+from agentsight.commands.common import (
+    ConfigOpt,
+    ServerHostOpt,
+    ServerPortOpt,
+    ServerTokenOpt,
+    app,
+    bus_endpoint,
+    fail,
+    load_config,
+    need_bpf,
+    need_port,
 )
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    """One line on stderr, no traceback, non-zero exit."""
-    typer.echo(f"agentsight: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"agentsight {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                                help="Print the version and exit.")] = False) -> None:
-    pass
-
-
-ConfigOpt = Annotated[Path, typer.Option("--config", "-C", help="pipeline.toml to use.")]
-# The web UI options `run`, `debug` and `record` share (defaults: agentsight.web).
-ServerHostOpt = Annotated[str, typer.Option("--server-host", help="Web UI address.")]
-ServerPortOpt = Annotated[int, typer.Option("--server-port", help="Web UI port.")]
-ServerTokenOpt = Annotated[str, typer.Option("--server-token", envvar="AGENTSIGHT_TOKEN", show_envvar=True,
-                                             help="Token the web UI requires (default: the one stored in "
-                                             "~/.config/agentsight/web-token; set it off loopback).")]
-
-
-def need_bpf(prefix: str = "", hint: str = "") -> None:
-    """Exit with one line unless eBPF capture can work here (root, bcc, headers, tracefs)."""
-    from agentsight.bpfprog import BpfUnavailable, require_bpf
-
-    try:
-        require_bpf(import_bcc=False)
-    except BpfUnavailable as exc:
-        fail(f"{prefix}{exc}{hint}")
-
-
-def need_port(host: str, port: int) -> None:
-    """Exit with one line when the web UI could not listen on host:port."""
-    from agentsight.capture import port_problem
-
-    problem = port_problem(host, port)
-    if problem:
-        fail(problem)
-
-
-def _load_config(path: Path) -> Any:
-    from agentsight.config import ConfigError, load
-
-    try:
-        return load(path)
-    except ConfigError as exc:
-        typer.echo(f"agentsight: {path}: {len(exc.problems)} problem(s):", err=True)
-        for p in exc.problems:
-            typer.echo(f"  {p}", err=True)
-        raise typer.Exit(2) from None
+from agentsight.web import DEFAULT_HOST, DEFAULT_PORT
 
 
 @app.command()
 def validate(config: ConfigOpt) -> None:
     """Check a pipeline.toml (types, options, inputs, cycles, endpoint clashes) without starting it."""
-    spec = _load_config(config)
+    spec = load_config(config)
     kinds = {k: len(spec.of_kind(k)) for k in ("source", "analyzer", "sink")}
     procs = sum(c.workers for c in spec.components.values()) + (1 if spec.bus.enabled else 0)
     typer.echo(f"{config}: ok: {kinds['source']} sources, {kinds['analyzer']} analyzers, "
@@ -107,13 +52,13 @@ def run(
     server_token: ServerTokenOpt = "",
 ) -> None:
     """Run the pipeline in pipeline.toml until Ctrl-C (or until its sources finish)."""
-    from agentsight.config import validate as validate_spec
-    from agentsight.endpoints import RunDirError
-    from agentsight.supervisor import Supervisor
+    from agentsight.pipeline.config import validate as validate_spec
+    from agentsight.runtime.endpoints import RunDirError
+    from agentsight.runtime.supervisor import Supervisor
 
     def with_server(spec: Any) -> Any:
         """The spec plus a web sink fed what the file's sinks are fed."""
-        from agentsight.config import ComponentSpec
+        from agentsight.pipeline.config import ComponentSpec
 
         inputs = sorted({i for c in spec.of_kind("sink") for i in c.inputs})
         name = next(n for n in ("web_ui", "web_ui_2", "web_ui_3") if n not in spec.components)
@@ -122,7 +67,7 @@ def run(
             options={"host": server_host, "port": server_port, "token": server_token})
         return spec
 
-    spec = _load_config(config)
+    spec = load_config(config)
     if server:
         spec = with_server(spec)
         problems = validate_spec(spec)
@@ -130,7 +75,7 @@ def run(
             fail("; ".join(str(p) for p in problems))
         need_port(server_host, server_port)
     spec.supervisor.watch = watch and spec.supervisor.watch
-    from agentsight.capture import needs_bpf
+    from agentsight.pipeline.presets import needs_bpf
 
     if needs_bpf(spec):
         need_bpf(f"{config}: ")
@@ -143,22 +88,6 @@ def run(
         fail(str(exc))
     typer.echo(sup.summary(), err=True)
     raise typer.Exit(code)
-
-
-def _bus_endpoint(connect: str | None, pipeline: str, runtime_dir: Path | None) -> str:
-    from agentsight.endpoints import RunDir, RunDirError, default_runtime_dir
-
-    if connect:
-        return connect
-    try:
-        run = RunDir(runtime_dir or default_runtime_dir(pipeline))
-        run.check()  # a bus in a directory someone else made could be theirs
-    except RunDirError as exc:
-        fail(str(exc))
-    if not (run.path / "bus").exists():
-        fail(f"no running pipeline {pipeline!r} with a bus at {run.path} (start one with `agentsight run`, "
-             "or pass --connect)")
-    return run.bus_out
 
 
 @app.command()
@@ -174,12 +103,12 @@ def tap(
     duration: Annotated[float, typer.Option(help="Stop after this many seconds (0: no limit).")] = 0.0,
 ) -> None:
     """Print live events from a running pipeline's bus."""
-    from agentsight.bus import load_public_key, load_secret_key
+    from agentsight.commands.render import pretty
     from agentsight.jsonform import event_to_json
-    from agentsight.render import pretty
-    from agentsight.subscriber import Subscriber
+    from agentsight.runtime.bus import load_public_key, load_secret_key
+    from agentsight.runtime.subscriber import Subscriber
 
-    endpoint = _bus_endpoint(connect, pipeline, runtime_dir)
+    endpoint = bus_endpoint(connect, pipeline, runtime_dir)
     try:
         sub = Subscriber(endpoint, prefixes or [""],
                          server_key=load_public_key(server_key) if server_key else None,
@@ -231,8 +160,8 @@ def status(
     """Per-actor state, pid, restarts and received/sent/dropped/errors of a running pipeline."""
     import zmq
 
-    from agentsight.endpoints import RunDir, RunDirError, default_runtime_dir
-    from agentsight.supervisor import actor_table
+    from agentsight.runtime.endpoints import RunDir, RunDirError, default_runtime_dir
+    from agentsight.runtime.supervisor import actor_table
 
     try:
         run = RunDir(runtime_dir or default_runtime_dir(pipeline))
@@ -307,10 +236,11 @@ def serve(
         fail(str(exc))
 
 
-from agentsight import cli_capture as _cli_capture  # noqa: E402,F401  (registers debug, record)
-from agentsight import cli_report as _cli_report  # noqa: E402,F401  (registers report)
-from agentsight import cli_service as _cli_service  # noqa: E402,F401  (registers service)
-from agentsight import cli_top as _cli_top  # noqa: E402,F401  (registers top)
+# The other command groups register themselves on the shared app when imported.
+from agentsight.commands import capture as _capture  # noqa: E402,F401  (debug, record)
+from agentsight.commands import report as _report  # noqa: E402,F401  (report)
+from agentsight.commands import service as _service  # noqa: E402,F401  (service)
+from agentsight.commands import top as _top  # noqa: E402,F401  (top)
 
 
 def main() -> None:

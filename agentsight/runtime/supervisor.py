@@ -16,7 +16,7 @@ Policy lives here; the actor processes own their sockets and hooks.
   file) is not restarted.
 - Stop (Ctrl-C, SIGTERM, all sources finished): every actor is told to stop; the
   end-of-stream cascade drains the graph in topological order (see
-  :mod:`agentsight.runtime`); whatever is still alive after ``graceful_timeout`` is
+  :mod:`agentsight.runtime.actor`); whatever is still alive after ``graceful_timeout`` is
   killed with its whole process group. Signal handlers only set a flag.
 - Reload: the config file is watched; a valid change is applied as added /
   removed / changed sets (options applied in place when the component can, a
@@ -45,9 +45,9 @@ from typing import Any
 import zmq
 
 from agentsight import wire
-from agentsight.config import ComponentSpec, ConfigError, PipelineSpec, load
-from agentsight.endpoints import RunDir, RunDirError, default_runtime_dir, instance_id, private_dir
-from agentsight.runtime import BUS_COMPONENT, EXIT_FATAL
+from agentsight.pipeline.config import ComponentSpec, ConfigError, PipelineSpec, load
+from agentsight.runtime.actor import BUS_COMPONENT, EXIT_FATAL
+from agentsight.runtime.endpoints import RunDir, RunDirError, default_runtime_dir, instance_id, private_dir
 
 __all__ = ["Supervisor", "Instance", "AlreadyRunning", "StartupFailed", "COUNTERS", "actor_table"]
 
@@ -232,7 +232,7 @@ class Supervisor:
         path = self._spec_file(inst.name, inst.worker)
         env = dict(os.environ)
         inst.proc = subprocess.Popen(
-            [sys.executable, "-m", "agentsight.runtime", str(path)],
+            [sys.executable, "-m", "agentsight.runtime.actor", str(path)],
             stdin=subprocess.DEVNULL, start_new_session=True, env=env)
         inst.state = "starting"
         inst.started_at = time.monotonic()

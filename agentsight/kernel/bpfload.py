@@ -1,6 +1,6 @@
 """The short-lived loader: compile an eBPF program with bcc, load it, hand its kernel objects over.
 
-Run by :func:`agentsight.bpfprog.start` as ``python -P bpfload.py FD`` (this file, by path:
+Run by :func:`agentsight.kernel.bpfprog.start` as ``python -P bpfload.py FD`` (this file, by path:
 it imports only the standard library and bcc, never the agentsight package). It reads one JSON
 request on stdin::
 

@@ -159,7 +159,7 @@ class Client:
 
 
 class Subscription:
-    """Live events from the collector, the way :class:`agentsight.subscriber.Subscriber` gives
+    """Live events from the collector, the way :class:`agentsight.runtime.subscriber.Subscriber` gives
     them from a bus: ``recv(timeout)`` returns what arrived (maybe nothing), ``lost`` counts
     events the collector could not queue for us."""
 

@@ -59,7 +59,7 @@ from agentsight.event import Event
 __all__ = ["ExportQueue", "OtlpExport", "KeyedIds", "signal_endpoint", "resolved_url", "TOKEN_BUCKETS",
            "DURATION_BUCKETS"]
 
-log = logging.getLogger("agentsight.otlp")
+log = logging.getLogger("agentsight.recording.otlp")
 
 # The bucket boundaries the GenAI conventions advise for their client histograms.
 TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]

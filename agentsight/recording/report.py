@@ -1,6 +1,6 @@
 """Answers from a recording: the summary `record` prints, tokens, prompts, a JSON export.
 
-Everything here reads a :class:`agentsight.store.Store` and returns plain data;
+Everything here reads a :class:`agentsight.recording.store.Store` and returns plain data;
 the ``format_*`` functions turn it into text for the terminal. The `record`
 summary and `agentsight report summary` are the same function, so what `record`
 prints always matches the recording.
@@ -15,8 +15,8 @@ from collections import defaultdict
 from typing import Any
 
 from agentsight.analysis.mcplink import llm_key
-from agentsight.render import mcp_server, table
-from agentsight.store import USAGE_KEYS, Store
+from agentsight.commands.render import mcp_server, table
+from agentsight.recording.store import USAGE_KEYS, Store
 
 __all__ = ["summary", "format_summary", "tokens", "format_tokens", "prompts", "format_prompts", "export",
            "GROUPS", "WRITE_FLAGS", "mcp_summary", "mcp_calls"]

@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     import psutil
 
 from agentsight.analysis.sessions import agent_kind
+from agentsight.commands.render import mcp_server
 from agentsight.event import Event
-from agentsight.render import mcp_server
 
 __all__ = ["Row", "TopModel", "SORT_KEYS", "TOPICS", "format_plain", "COLUMNS", "LEFT", "LAST", "cells"]
 
@@ -240,7 +240,7 @@ def cells(row: Row, now_ns: int) -> list[str]:
 
 
 def format_plain(rows: list[Row], now_ns: int | None = None) -> str:
-    from agentsight.render import table
+    from agentsight.commands.render import table
 
     now = now_ns or time.time_ns()
     if not rows:

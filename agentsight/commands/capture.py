@@ -9,8 +9,16 @@ from typing import Annotated, Any
 
 import typer
 
-from agentsight.capture import Capture, CaptureError, build_spec, needs_bpf, parse_extra
-from agentsight.cli import ServerHostOpt, ServerPortOpt, ServerTokenOpt, app, fail, need_bpf, need_port
+from agentsight.commands.common import (
+    ServerHostOpt,
+    ServerPortOpt,
+    ServerTokenOpt,
+    app,
+    fail,
+    need_bpf,
+    need_port,
+)
+from agentsight.pipeline.presets import Capture, CaptureError, build_spec, needs_bpf, parse_extra
 from agentsight.web import DEFAULT_HOST, DEFAULT_PORT
 
 # The stdio source's largest capture per call (agentsight.actors.sources.stdio.MAX_BYTES_LIMIT,
@@ -73,8 +81,8 @@ def otel_line(sup: Any, endpoint: str) -> str | None:
 def run_capture(cap: Capture, *, on_running: Any = None, should_stop: Any = None,
                 summary: bool = True) -> tuple[int, Any]:
     """Validate and run a capture pipeline under the supervisor; returns its exit code and the supervisor."""
-    from agentsight.endpoints import RunDirError
-    from agentsight.supervisor import AlreadyRunning, Supervisor
+    from agentsight.runtime.endpoints import RunDirError
+    from agentsight.runtime.supervisor import AlreadyRunning, Supervisor
 
     try:
         spec = build_spec(cap.pipeline())
@@ -224,7 +232,7 @@ def debug(
            server, otel, http_filter, ssl_filter, cap.extra, standalone, ssl_uid >= 0, stdio_uid >= 0, stdio_all_fds,
            stdio_max_bytes, duration, mode, kind in ("system", "stdio"), kind == "mcp" and bool(pid or comm))
     if not any(own) and not sse_merge:
-        from agentsight import collector
+        from agentsight.runtime import collector
 
         if collector.running():
             raise typer.Exit(_debug_from_collector(cap, pid, bool(cap.tree), comm))
@@ -235,8 +243,8 @@ def _debug_from_collector(cap: Capture, pid: int, tree: bool, comm: str) -> int:
     """`debug` reading the running collector's events (what it shows, as a capture of its own would)."""
     import signal
 
-    from agentsight.collector import CollectorError, Subscription
     from agentsight.event import Event
+    from agentsight.runtime.collector import CollectorError, Subscription
 
     topics = cap.console_topics or [""]
     if not cap.http:  # a debug ssl/process shows what those sources give, before any parsing
@@ -278,7 +286,7 @@ def dump_bpf(
     options: Annotated[list[str] | None, typer.Argument(help="Source options as --name value (after --).")] = None,
 ) -> None:
     """Print the final eBPF C a source would load (no root needed)."""
-    from agentsight.registry import UnknownType, component_class
+    from agentsight.pipeline.registry import UnknownType, component_class
 
     if source not in ("ssl", "process", "stdio"):
         fail(f"{source!r} has no eBPF program (choose ssl, process or stdio)")
@@ -288,7 +296,7 @@ def dump_bpf(
         src = cls(source, opts)
     except (CaptureError, UnknownType, ValueError) as exc:
         fail(str(exc))
-    from agentsight import bpfprog
+    from agentsight.kernel import bpfprog
 
     sys.stdout.write(bpfprog.program_text(source, src.defines()))  # type: ignore[attr-defined]
 
@@ -304,7 +312,7 @@ def find_tls(
     installing or updating it spares its first recorded run the search (~1 s), during
     which its first calls could not be seen. A directory is searched for ELF files.
     """
-    from agentsight import tlslibs
+    from agentsight.kernel import tlslibs
 
     files: list[tuple[Path, bool]] = []  # (file, named on the command line)
     for path in paths:
@@ -392,9 +400,9 @@ def _record_through_collector(cmd: list[str], db: Path | None, name: str) -> int
     import threading
     import time
 
-    from agentsight.collector import Client, CollectorError
-    from agentsight.report import format_summary, summary
-    from agentsight.store import Store
+    from agentsight.recording.report import format_summary, summary
+    from agentsight.recording.store import Store
+    from agentsight.runtime.collector import Client, CollectorError
 
     path = db or Path(time.strftime("agentsight-%Y%m%d-%H%M%S.db"))
     described = shlex.join(cmd)
@@ -554,8 +562,8 @@ def record(
     import subprocess
     import time
 
-    from agentsight.report import format_summary, summary
-    from agentsight.store import Store
+    from agentsight.recording.report import format_summary, summary
+    from agentsight.recording.store import Store
 
     cmd = list(command or [])
     if not cmd and not comm and not pid:
@@ -572,7 +580,7 @@ def record(
                                      ("--disable-auth-removal", disable_auth_removal), ("--events", events),
                                      ("--otel", bool(otel)), ("--standalone", standalone)) if on]
     if cmd and not private:
-        from agentsight import collector
+        from agentsight.runtime import collector
 
         if collector.running():
             raise typer.Exit(_record_through_collector(cmd, db, name))

@@ -44,7 +44,7 @@ from pathlib import Path
 
 __all__ = ["LinkState", "link_key"]
 
-log = logging.getLogger("agentsight.linkstate")
+log = logging.getLogger("agentsight.runtime.linkstate")
 
 MAGIC = b"ASLS"
 VERSION = 2

@@ -5,11 +5,11 @@
 - ``require_bpf()`` turns "no root" / "no bcc" / "no kernel headers" into one-line
   :class:`BpfUnavailable` errors that say what to run.
 - ``load(name, defines, programs)`` (or ``start(...).wait()``) compiles and loads with bcc in a
-  short-lived child process (:mod:`agentsight.bpfload`) that hands the kernel objects over
+  short-lived child process (:mod:`agentsight.kernel.bpfload`) that hands the kernel objects over
   (SCM_RIGHTS) and exits; it returns a :class:`Program`.
 - :class:`Program` is the one interface the sources use: maps by name, ring buffers with
   their record callbacks, uprobes / uretprobes / tracepoints attached at any time, ``close``.
-  It works the fds through libbpf1 (:mod:`agentsight.libbpf`).
+  It works the fds through libbpf1 (:mod:`agentsight.kernel.libbpf`).
 - ``trim_heap()`` gives back what loading and the first scans freed.
 - ``BootClock`` converts the kernel's boot-time nanoseconds (``bpf_ktime_get_boot_ns``)
   to wall-clock nanoseconds, the same way in every source.
@@ -37,8 +37,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from agentsight import libbpf
-from agentsight.libbpf import BpfError, Map, RecordCallback
+from agentsight.kernel import libbpf
+from agentsight.kernel.libbpf import BpfError, Map, RecordCallback
 
 __all__ = ["BpfUnavailable", "BpfError", "program_text", "require_bpf", "start", "load", "Loading", "Program",
            "Map", "BootClock", "bpf_dir", "trim_heap", "KPROBE", "TRACEPOINT"]

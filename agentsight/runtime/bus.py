@@ -29,11 +29,11 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 from agentsight import wire
-from agentsight.config import BusSpec
+from agentsight.pipeline.config import BusSpec
 
 __all__ = ["BusProxy", "load_secret_key", "load_public_key"]
 
-log = logging.getLogger("agentsight.bus")
+log = logging.getLogger("agentsight.runtime.bus")
 
 SYNC_EVERY = 1.0   # seconds between the bus's sync frames
 SYNC_FOR = 60.0    # a numbering is said this long after its last frame
@@ -149,8 +149,8 @@ class BusProxy:
 
 
 def main(spec: dict[str, Any], run: Any, control_id: str) -> int:
-    """Bus process entry (called from agentsight.runtime's main for component ``bus``)."""
-    from agentsight.config import spec_from_dict
+    """Bus process entry (called from agentsight.runtime.actor's main for component ``bus``)."""
+    from agentsight.pipeline.config import spec_from_dict
 
     pipeline = spec_from_dict(spec["pipeline"])
     ctx: zmq.Context[Any] = zmq.Context()

@@ -19,8 +19,8 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentsight.config import PipelineSpec, parse, validate
-from agentsight.registry import component_class
+from agentsight.pipeline.config import PipelineSpec, parse, validate
+from agentsight.pipeline.registry import component_class
 from agentsight.web import DEFAULT_HOST, DEFAULT_PORT
 
 __all__ = ["Capture", "CaptureError", "parse_extra", "build_spec", "port_problem", "needs_bpf"]

@@ -2,7 +2,7 @@
 
 One collector per machine: the shipped pipeline ``config/collector.toml`` (every agent on
 the machine, one SQLite store with retention under /var/lib/agentsight, the web UI on
-127.0.0.1:7395), run by the same :class:`~agentsight.supervisor.Supervisor` as
+127.0.0.1:7395), run by the same :class:`~agentsight.runtime.supervisor.Supervisor` as
 ``agentsight run``, under the pipeline name ``collector`` (runtime dir
 /run/agentsight/collector).
 
@@ -34,7 +34,7 @@ from typing import Annotated, Any
 
 import typer
 
-from agentsight.cli import _load_config, app, fail, need_bpf
+from agentsight.commands.common import app, fail, load_config, need_bpf
 
 __all__ = ["service_app", "unit_text", "shipped_config", "with_db", "collector_info", "web_binding", "Layout",
            "UNIT_NAME"]
@@ -90,7 +90,7 @@ def shipped_config() -> Path:
             return path
     except ModuleNotFoundError:  # an editable install made before config/ became package data
         pass
-    return Path(__file__).resolve().parents[1] / "config" / "collector.toml"
+    return Path(__file__).resolve().parents[2] / "config" / "collector.toml"
 
 
 def default_config() -> Path:
@@ -295,9 +295,9 @@ def run_collector(
     watch: Annotated[bool, typer.Option(help="Apply changes to the config while running.")] = True,
 ) -> None:
     """Run the collector in the foreground until SIGTERM / Ctrl-C (what the systemd unit starts)."""
-    from agentsight.capture import needs_bpf, port_problem
-    from agentsight.endpoints import RunDirError
-    from agentsight.supervisor import Supervisor
+    from agentsight.pipeline.presets import needs_bpf, port_problem
+    from agentsight.runtime.endpoints import RunDirError
+    from agentsight.runtime.supervisor import Supervisor
     from agentsight.web.guard import TOKEN_ENV, TOKEN_FILE_ENV
 
     config = (config or default_config()).absolute()
@@ -311,7 +311,7 @@ def run_collector(
         elif os.geteuid() == 0:
             token_file = MACHINE.token_file
             os.environ[TOKEN_FILE_ENV] = str(token_file)
-    spec = _load_config(config)
+    spec = load_config(config)
     if db is not None:
         try:
             with_db(spec, db)
@@ -402,7 +402,7 @@ def install(
         source = config.absolute()
     else:  # an edited copy installed before stays, and is what the unit will run
         source = installed if installed.is_file() else shipped_config()
-    spec = _load_config(source)  # checked before anything is written
+    spec = load_config(source)  # checked before anything is written
     if db is not None:
         db = db.absolute()
         try:
@@ -427,8 +427,8 @@ def install(
     said.insert(0, f"unit {unit}")
     typer.echo("installed " + ", ".join(said))
     if layout.root == Path("/"):
-        from agentsight.bpfprog import BpfUnavailable, require_bpf
-        from agentsight.capture import needs_bpf
+        from agentsight.kernel.bpfprog import BpfUnavailable, require_bpf
+        from agentsight.pipeline.presets import needs_bpf
 
         try:
             if needs_bpf(spec):
@@ -521,7 +521,7 @@ def _ask_collector(runtime_dir: Path | None, timeout: float = 3.0) -> dict[str, 
     """The running collector's supervisor report (and its service.json), or why there is none."""
     import zmq
 
-    from agentsight.endpoints import RunDir, RunDirError, default_runtime_dir
+    from agentsight.runtime.endpoints import RunDir, RunDirError, default_runtime_dir
 
     machine = ROOT_RUN_DIR / PIPELINE
     try:

@@ -1,0 +1,1 @@
+"""The `agentsight` command line: one module per command group."""
