@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+
+import pytest
 
 from agentsight.actors.analyzers.annotate import Annotate
 from agentsight.actors.sinks.jsonl import JsonlSink
 from agentsight.actors.sources.generator import Generator
 from agentsight.actors.sources.replay import Replay
+from agentsight.event import Event
 from agentsight.runtime.actor import partition_key, stable_hash
 from agentsight.runtime.linkstate import LinkState
 
@@ -63,11 +68,25 @@ def test_jsonl_rotates(tmp_path):
 
 
 def test_partitioning_is_stable_across_processes():
-    assert stable_hash("conn-1") == stable_hash("conn-1") == 2_434_224_036 or stable_hash("conn-1") > 0
-    key = partition_key("data.conn")
-    e = Generator("g", {"count": 1}).poll(0)[0]
-    e.data["conn"] = "123:7f00"
-    assert stable_hash(key(e)) == stable_hash("123:7f00")
+    # CRC-32 (IEEE) of the UTF-8 bytes: 0xCBF43926 is that CRC's published check value for "123456789".
+    assert stable_hash("123456789") == 0xCBF4_3926
+    assert stable_hash(b"123456789") == 0xCBF4_3926
+    assert stable_hash("conn-1") == 0xCC84_0004
+    assert stable_hash(None) == 0
+    assert stable_hash(7) == 7 and stable_hash(-1) == 0x7FFF_FFFF  # ints are their own key, made non-negative
+    # Python's own str hash is salted per process: another process, another salt, the same values.
+    other = subprocess.run([sys.executable, "-c", "from agentsight.runtime.actor import stable_hash as h\n"
+                            "print(h('conn-1'), h('123:7f00'))"],
+                           env={**os.environ, "PYTHONHASHSEED": "random"}, capture_output=True, text=True, check=True)
+    assert other.stdout.split() == [str(stable_hash("conn-1")), str(stable_hash("123:7f00"))]
+
+
+def test_partition_key_reads_the_field_it_names():
+    e = Event("ssl.data", 1, "ssl", pid=12, tid=13, comm="node", data={"conn": "123:7f00"})
+    assert [partition_key(f)(e) for f in ("pid", "tid", "comm", "data.conn", "data.absent")] == \
+        [12, 13, "node", "123:7f00", None]
+    with pytest.raises(ValueError):
+        partition_key("conn")
 
 
 def test_link_state_survives_reopen(tmp_path):
