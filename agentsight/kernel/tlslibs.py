@@ -159,6 +159,70 @@ def _plan(elf: _Elf, func: str, addr: int, size: int) -> ProbeSite:
     return ProbeSite(func, addr, addr + 4, callee, via_callee=True)
 
 
+@dataclass(frozen=True)
+class DisplacedSite:
+    """Probes for a function whose own entry another tracer holds (see :func:`displaced_site`):
+    the entry one instruction in, the return at each of its ``ret`` instructions."""
+
+    entry: int
+    rets: tuple[int, ...]
+
+
+# Argument registers the entry programs read (System V x86-64: the first four arguments).
+_ARG_REGS = ("rdi", "rsi", "rdx", "rcx", "edi", "esi", "edx", "ecx", "di", "si", "dx", "cx", "dil", "sil", "dl", "cl")
+
+
+def displaced_site(path: str, func: str, stack_args: bool = False) -> DisplacedSite | str:
+    """Where to probe ``func`` of ``path`` when the kernel refuses its entry address.
+
+    The kernel allows one probe per address, with one reference-counter offset: a probe left
+    there by another tracer with another offset (bcc 0.26's Python ``attach_uprobe`` passes an
+    uninitialised one; a tracer killed while unregistering leaks its probe until reboot) makes
+    every later attach there fail. The function's first instruction moves no argument register
+    and is no branch, so a probe after it sees the same arguments; a probe on each ``ret`` sees
+    the return value, as a return probe would, provided the function leaves only through its
+    ``ret``s (no tail call). ``stack_args``: the entry program reads arguments on the stack, so
+    the first instruction may not move the stack pointer either. Returns the site or why not."""
+    import capstone
+    import capstone.x86 as x86
+
+    try:
+        with open(path, "rb") as f:
+            elf = _Elf(f)
+            if not elf.x86_64:
+                return "not x86-64"
+            found = elf.function(func)
+            if found is None or found[1] <= 0:
+                return f"{func} has no symbol with a size"
+            addr, size = found
+            code = elf.code(addr, size)
+    except (OSError, ELFError) as exc:
+        return f"cannot read {path}: {exc}"
+    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    md.detail = True
+    insns = list(md.disasm(code, addr))
+    if not insns or insns[-1].address + insns[-1].size != addr + size:
+        return "its code does not decode whole"
+    first = insns[0]
+    if any(first.group(g) for g in (capstone.CS_GRP_JUMP, capstone.CS_GRP_CALL, capstone.CS_GRP_RET)):
+        return "it starts with a branch"
+    _, written = first.regs_access()
+    names = {first.reg_name(r) for r in written}
+    if names & set(_ARG_REGS) or (stack_args and "rsp" in names):
+        return f"its first instruction ({first.mnemonic} {first.op_str}) moves an argument"
+    rets = []
+    for ins in insns:
+        if ins.group(capstone.CS_GRP_RET):
+            rets.append(ins.address)
+        elif ins.group(capstone.CS_GRP_JUMP):
+            op = ins.operands[0] if ins.operands else None
+            if op is None or op.type != x86.X86_OP_IMM or not addr <= op.imm < addr + size:
+                return f"it jumps out at {ins.address:#x} (a tail call: its returns are not all visible)"
+    if not rets:
+        return "it has no ret"
+    return DisplacedSite(first.address + first.size, tuple(rets))
+
+
 # A static build with a TLS stack compiled in is large (BoringSSL or aws-lc alone is several MB).
 _STATIC_MIN_BYTES = 4 << 20
 

@@ -185,6 +185,44 @@ def test_curl(server: Server, cert: tuple[Path, Path], tmp_path: Path) -> None:
     assert {e.comm for e in cap.data} == {"curl"}
 
 
+def test_curl_when_another_tracer_holds_ssl_write(server: Server, cert: tuple[Path, Path], tmp_path: Path) -> None:
+    """A probe another tracer left on SSL_write with another reference-counter offset (what bcc
+    0.26's Python attach_uprobe does; a tracer killed mid-unregister leaks it until reboot)
+    makes the kernel refuse that address: SSL_write is probed one instruction in and at its ret."""
+    import ctypes
+
+    from agentsight.kernel import libbpf, tlslibs
+
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    system = next((p for p in tlslibs.system_library_paths() if Path(p).name == "libssl.so.3"), None)
+    if system is None:
+        pytest.skip("no system libssl.so.3")
+    libdir = tmp_path / "lib"
+    libdir.mkdir()
+    lib = libdir / "libssl.so.3"
+    shutil.copy(system, lib)  # a file of its own: the probe below touches no other test
+    found = tlslibs.inspect_elf(str(lib))
+    assert found is not None
+    (write,) = [site for site in found.sites if site.func == "SSL_write"]
+    pmu_type, _ = libbpf.uprobe_pmu()
+    name = ctypes.create_string_buffer(str(lib).encode())
+    foreign = libbpf._perf_event_open(libbpf._perf_attr(pmu_type, 6 << 32, ctypes.addressof(name),
+                                                        libbpf.file_offset(str(lib), write.symbol)),
+                                      -1, 0, "the other tracer's probe")
+    try:
+        url = f"https://localhost:{server.port}/size"
+        cap = capture(["env", f"LD_LIBRARY_PATH={libdir}", "curl", "--http1.1", "-sS", "-o", "/dev/null",
+                       "--cacert", str(cert[0]), "--resolve", f"localhost:{server.port}:127.0.0.1",
+                       "--data-binary", "small", f"{url}/10"], binary_path=[str(lib)], system_libs=False)
+    finally:
+        os.close(foreign)
+    assert_same_plaintext(cap, server)
+    (attached,) = [e.data for e in cap.events if e.topic == "ssl.attached"]
+    assert "SSL_write (displaced)" in attached["probes"] and "SSL_read" in attached["probes"]
+    assert cap.stats.get("probes_displaced", 0) >= 1
+
+
 def test_node(server: Server, cert: tuple[Path, Path]) -> None:
     node = shutil.which("node")
     if node is None:

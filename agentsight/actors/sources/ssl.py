@@ -46,6 +46,7 @@ read, ``truncated`` calls cut by ``max_bytes``. The periodic rescan counts its
 from __future__ import annotations
 
 import ctypes
+import errno
 import logging
 import os
 import socket
@@ -444,12 +445,18 @@ class SslSource(Source):
                     try:
                         self._probe_pair(lib.path, fast.symbol, plain_enter, fast.symbol, plain_leave, pid)
                     except Exception as again:
-                        failed.append(f"{fast.func}: {exc}; at its symbol: {again}")
+                        exc = bpfprog.BpfError(getattr(again, "errno", 0), f"{exc}; at its symbol: {again}")
+                    else:
+                        self.count("probes_at_symbol")
+                        probes.append(fast.func)
                         continue
-                    self.count("probes_at_symbol")
-                    probes.append(fast.func)
+                func = name.split("+")[0]
+                why = self._probe_displaced(lib, func, *_PLAIN_PROGRAMS.get(func, (enter_fn, leave_fn)), pid, exc)
+                if why is None:
+                    self.count("probes_displaced")
+                    probes.append(f"{func} (displaced)")
                     continue
-                failed.append(f"{name.split('+')[0]}: {exc}")
+                failed.append(f"{func}: {why}")
                 continue
             probes.append(name)
         if failed:
@@ -466,6 +473,34 @@ class SslSource(Source):
         self._out.append(Event("ssl.attached", time.time_ns(), self.name, data={
             "path": lib.path, "dev": lib.dev, "inode": lib.inode, "probes": probes, "found_by": lib.found_by,
             "search_ms": round(lib.search_s * 1000, 1)}))
+
+    def _probe_displaced(self, lib: tlslibs.TlsLibrary, func: str, enter_fn: str, leave_fn: str, pid: int,
+                         exc: Exception) -> str | None:
+        """When the kernel refused a function's address because another tracer holds a probe
+        there (EINVAL: see agentsight.kernel.libbpf), probe it one instruction in and on each of
+        its ``ret``s instead (:func:`agentsight.kernel.tlslibs.displaced_site`). None when done,
+        else why not (with the first error)."""
+        if getattr(exc, "errno", 0) != errno.EINVAL or lib.found_by != "exports":
+            return str(exc)
+        site = tlslibs.displaced_site(lib.path, func, stack_args=func in tlslibs.AEAD_FUNCS)
+        if isinstance(site, str):
+            return f"{exc}; moved past its first instruction: not possible, {site}"
+        assert self._bpf is not None
+        done: list[tuple[tuple[str, int, str], tuple[str, ...]]] = []
+        try:
+            for addr, fn_name in ((site.entry, enter_fn), *((ret, leave_fn) for ret in site.rets)):
+                key = (lib.path, addr, "p")
+                if key not in self._attached:
+                    done.append((key, self._bpf.attach_uprobe(lib.path, addr, fn_name, pid)))
+                    self._attached.add(key)
+        except Exception as again:
+            for key, link in done:
+                self._bpf.detach(link)
+                self._attached.discard(key)
+            return f"{exc}; moved past its first instruction: {again}"
+        log.info("ssl: %s of %s probed one instruction in and at its %d ret(s): another tracer holds its "
+                 "entry", func, lib.path, len(site.rets))
+        return None
 
     def _attach_aead_tracepoints(self) -> None:
         """Tie AEAD records to sockets: the syscall tracepoints, once (they cost every read/write)."""
