@@ -10,7 +10,6 @@ overtake the process's last TLS records on their way here. Workers partition by 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -41,7 +40,8 @@ class Http(Analyzer):
         o = self.options
         self.streams = HttpStreams(source=name, redact=o["redact"], max_body=o["max_body"],
                                    stream_chunks=o["stream_chunks"], emit_messages=o["messages"])
-        self._closing: dict[int, tuple[float, int]] = {}  # pid -> (monotonic deadline, exit ts_ns)
+        # pid -> (deadline on tick's clock, None until the first tick after the exit; exit ts_ns)
+        self._closing: dict[int, tuple[int | None, int]] = {}
 
     def apply_options(self, changed: set[str]) -> None:
         self.streams.redact = self.options["redact"]
@@ -51,18 +51,22 @@ class Http(Analyzer):
             out = self.streams.feed(event)
             return [event, *out] if self.options["raw"] else out
         if event.topic == "process.exit":
-            self._closing[event.pid] = (time.monotonic() + self.options["exit_grace_ms"] / 1000, event.ts_ns)
+            self._closing[event.pid] = (None, event.ts_ns)
         return (event,)
 
     def tick(self, now_ns: int) -> Iterable[Event]:
         self.stats.update(self.streams.stats.as_dict())
         if not self._closing:
             return ()
-        now = time.monotonic()
-        due = [pid for pid, (deadline, _) in self._closing.items() if deadline <= now]
+        grace_ns = self.options["exit_grace_ms"] * 1_000_000
         out: list[Event] = []
-        for pid in due:
-            out += self.streams.close_pid(pid, self._closing.pop(pid)[1])
+        for pid, (deadline, exit_ts) in list(self._closing.items()):
+            if deadline is None:  # the grace period runs from the first tick that sees the exit
+                deadline = now_ns + grace_ns
+                self._closing[pid] = (deadline, exit_ts)
+            if deadline <= now_ns:
+                del self._closing[pid]
+                out += self.streams.close_pid(pid, exit_ts)
         return out
 
     def settle(self, pids: list[int]) -> Iterable[Event]:
