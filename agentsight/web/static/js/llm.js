@@ -1,7 +1,7 @@
 // LLM calls: totals, tokens over time (uPlot), the list of calls and one call in full:
 // system prompt, messages with tool calls and results, tools offered, the answer, usage, cost, timing,
 // and the MCP calls that ran its tool calls or whose results it carried (the thread to MCP).
-import { api, fmt, h, fill, clock, jsonView, textOf } from "./util.js";
+import { api, fmt, h, fill, jsonView, textOf, timeAxis } from "./util.js";
 import { loadMcp, mcpWhat, statusPill } from "./mcp.js";
 
 export class LlmView {
@@ -99,16 +99,17 @@ export class LlmView {
       xs.push(x.ts_ns / 1e9); inp.push(a); out.push(b); cache.push(d);
     }
     if (xs.length === 1) { xs.unshift(xs[0] - 1); inp.unshift(0); out.unshift(0); cache.unshift(0); }
-    const axis = { stroke: "#646e82", grid: { stroke: "#1a202c", width: 1 }, ticks: { stroke: "#1a202c" }, font: "10.5px Inter, sans-serif" };
+    const font = "11px Inter, sans-serif";
+    const axis = { stroke: "#646e82", grid: { stroke: "#1a202c", width: 1 }, ticks: { stroke: "#1a202c" }, font };
     const stepped = uPlot.paths.stepped({ align: 1 });
-    this.chart = new uPlot({
+    const chart = this.chart = new uPlot({
       width: Math.max(300, this.chartEl.clientWidth - 24), height: 176,
       padding: [22, 12, 0, 4],
       legend: { show: false },
       cursor: { points: { size: 6 }, drag: { x: false, y: false } },
       scales: { x: { time: true }, tok: {}, out: {} },
       axes: [
-        { ...axis, values: (u, splits) => splits.map((v) => clock(v, u.scales.x.max - u.scales.x.min)) },
+        { ...axis, ...timeAxis(font) },
         { ...axis, scale: "tok", size: 52, values: (u, v) => v.map((x) => fmt.compact(x)) },
         { ...axis, scale: "out", side: 1, size: 48, grid: { show: false }, values: (u, v) => v.map((x) => fmt.compact(x)) },
       ],
@@ -119,6 +120,10 @@ export class LlmView {
         { label: "output (right axis)", scale: "out", stroke: "#bb9af7", width: 2, paths: stepped, value: (u, v) => fmt.num(v) },
       ],
     }, [xs, inp, cache, out], this.chartEl);
+    // Drawn before Inter arrived, the labels were spaced and drawn for the fallback font: again with Inter.
+    if (document.fonts && !document.fonts.check(font)) {
+      document.fonts.load(font).then(() => { if (this.chart === chart) chart.redraw(false, true); }, () => {});
+    }
   }
 
   renderList() {

@@ -77,6 +77,79 @@ export function clock(sec, span) {
   return `${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3).slice(0, span > 2 ? 1 : 3)}`;
 }
 
+// A uPlot x axis over a time scale in seconds whose labels never run into each other: the tick
+// increment is the smallest one whose ticks lie at least a label's width (measured in the axis font
+// with the fonts the page has now) plus a gap apart, and each increment has its own format: ms,
+// seconds, HH:MM (a midnight tick shows its date), dates, months, years. uPlot calls `space` with
+// the plot's width and range and takes the first increment whose ticks are at least that far apart,
+// so `space` returns exactly the spacing of the increment chosen here.
+const MINUTE = 60, HOUR = 3600, DAY = 86400, MONTH = 30 * DAY, YEAR = 365 * DAY;
+const TIME_INCRS = [
+  0.001, 0.002, 0.005, 0.01, 0.02, 0.025, 0.05, 0.1, 0.2, 0.25, 0.5,
+  1, 2, 5, 10, 15, 30, MINUTE, 2 * MINUTE, 5 * MINUTE, 10 * MINUTE, 15 * MINUTE, 30 * MINUTE,
+  HOUR, 2 * HOUR, 3 * HOUR, 4 * HOUR, 6 * HOUR, 8 * HOUR, 12 * HOUR,
+  DAY, 2 * DAY, 3 * DAY, 4 * DAY, 5 * DAY, 7 * DAY, 10 * DAY, 15 * DAY,
+  MONTH, 2 * MONTH, 3 * MONTH, 4 * MONTH, 6 * MONTH, YEAR, 2 * YEAR, 5 * YEAR, 10 * YEAR, 25 * YEAR, 50 * YEAR, 100 * YEAR,
+];
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const LABEL_GAP = 14;  // CSS px of blank between two labels
+
+const decimals = (incr) => { let d = 0; while (d < 3 && Math.abs(Math.round(incr * 10 ** d) - incr * 10 ** d) > 1e-9) d++; return d; };
+const hhmm = (d) => `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+const hhmmss = (d) => `${hhmm(d)}:${pad(d.getSeconds())}`;
+const monthDay = (d) => `${MONTHS[d.getMonth()]} ${d.getDate()}`;
+
+// One tick's label for a tick increment of `incr` seconds.
+export function timeLabel(sec, incr) {
+  const d = new Date(Math.round(sec * 1000));
+  if (incr < 1) return `${hhmmss(d)}.${pad(d.getMilliseconds(), 3).slice(0, decimals(incr))}`;
+  if (incr < MINUTE) return hhmmss(d);
+  if (incr < DAY) return d.getHours() === 0 && d.getMinutes() === 0 ? monthDay(d) : hhmm(d);
+  if (incr < MONTH) return monthDay(d);
+  if (incr < YEAR) return `${MONTHS[d.getMonth()]} ${d.getFullYear()}`;
+  return String(d.getFullYear());
+}
+
+let measureCtx = null;
+// The widths (CSS px) of a label's parts in `font`, with the fonts the page has now.
+function metrics(font) {
+  measureCtx ||= document.createElement("canvas").getContext("2d");
+  measureCtx.font = font;
+  const w = (s) => measureCtx.measureText(s).width;
+  return { digit: Math.max(...[..."0123456789"].map(w)), month: Math.max(...MONTHS.map(w)), colon: w(":"), dot: w("."), space: w(" ") };
+}
+
+// The widest label of an increment's format (every digit as wide as the font's widest).
+function labelWidth(m, incr) {
+  const date = m.month + m.space + 2 * m.digit;
+  if (incr < 1) return (6 + decimals(incr)) * m.digit + 2 * m.colon + m.dot;
+  if (incr < MINUTE) return 6 * m.digit + 2 * m.colon;
+  if (incr < DAY) return Math.max(4 * m.digit + m.colon, date);
+  if (incr < MONTH) return date;
+  if (incr < YEAR) return m.month + m.space + 4 * m.digit;
+  return 4 * m.digit;
+}
+
+// Axis options (merge into the axis): the font must be the axis's own `font`, in whole CSS pixels
+// (uPlot scales the size for the screen and mangles fractional sizes such as 10.5px).
+export function timeAxis(font) {
+  return {
+    font,
+    incrs: TIME_INCRS,
+    space: (u, axisIdx, min, max, dim) => {
+      const range = max - min;
+      if (!(range > 0) || !(dim > 0)) return 50;
+      const m = metrics(font);
+      for (const incr of TIME_INCRS) {
+        const px = dim * incr / range;  // as uPlot computes it
+        if (px >= labelWidth(m, incr) + LABEL_GAP) return px * (1 - 1e-9);
+      }
+      return dim;
+    },
+    values: (u, splits, axisIdx, space, incr) => splits.map((v) => timeLabel(v, incr)),
+  };
+}
+
 // Replace el's children with `children`, under h()'s rules: null, undefined and false are skipped, arrays
 // flattened. (The DOM's own append writes null as the text "null": "nullnull" where two optional parts were missing.)
 export function fill(el, ...children) {
