@@ -25,13 +25,11 @@ from typing import Any
 import pytest
 
 from agentsight.actors.sources.ssl import SslSource
-from agentsight.analysis.httpstream import HttpStreams
-from agentsight.analysis.llm import LlmCalls
-from agentsight.analysis.sse import SseMerge
 from agentsight.demo.agent import ANTHROPIC_KEY, NODE_KEY, OPENAI_KEY
 from agentsight.demo.llm_server import read_log
 from agentsight.event import Event
 from tests.bpf.conftest import run_gated
+from tests.chain import Chain
 
 pytestmark = pytest.mark.bpf
 pytest.importorskip("openai")
@@ -88,13 +86,7 @@ class Run:
         self.events = events
         self.root = root
         self.data = [e for e in events if e.topic == "ssl.data"]
-        http, sse, llm = HttpStreams(redact=True), SseMerge(), LlmCalls(redact=True)
-        self.out: list[Event] = []
-        for batch in [http.feed(e) for e in self.data] + [http.flush()]:
-            for ev in batch:
-                for merged in sse.feed(ev):
-                    self.out.append(merged)
-                    self.out += llm.feed(merged)
+        self.out = Chain().run(self.data)
         # In request order: a stream whose terminator was never read completes only at the flush.
         self.calls = sorted((e for e in self.out if e.topic == "llm.call"),
                             key=lambda e: e.data["ts_request_start_ns"])

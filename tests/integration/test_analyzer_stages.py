@@ -13,8 +13,9 @@ import subprocess
 
 from agentsight.event import Event
 from agentsight.jsonform import event_to_json, to_jsonable
+from tests.chain import llm_calls, run_chain
 from tests.conftest import AGENTSIGHT, read_jsonl
-from tests.unit.test_llm_fixtures import NAMES, SECRETS, pipeline, stable, wire
+from tests.unit.test_llm_fixtures import NAMES, SECRETS, stable, wire
 
 
 def capture(path, raw_conns: int = 2) -> dict[str, list[tuple[str, bytes]]]:
@@ -87,7 +88,7 @@ def test_llm_calls_from_a_replayed_capture_match_in_process_analysis(pipeline, w
 
     expected = []
     for records in per_conn.values():
-        expected += [c.data for c in pipeline_calls(records)]
+        expected += [c.data for c in llm_calls(run_chain(records))]
     # The filter runs after llm: the Anthropic calls stay, the http.* records of their exchanges go.
     assert len(calls) == len(NAMES)
     assert sorted(c["api"] for c in calls) == sorted(c["api"] for c in expected)
@@ -107,10 +108,6 @@ def test_llm_calls_from_a_replayed_capture_match_in_process_analysis(pipeline, w
         assert secret in cap.read_text()
         assert secret not in text
     assert "no events lost" in p.stderr()
-
-
-def pipeline_calls(records):
-    return pipeline(records)[1]
 
 
 def jsonish(value):

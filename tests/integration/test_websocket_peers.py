@@ -20,16 +20,13 @@ import aiohttp
 import pytest
 from aiohttp import WSMsgType, web
 
-from agentsight.analysis.httpstream import HttpStreams
-from agentsight.analysis.llm import LlmCalls
-from agentsight.analysis.sse import SseMerge
 from agentsight.event import Event
 from agentsight.jsonform import event_to_json, to_jsonable
+from tests.chain import Chain, Records, ssl_events
 from tests.conftest import read_jsonl
 from tests.integration.test_analyzer_stages import config
 
 SECRET = "sk-proj-Xq7fT2mLw9RkZc4VbN1aHs8DpE3uYo6Gj0iKl5MnOp"
-Records = list[tuple[str, bytes]]
 Handler = Callable[[web.WebSocketResponse], Awaitable[None]]
 Client = Callable[[aiohttp.ClientWebSocketResponse], Awaitable[None]]
 
@@ -86,19 +83,11 @@ def converse(handler: Handler, client: Client, **kw: Any) -> Records:
 
 
 def stages(records: Records) -> list[Event]:
-    """HttpStreams -> SseMerge -> LlmCalls, as the http, sse and llm actors chain them."""
-    http, sse, llm = HttpStreams(), SseMerge(), LlmCalls()
-    out: list[Event] = []
-    evs: list[Event] = []
-    for i, (direction, data) in enumerate(records):
-        evs += http.feed(Event("ssl.data", 1_000_000 + i, "ssl", 9, 9, "codex",
-                               {"conn": "9:7f01", "dir": direction, "bytes": data, "len": len(data)}))
-    evs += http.flush()
-    for e in evs:
-        for s in sse.feed(e):
-            out.append(s)
-            out += llm.feed(s)
-    return out
+    return Chain().run(codex_ssl(records))
+
+
+def codex_ssl(records: Records) -> list[Event]:
+    return ssl_events(records, conn="9:7f01", pid=9, comm="codex")
 
 
 def one_byte(records: Records) -> Records:
@@ -351,8 +340,7 @@ def test_the_actor_pipeline_gives_the_same_websocket_calls(pipeline: Any, workdi
     records = converse(responses_server, codex_client, path="/backend-api/codex/responses",
                        headers={"Authorization": f"Bearer {SECRET}"})
     cap, out = workdir / "cap.jsonl", workdir / "out.jsonl"
-    cap.write_text("".join(event_to_json(Event("ssl.data", 1_000_000 + i, "ssl", 9, 9, "codex", {
-        "conn": "9:7f01", "dir": d, "bytes": data, "len": len(data)})) + "\n" for i, (d, data) in enumerate(records)))
+    cap.write_text("".join(event_to_json(e) + "\n" for e in codex_ssl(records)))
     p = pipeline(config(cap, out)).start()
     assert p.wait(90) == 0, p.stderr()
     rows = read_jsonl(out)

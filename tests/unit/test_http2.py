@@ -10,9 +10,8 @@ import h2.config
 import h2.connection
 
 from agentsight.analysis.httpstream import HttpStreams
-from agentsight.analysis.llm import LlmCalls
-from agentsight.analysis.sse import SseMerge
 from agentsight.event import Event
+from tests.chain import run_chain
 
 FX = Path(__file__).parent.parent / "fixtures" / "llm"
 
@@ -64,16 +63,8 @@ def h2_conversation(streams: list[tuple[list[tuple[str, str]], bytes, list[tuple
 
 
 def run(client_bytes: bytes, server_pieces: list[bytes], cut: int = 0) -> list[Event]:
-    http, sse, llm = HttpStreams(), SseMerge(), LlmCalls()
     records = [("write", client_bytes[:cut]), ("write", client_bytes[cut:])] if cut else [("write", client_bytes)]
-    records += [("read", p) for p in server_pieces if p]
-    out: list[Event] = []
-    for i, (d, b) in enumerate(records):
-        for h in http.feed(Event("ssl.data", 10 + i, "ssl", 3, 3, "node", {"conn": "3:1", "dir": d, "bytes": b})):
-            for s in sse.feed(h):
-                out.append(s)
-                out.extend(llm.feed(s))
-    return out
+    return run_chain(records + [("read", p) for p in server_pieces if p], flush=False)
 
 
 def test_h2_llm_stream_and_plain_request_on_one_connection() -> None:

@@ -9,9 +9,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from agentsight.analysis.httpstream import HttpStreams
-from agentsight.analysis.llm import LlmCalls
-from agentsight.analysis.sse import SseMerge
 from agentsight.event import Event
+from tests.chain import Chain, Records, ssl_events
 
 FX = Path(__file__).parent.parent / "fixtures" / "llm"
 REQ = (FX / "openai_chat_stream.req").read_bytes()
@@ -26,19 +25,9 @@ def cut(data: bytes, points: list[int]) -> list[bytes]:
     return [data[a:b] for a, b in zip(marks, marks[1:], strict=False) if b > a]
 
 
-def run(records: list[tuple[str, bytes]]) -> tuple[HttpStreams, list[Event]]:
-    http, sse, llm = HttpStreams(), SseMerge(), LlmCalls()
-    out: list[Event] = []
-    for i, (d, b) in enumerate(records):
-        for h in http.feed(Event("ssl.data", i, "ssl", 2, 2, "py", {"conn": "2:9", "dir": d, "bytes": b})):
-            for s in sse.feed(h):
-                out.append(s)
-                out += llm.feed(s)
-    for h in http.flush():
-        for s in sse.feed(h):
-            out.append(s)
-            out += llm.feed(s)
-    return http, out
+def run(records: Records) -> tuple[HttpStreams, list[Event]]:
+    chain = Chain()
+    return chain.http, chain.run(ssl_events(records))
 
 
 @SETTINGS

@@ -9,10 +9,7 @@ from typing import Any
 
 import pytest
 
-from agentsight.analysis.httpstream import HttpStreams
-from agentsight.analysis.llm import LlmCalls
-from agentsight.analysis.sse import SseMerge
-from agentsight.event import Event
+from tests.chain import llm_calls, run_chain
 
 FX = Path(__file__).parent.parent / "fixtures" / "llm"
 NAMES = sorted(p.stem for p in FX.glob("*.req"))
@@ -30,20 +27,6 @@ def wire(name: str) -> tuple[bytes, bytes]:
     return (FX / f"{name}.req").read_bytes(), (FX / f"{name}.resp").read_bytes()
 
 
-def pipeline(records: list[tuple[str, bytes]], conn: str = "7:7f00aa") -> tuple[list[Event], list[Event]]:
-    """Feed (dir, bytes) records through http -> sse -> llm; returns (all events, llm.call events)."""
-    http, sse, llm = HttpStreams(), SseMerge(), LlmCalls()
-    every: list[Event] = []
-    for i, (direction, data) in enumerate(records):
-        ev = Event("ssl.data", 1_000_000 + i, "ssl", 7, 7, "claude",
-                   {"conn": conn, "dir": direction, "bytes": data, "len": len(data)})
-        for h in http.feed(ev) + ([] if i < len(records) - 1 else http.flush()):
-            for s in sse.feed(h):
-                every.append(s)
-                every.extend(llm.feed(s))
-    return every, [e for e in every if e.topic == "llm.call"]
-
-
 def stable(record: dict[str, Any]) -> dict[str, Any]:
     """A record without the fields that depend on how bytes were cut into records."""
     return {k: v for k, v in record.items() if k not in TIMING}
@@ -54,7 +37,7 @@ def whole() -> dict[str, dict[str, Any]]:
     out = {}
     for name in NAMES:
         req, resp = wire(name)
-        _, calls = pipeline([("write", req), ("read", resp)])
+        calls = llm_calls(run_chain([("write", req), ("read", resp)]))
         assert len(calls) == 1, name
         out[name] = calls[0].data
     return out
@@ -81,10 +64,10 @@ def test_every_byte_split_gives_the_same_record(name: str, whole: dict[str, dict
     req, resp = wire(name)
     want = stable(whole[name])
     for i in range(1, len(req)):
-        _, calls = pipeline([("write", req[:i]), ("write", req[i:]), ("read", resp)])
+        calls = llm_calls(run_chain([("write", req[:i]), ("write", req[i:]), ("read", resp)]))
         assert [stable(c.data) for c in calls] == [want], f"request split at {i}"
     for i in range(1, len(resp)):
-        _, calls = pipeline([("write", req), ("read", resp[:i]), ("read", resp[i:])])
+        calls = llm_calls(run_chain([("write", req), ("read", resp[:i]), ("read", resp[i:])]))
         assert [stable(c.data) for c in calls] == [want], f"response split at {i}"
 
 
@@ -92,7 +75,7 @@ def test_every_byte_split_gives_the_same_record(name: str, whole: dict[str, dict
 def test_one_byte_records(name: str, whole: dict[str, dict[str, Any]]) -> None:
     req, resp = wire(name)
     records = [("write", req[i : i + 1]) for i in range(len(req))] + [("read", resp[i : i + 1]) for i in range(len(resp))]
-    _, calls = pipeline(records)
+    calls = llm_calls(run_chain(records))
     assert [stable(c.data) for c in calls] == [stable(whole[name])]
 
 
@@ -113,7 +96,7 @@ def test_keep_alive_connection_carries_all_fixtures(seed: int, whole: dict[str, 
     for name in NAMES:
         req, resp = wire(name)
         records += [("write", c) for c in _cut(req, rng)] + [("read", c) for c in _cut(resp, rng)]
-    _, calls = pipeline(records)
+    calls = llm_calls(run_chain(records))
     assert [stable(c.data) | {"seq": 0} for c in calls] == [stable(whole[n]) for n in NAMES]
     assert [c.data["seq"] for c in calls] == list(range(len(NAMES)))
 
@@ -122,7 +105,7 @@ def test_pipelined_requests_pair_in_order(whole: dict[str, dict[str, Any]]) -> N
     """HTTP/1.1 pipelining: every request first, then every response, in one TLS record each side."""
     reqs = b"".join(wire(n)[0] for n in NAMES)
     resps = b"".join(wire(n)[1] for n in NAMES)
-    _, calls = pipeline([("write", reqs), ("read", resps)])
+    calls = llm_calls(run_chain([("write", reqs), ("read", resps)]))
     assert [c.data["model"] for c in calls] == [whole[n]["model"] for n in NAMES]
     assert [c.data["output_text"] for c in calls] == [whole[n]["output_text"] for n in NAMES]
 
@@ -132,7 +115,8 @@ def test_no_credential_survives_redaction() -> None:
     for name in NAMES:
         req, resp = wire(name)
         records += [("write", req), ("read", resp)]
-    every, calls = pipeline(records)
+    every = run_chain(records)
+    calls = llm_calls(every)
     assert len(calls) == len(NAMES)
     blob = repr([e.to_dict() for e in every])
     for secret in SECRETS:
@@ -147,7 +131,7 @@ def test_timing_fields_follow_the_records() -> None:
     # request at ts 1_000_000, response head at +1, each later record one ns apart
     records = [("write", req), ("read", resp[:head_end])] + [("read", resp[i : i + 100]) for i in
                                                             range(head_end, len(resp), 100)]
-    _, calls = pipeline(records)
+    calls = llm_calls(run_chain(records))
     rec = calls[0].data
     assert rec["ts_request_start_ns"] == 1_000_000
     assert rec["ts_first_byte_ns"] == 1_000_001
