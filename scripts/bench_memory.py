@@ -98,7 +98,32 @@ def actor_rows(report: dict[str, Any]) -> list[tuple[str, int, dict[str, int]]]:
             for key, value in memory_kib(child).items():
                 mem[key] = mem.get(key, 0) + value
         rows.append((inst["id"], pid, mem))
+    # The supervisor's other children: the zygote the actors are forked from (its pages are
+    # theirs too, so it counts), anything else it runs.
+    actors = {pid for _, pid, _ in rows}
+    for child in _direct_children(int(report["pid"])):
+        if child in actors:
+            continue
+        try:
+            title = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            continue
+        rows.append((title.removeprefix("agentsight: ") or "?", child, memory_kib(child)))
     return rows
+
+
+def _direct_children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tasks:
+        try:
+            out.extend(int(k) for k in Path(f"/proc/{pid}/task/{tid}/children").read_text().split())
+        except OSError:
+            continue
+    return out
 
 
 def print_rows(rows: list[tuple[str, int, dict[str, int]]], title: str) -> None:
@@ -140,11 +165,18 @@ def run_and_measure(config: Path, settle_s: float, ready_timeout_s: float, trim:
     spec = tomllib.loads(config.read_text())
     tmp = Path(tempfile.mkdtemp(prefix="agentsight-bench-memory-"))
     os.chmod(tmp, 0o700)
+    moved: dict[str, str] = {}  # a store's path -> its temporary file (a web sink serving it follows)
     for name, sink in spec.get("sinks", {}).items():
         if sink.get("type") == "sqlite":
-            sink["path"] = str(tmp / f"{name}.db")
-        elif sink.get("type") == "web":
+            moved[sink.get("path", "")] = sink["path"] = str(tmp / f"{name}.db")
+    for name, sink in spec.get("sinks", {}).items():
+        if sink.get("type") == "web":
             sink["port"] = _free_port()  # another pipeline may hold the default one
+            sink["token"] = os.urandom(16).hex()  # not the user's stored one
+            if sink.get("db"):
+                sink["db"] = moved.get(sink["db"], str(tmp / f"{name}.db"))
+        elif sink.get("type") == "clients":
+            sink["socket"] = str(tmp / f"{name}.sock")  # a running collector holds the default one
     name = f"benchmem{os.getpid()}"
     spec["name"] = name
     run_dir = tmp / "run"
