@@ -42,6 +42,7 @@ from agentsight.event import Event
 from agentsight.pipeline.component import Analyzer, Component, Sink, Source
 from agentsight.pipeline.config import ComponentSpec, PipelineSpec, spec_from_dict
 from agentsight.pipeline.registry import component_class
+from agentsight.runtime import control
 from agentsight.runtime.endpoints import RunDir, instance_id
 from agentsight.runtime.linkstate import LinkState
 
@@ -55,8 +56,7 @@ DROPPED = "count:dropped"  # the link state slot of the instance's lost-event co
 HELD = "count:held"        # events held for a downstream being restarted
 HOLD_MAX = 64 * MAX_BATCH  # held events past which we stop taking input until the hold ends
 DATA_HWM = 64            # frames queued per link, each side
-EXIT_FATAL = 3
-BUS_COMPONENT = "bus"           # the component cannot start here; restarting will not help
+BUS_COMPONENT = "bus"     # the bus process's component name and instance id
 
 
 def stable_hash(value: Any) -> int:
@@ -350,9 +350,9 @@ class ActorRuntime:
                 self._send(sock, wire.eos_frames(self.id, self.state.get(link)), 0)
 
     # -------------------------------------------------------------- control
-    def _ctl(self, msg: dict[str, Any]) -> None:
+    def _ctl(self, msg: control.Message) -> None:
         try:
-            self.control.send(wire.pack(msg), flags=zmq.NOBLOCK)
+            self.control.send(wire.pack(msg.to_wire()), flags=zmq.NOBLOCK)
         except zmq.Again:
             pass
 
@@ -377,7 +377,7 @@ class ActorRuntime:
         # Events numbered for (the first) downstream so far, across restarts (the link state keeps them).
         if self.outputs:
             stats["numbered_out"] = sum(self.state.get(link) for link in self.outputs[0].links)
-        self._ctl({"op": "hb", "counters": self.reported_counters(), "stats": stats})
+        self._ctl(control.Heartbeat(self.reported_counters(), stats))
 
     def reported_counters(self) -> dict[str, int]:
         """The counters as reported: ``dropped`` adds the component's own losses (stats named *_lost:
@@ -396,17 +396,17 @@ class ActorRuntime:
         """
         if not self.outputs:
             return
-        self._ctl({"op": "draining"})
+        self._ctl(control.Draining())
         deadline = self.stop_deadline if self.stopping else time.monotonic() + self.pipeline.supervisor.graceful_timeout
         while time.monotonic() < deadline:
             if not self.control.poll(100):
                 self._heartbeat()
                 continue
             try:
-                msg = wire.unpack(self.control.recv())
-            except wire.FrameError:
+                msg = control.parse(wire.unpack(self.control.recv()))
+            except (wire.FrameError, control.ControlError):
                 continue
-            if isinstance(msg, dict) and msg.get("op") == "release":
+            if isinstance(msg, control.Release):
                 return
         log.warning("%s: downstream did not confirm the end of stream in time", self.id)
 
@@ -417,56 +417,57 @@ class ActorRuntime:
             except zmq.Again:
                 return
             try:
-                msg = wire.unpack(raw)
-                op = msg.get("op")
-            except (wire.FrameError, AttributeError):
+                msg = control.parse(wire.unpack(raw))
+            except control.UnknownOp:
+                continue  # from a newer supervisor: nothing here acts on it
+            except (wire.FrameError, control.ControlError):
                 self._stat("bad_control")
                 continue
-            if op == "stop":
+            if isinstance(msg, control.Stop):
                 log.info("%s: stop requested", self.id)
                 if not self.stopping:
                     self.stopping = True
-                    self.stop_deadline = time.monotonic() + float(msg.get("timeout", 10.0))
-                for gone in msg.get("gone", []):
+                    self.stop_deadline = time.monotonic() + (10.0 if msg.timeout is None else msg.timeout)
+                for gone in msg.gone:
                     self.expected.discard(gone)
-            elif op == "reconfigure":
-                self._reconfigure(spec_from_dict(msg["pipeline"]), [str(h) for h in msg.get("hold") or ()])
-            elif op == "prune":
+            elif isinstance(msg, control.Reconfigure):
+                self._reconfigure(spec_from_dict(msg.pipeline), list(msg.hold))
+            elif isinstance(msg, control.Prune):
                 self._prune()
-            elif op == "gone":
+            elif isinstance(msg, control.Gone):
                 # An upstream instance that will never send EOS (it failed for good).
-                self.expected.discard(msg.get("instance", ""))
-            elif op == "mark" and isinstance(self.component, Source):
-                self.pending_marks.append((str(msg["id"]), [int(p) for p in msg.get("pids") or ()]))
-            elif op == "follow":
-                pid = int(msg["pid"])
+                self.expected.discard(msg.instance)
+            elif isinstance(msg, control.Mark) and isinstance(self.component, Source):
+                self.pending_marks.append((msg.id, list(msg.pids)))
+            elif isinstance(msg, control.Follow):
+                pid = msg.pid
                 try:
                     ok = self.component.follow(pid)
                 except Exception as exc:
                     ok = False
                     log.warning("%s: cannot follow %d: %s", self.id, pid, exc)
-                self._ctl({"op": "followed", "pid": pid, "req": msg.get("req"), "ok": bool(ok)})
-            elif op == "answer":
-                self.component.on_control(msg)
+                self._ctl(control.Followed(pid, msg.req, bool(ok)))
+            elif isinstance(msg, control.Answer):
+                self.component.on_control(msg.to_wire())
 
     def _reconfigure(self, pipeline: PipelineSpec, hold: list[str] | None = None) -> None:
         new = pipeline.components.get(self.spec.name)
         if new is None or new.structure() != self.spec.structure():
-            self._ctl({"op": "reconfigured", "ok": False, "reason": "structure changed"})
+            self._ctl(control.Reconfigured(False, control.Refusal.STRUCTURE, "structure changed"))
             return
         ok = True
         if new.options != self.spec.options:
             try:
                 ok = self.component.reconfigure(new.options)
             except Exception as exc:  # a bad option value: keep the old ones
-                self._ctl({"op": "reconfigured", "ok": False, "reason": f"rejected: {exc}"})
+                self._ctl(control.Reconfigured(False, control.Refusal.REJECTED, f"rejected: {exc}"))
                 return
         if not ok:
-            self._ctl({"op": "reconfigured", "ok": False, "reason": "options need a restart"})
+            self._ctl(control.Reconfigured(False, control.Refusal.RESTART, "options need a restart"))
             return
         self.pipeline, self.spec = pipeline, new
         self.wire_up(hold or ())
-        self._ctl({"op": "reconfigured", "ok": True})
+        self._ctl(control.Reconfigured(True))
 
     # ----------------------------------------------------------------- input
     def _on_frame(self, parts: list[bytes]) -> None:
@@ -508,7 +509,7 @@ class ActorRuntime:
             self.eos_from.add(header.sender)
             log.info("%s: end of stream from %s at %d", self.id, header.sender, header.seq)
             # The sender keeps its sockets open until the supervisor hears this (see await_release).
-            self._ctl({"op": "eos", "from": header.sender})
+            self._ctl(control.Eos(header.sender))
             return
         if len(parts) != 2:
             self.counters["errors"] += 1
@@ -620,10 +621,18 @@ class ActorRuntime:
                 frames.append((sock, wire.mark_frames(self.id, self.state.get(link), mark_id, pids), 0))
         self._send_all(frames)
 
+    def _request(self, req: dict[str, Any]) -> None:
+        """Send one of the component's requests, checked as a control message first."""
+        try:
+            self._ctl(control.parse(req))
+        except control.ControlError as exc:
+            self._stat("bad_requests")
+            log.warning("%s: bad request of the supervisor: %s", self.id, exc)
+
     def _requests(self) -> None:
         """Send the component's requests of the supervisor (mark, follow)."""
         for req in self.component.requests():
-            self._ctl(req)
+            self._request(req)
 
     # ---------------------------------------------------------------- sinks
     def _flush_sink(self) -> None:
@@ -729,7 +738,7 @@ class ActorRuntime:
             self._stat("lost_in_hold", held)
             self.state.stage(HELD, 0)
             self.state.commit()
-        self._ctl({"op": "ready", "pid": os.getpid()})
+        self._ctl(control.Ready(os.getpid()))
 
     def loop(self) -> None:
         if isinstance(self.component, Source):
@@ -765,7 +774,7 @@ class ActorRuntime:
         self.emit(src.stop())
         self.send_eos()
         if src.finished and not self.stopping:
-            self._ctl({"op": "finished"})
+            self._ctl(control.Finished())
 
     def _send_marks(self, src: Source) -> None:
         """Drain what the kernel holds, then send each pending mark behind it on every link."""
@@ -861,7 +870,7 @@ class ActorRuntime:
             self.state.stage(HELD, 0)
         self.state.commit()  # losses counted at the very end (dropped past the stop deadline)
         self._heartbeat(force=True)
-        self._ctl({"op": "stopped", "counters": self.reported_counters()})
+        self._ctl(control.Stopped(self.reported_counters()))
         for out in self.outputs:
             for s in out.sockets:
                 s.setsockopt(zmq.LINGER, 5000)
@@ -1030,16 +1039,16 @@ def main(argv: list[str] | None = None) -> int:
 
         fatal = isinstance(exc, (BpfUnavailable, PermissionError, FileNotFoundError, ValueError))
         message = str(exc) or type(exc).__name__
-        rt._ctl({"op": "fatal" if fatal else "error", "message": message})
+        rt._ctl(control.Failure(message, fatal))
         print(f"agentsight[{comp.kind}/{name}]: cannot start: {message}", file=sys.stderr)
         rt.ctx.destroy(linger=1000)
-        return EXIT_FATAL if fatal else 1
+        return control.EXIT_FATAL if fatal else control.EXIT_ERROR
     try:
         rt.loop()
         rt.await_release()
     finally:
         rt.shutdown()
-    return 0
+    return control.EXIT_OK
 
 
 if __name__ == "__main__":

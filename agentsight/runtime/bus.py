@@ -30,6 +30,7 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from agentsight import wire
 from agentsight.pipeline.config import BusSpec
+from agentsight.runtime import control
 
 __all__ = ["BusProxy", "load_secret_key", "load_public_key"]
 
@@ -154,21 +155,21 @@ def main(spec: dict[str, Any], run: Any, control_id: str) -> int:
 
     pipeline = spec_from_dict(spec["pipeline"])
     ctx: zmq.Context[Any] = zmq.Context()
-    control = ctx.socket(zmq.DEALER)
-    control.setsockopt(zmq.IDENTITY, control_id.encode())
-    control.setsockopt(zmq.LINGER, 1000)
-    control.connect(run.control)
+    ctl = ctx.socket(zmq.DEALER)
+    ctl.setsockopt(zmq.IDENTITY, control_id.encode())
+    ctl.setsockopt(zmq.LINGER, 1000)
+    ctl.connect(run.control)
     try:
         proxy = BusProxy(ctx, pipeline.bus, run.bus_in, run.bus_out)
     except (zmq.ZMQError, ValueError, OSError) as exc:
         msg = f"bus cannot start: {exc}"
-        control.send(wire.pack({"op": "fatal", "message": msg}))
+        ctl.send(wire.pack(control.Failure(msg, fatal=True).to_wire()))
         print(f"agentsight[bus]: {msg}", file=sys.stderr)
         ctx.destroy(linger=1000)
-        return 3
-    control.send(wire.pack({"op": "ready", "pid": os.getpid()}))
+        return control.EXIT_FATAL
+    ctl.send(wire.pack(control.Ready(os.getpid()).to_wire()))
     poller = zmq.Poller()
-    for s in (proxy.xsub, *proxy.outs, control):
+    for s in (proxy.xsub, *proxy.outs, ctl):
         poller.register(s, zmq.POLLIN)
     next_hb = 0.0
     stopping = False
@@ -176,20 +177,19 @@ def main(spec: dict[str, Any], run: Any, control_id: str) -> int:
         proxy.pump(poller, 100)
         while True:
             try:
-                msg = wire.unpack(control.recv(flags=zmq.NOBLOCK))
+                req = control.parse(wire.unpack(ctl.recv(flags=zmq.NOBLOCK)))
             except zmq.Again:
                 break
-            except wire.FrameError:
+            except (wire.FrameError, control.ControlError):
                 continue
-            if isinstance(msg, dict) and msg.get("op") == "stop":
+            if isinstance(req, control.Stop):
                 stopping = True
         now = time.monotonic()
         if now >= next_hb or stopping:
             next_hb = now + pipeline.supervisor.heartbeat_interval
-            control.send(wire.pack({"op": "hb", "counters": {"received": proxy.frames, "sent": proxy.frames,
-                                                              "dropped": 0, "errors": proxy.bad},
-                                    "stats": {"frames": proxy.frames}}))
-    control.send(wire.pack({"op": "stopped"}))
+            counters = {"received": proxy.frames, "sent": proxy.frames, "dropped": 0, "errors": proxy.bad}
+            ctl.send(wire.pack(control.Heartbeat(counters, {"frames": proxy.frames}).to_wire()))
+    ctl.send(wire.pack(control.Stopped().to_wire()))
     proxy.close()
     ctx.destroy(linger=1000)
     return 0

@@ -46,7 +46,8 @@ import zmq
 
 from agentsight import wire
 from agentsight.pipeline.config import ComponentSpec, ConfigError, PipelineSpec, load
-from agentsight.runtime.actor import BUS_COMPONENT, EXIT_FATAL
+from agentsight.runtime import control
+from agentsight.runtime.actor import BUS_COMPONENT
 from agentsight.runtime.endpoints import RunDir, RunDirError, default_runtime_dir, instance_id, private_dir
 
 __all__ = ["Supervisor", "Instance", "AlreadyRunning", "StartupFailed", "COUNTERS", "actor_table"]
@@ -175,7 +176,7 @@ class Supervisor:
                 self._start_all()
             except StartupFailed as exc:
                 self.say(str(exc))
-                self.exit_code = 2
+                self.exit_code = control.EXIT_STARTUP_FAILED
                 self.stop_requested = True
             if self.config_path is not None and self.spec.supervisor.watch and not self.stop_requested:
                 watcher = threading.Thread(target=self._watch, name="config-watch", daemon=True)
@@ -337,75 +338,71 @@ class Supervisor:
             except ValueError:
                 continue
             inst = self.instances.get(ident.decode(errors="replace"))
-            try:
-                msg = wire.unpack(raw)
-            except wire.FrameError:
-                continue
-            if inst is None or not isinstance(msg, dict):
+            if inst is None:
                 continue
             try:
-                self._on_control(inst, msg)
-            except (TypeError, ValueError, AttributeError) as exc:  # a malformed message: skipped, said
+                msg = control.parse(wire.unpack(raw))
+            except (wire.FrameError, control.UnknownOp):
+                continue
+            except control.ControlError as exc:  # a malformed message: skipped, said
                 log.warning("bad control message from %s: %s", inst.id, exc)
+                continue
+            self._on_control(inst, msg)
 
-    def _on_control(self, inst: Instance, msg: dict[str, Any]) -> None:
-        op = msg.get("op")
-        if op == "ready":
+    def _on_control(self, inst: Instance, msg: control.Message) -> None:
+        if isinstance(msg, control.Ready):
             inst.state = "running"
-        elif op == "hb":
-            inst.counters = {k: int(msg.get("counters", {}).get(k, 0)) for k in COUNTERS}
-            inst.stats = dict(msg.get("stats") or {})
-        elif op == "stopped":
+        elif isinstance(msg, control.Heartbeat):
+            inst.counters = {k: msg.counters.get(k, 0) for k in COUNTERS}
+            inst.stats = dict(msg.stats)
+        elif isinstance(msg, control.Stopped):
             inst.said_stopped = True
-            if msg.get("counters"):
-                inst.counters.update({k: int(v) for k, v in msg["counters"].items() if k in COUNTERS})
-        elif op == "eos":
-            sender = self.instances.get(str(msg.get("from", "")))
+            inst.counters.update({k: v for k, v in msg.counters.items() if k in COUNTERS})
+        elif isinstance(msg, control.Eos):
+            sender = self.instances.get(msg.sender)
             if sender is not None:
                 sender.eos_acks.add(inst.id)
-        elif op == "draining":
+        elif isinstance(msg, control.Draining):
             inst.draining = True
-        elif op == "finished":
+        elif isinstance(msg, control.Finished):
             inst.state = "finished"
-        elif op in ("fatal", "error"):
-            inst.message = str(msg.get("message", ""))
-        elif op == "mark":
+        elif isinstance(msg, control.Failure):
+            inst.message = msg.message
+        elif isinstance(msg, control.Mark):
             # A barrier a client needs (runtime marks): every source sends it behind what it has.
             for src in self.instances.values():
                 if src.kind == "source" and src.state == "running":
-                    self._send(src, {"op": "mark", "id": str(msg.get("id")), "pids": list(msg.get("pids") or ())})
-        elif op == "follow":
+                    self._send(src, msg)
+        elif isinstance(msg, control.Follow):
             self._start_follow(inst, msg)
-        elif op == "totals":  # a client's recording: what the pipeline lost, to say with it
-            self._send(inst, {"op": "answer", "kind": "totals", "req": msg.get("req"),
-                              "dropped": sum(i.totals()["dropped"] for i in self.instances.values())})
-        elif op == "followed":
-            f = self.follows.get(str(msg.get("req")))
+        elif isinstance(msg, control.Totals):  # a client's recording: what the pipeline lost, to say with it
+            dropped = sum(i.totals()["dropped"] for i in self.instances.values())
+            self._send(inst, control.Answer("totals", msg.req, {"dropped": dropped}))
+        elif isinstance(msg, control.Followed):
+            f = self.follows.get(str(msg.req))
             if f is not None:
                 f["waiting"].discard(inst.id)
-                if msg.get("ok"):
+                if msg.ok:
                     f["by"].append(inst.id)
                 if not f["waiting"]:
-                    self._answer_follow(str(msg.get("req")))
-        elif op == "reconfigured":
-            if not msg.get("ok"):
-                reason = msg.get("reason", "")
-                if str(reason).startswith("rejected"):
-                    self.say(f"{inst.id}: change not applied, {reason}")
-                else:
-                    self.say(f"{inst.id}: {reason}, restarting it")
-                    self.pending_replace.add(inst.name)
+                    self._answer_follow(str(msg.req))
+        elif isinstance(msg, control.Reconfigured) and not msg.ok:
+            if msg.needs_restart:
+                self.say(f"{inst.id}: {msg.reason}, restarting it")
+                self.pending_replace.add(inst.name)
+            else:
+                self.say(f"{inst.id}: change not applied, {msg.reason}")
 
-    def _start_follow(self, inst: Instance, msg: dict[str, Any]) -> None:
+    def _start_follow(self, inst: Instance, msg: control.Follow) -> None:
         """A client (through an actor) asks every source to follow a new process tree."""
         self.follow_seq += 1
         req = f"f{self.follow_seq}"
         targets = [i for i in self.instances.values() if i.kind == "source" and i.state == "running"]
-        self.follows[req] = {"from": inst.id, "req": msg.get("req"), "pid": int(msg.get("pid", 0)),
+        self.follows[req] = {"from": inst.id, "req": msg.req, "pid": msg.pid,
                              "waiting": {t.id for t in targets}, "by": [],
                              "deadline": time.monotonic() + FOLLOW_TIMEOUT_S}
         for t in targets:
-            self._send(t, {"op": "follow", "pid": int(msg.get("pid", 0)), "req": req})
+            self._send(t, control.Follow(msg.pid, req))
         if not targets:
             self._answer_follow(req)
 
@@ -413,12 +410,12 @@ class Supervisor:
         f = self.follows.pop(req)
         asker = self.instances.get(f["from"])
         if asker is not None:
-            self._send(asker, {"op": "answer", "kind": "followed", "req": f["req"], "pid": f["pid"],
-                               "by": f["by"], "late": sorted(f["waiting"])})
+            self._send(asker, control.Answer("followed", f["req"], {"pid": f["pid"], "by": f["by"],
+                                                                    "late": sorted(f["waiting"])}))
 
-    def _send(self, inst: Instance, msg: dict[str, Any]) -> None:
+    def _send(self, inst: Instance, msg: control.Message) -> None:
         try:
-            self.control.send_multipart([inst.id.encode(), wire.pack(msg)], flags=zmq.NOBLOCK)
+            self.control.send_multipart([inst.id.encode(), wire.pack(msg.to_wire())], flags=zmq.NOBLOCK)
         except (zmq.Again, zmq.ZMQError):
             pass
 
@@ -438,11 +435,11 @@ class Supervisor:
         if inst.state == "finished" or (code == 0 and inst.kind == "source"):
             inst.state = "finished"
             return
-        if code == EXIT_FATAL or inst.state == "failed":
+        if code == control.EXIT_FATAL or inst.state == "failed":
             inst.state = "failed"
             self.say(f"{inst.id} failed: {inst.message or 'fatal start error'}; not restarting it")
             self._announce_gone(inst)
-            self.exit_code = 1
+            self.exit_code = control.EXIT_ACTOR_FAILED
             return
         how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
         now = time.monotonic()
@@ -460,7 +457,7 @@ class Supervisor:
             inst.restart_times.clear()
             inst.consecutive = 0
             inst.next_start = now + retry
-            self.exit_code = 1
+            self.exit_code = control.EXIT_ACTOR_FAILED
             return
         if now - inst.started_at > 10:
             inst.consecutive = 0
@@ -481,13 +478,13 @@ class Supervisor:
                        if d.alive() and d.id not in inst.eos_acks]
             if not waiting:
                 inst.draining = False
-                self._send(inst, {"op": "release"})
+                self._send(inst, control.Release())
 
     def _announce_gone(self, inst: Instance) -> None:
         """Tell the downstream instances not to wait for end-of-stream from a failed one."""
         for d in self.spec.downstream(inst.name):
             for di in self._existing_of(d):
-                self._send(di, {"op": "gone", "instance": inst.id})
+                self._send(di, control.Gone(inst.id))
 
     def _maybe_finish(self) -> None:
         if not self.spec.supervisor.exit_when_sources_done:
@@ -545,7 +542,7 @@ class Supervisor:
         for inst in comps:
             if inst.alive():
                 inst.state = "stopping"
-                self._send(inst, {"op": "stop", "timeout": max(0.5, timeout - 1.0), "gone": gone})
+                self._send(inst, control.Stop(max(0.5, timeout - 1.0), tuple(gone)))
         # An actor is done once it said "stopped": a source's probe teardown after that is its own.
         while any(i.alive() and not i.said_stopped for i in comps) and time.monotonic() < deadline \
                 and not self.kill_requested:
@@ -561,7 +558,7 @@ class Supervisor:
         bus = self.instances.get(BUS_COMPONENT)
         if bus is not None and bus.alive():
             bus.state = "stopping"
-            self._send(bus, {"op": "stop"})
+            self._send(bus, control.Stop())
             end = time.monotonic() + 2
             while bus.alive() and time.monotonic() < end:
                 self._tick(0.05, restart=False)
@@ -664,7 +661,7 @@ class Supervisor:
                     self._start_group([i for c in group for i in self._instances_of(c)])
                 except StartupFailed as exc:
                     self.say(f"reload: {exc}")
-        msg = {"op": "reconfigure", "pipeline": new.to_dict(), "hold": sorted(hold)}
+        msg = control.Reconfigure(new.to_dict(), tuple(hold))
         for inst in self.instances.values():
             if inst.name in new.components and inst.name not in added and inst.alive():
                 self._send(inst, msg)
@@ -673,7 +670,7 @@ class Supervisor:
             insts = [self.instances[instance_id(c.kind, name, w, c.workers)] for w in range(c.workers)]
             for inst in insts:
                 inst.removing = True
-                self._send(inst, {"op": "stop", "timeout": self.spec.supervisor.graceful_timeout})
+                self._send(inst, control.Stop(self.spec.supervisor.graceful_timeout))
             deadline = time.monotonic() + self.spec.supervisor.graceful_timeout + 1
             while any(i.alive() for i in insts) and time.monotonic() < deadline:
                 self._tick(0.05, restart=False)
@@ -687,7 +684,7 @@ class Supervisor:
             # The removed instances are gone: their upstreams may close the outputs that fed them.
             for inst in self.instances.values():
                 if inst.alive():
-                    self._send(inst, {"op": "prune"})
+                    self._send(inst, control.Prune())
         if quiet:
             return
         parts = []
