@@ -165,6 +165,14 @@ def status_now(run_dir: Path, timeout: float = 5.0) -> dict[str, Any]:
         sock.close()
 
 
+def every_actor_running(run_dir: Path) -> bool:
+    """The supervisor's status reply says every actor runs (False while it has no status socket yet)."""
+    if not (run_dir / "status").exists():
+        return False
+    rows = status_now(run_dir)["instances"]
+    return bool(rows) and all(r["state"] == "running" for r in rows)
+
+
 def summary_rows(stderr: str) -> dict[str, dict[str, Any]]:
     """The exit summary's per-actor table: id -> state, restarts, received, sent, dropped, errors."""
     rows: dict[str, dict[str, Any]] = {}

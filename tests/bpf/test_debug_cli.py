@@ -40,6 +40,10 @@ class Debug:
     def stderr(self) -> str:
         return self.err_path.read_text()
 
+    def rows(self) -> list[dict[str, Any]]:
+        """What it printed so far (complete lines)."""
+        return read_jsonl(self.out_path)
+
     def stop(self) -> tuple[int, list[dict[str, Any]]]:
         self.proc.send_signal(signal.SIGINT)
         code = self.proc.wait(60)
@@ -78,7 +82,11 @@ def test_debug_ssl_with_parser_filters_and_log(debug, workdir, server, cert):  #
               "--ssl-handshake", "--log-file", str(log), "--json", "--", "--max-bytes", "65536")
     curl(cert[0], server.port, "/size/100", "-H", f"Authorization: Bearer {TOKEN}")
     curl(cert[0], server.port, "/health")
-    time.sleep(2.5)  # past the http stage's exit grace period
+    # Every byte the server sent was read by curl and printed as ssl.data (--http-raw-data): the http
+    # stage emits each record before what it completes, so both exchanges went by the filter too.
+    sent = sum(len(out) for _, out in server.transcripts())
+    wait_for(lambda: sum(r["data"]["len"] for r in d.rows() if r["topic"] == "ssl.data" and r["data"]["dir"] == "read")
+             == sent, 30, what="every response byte through the http stage")
     code, rows = d.stop()
     assert code == 0, d.stderr()
     exchanges = [r["data"] for r in rows if r["topic"] == "http.exchange"]
@@ -106,7 +114,9 @@ def test_debug_process_mode_duration_comm(debug, workdir):
     d = debug("process", "-c", "sh", "--mode", "2", "--duration", "0", "--json")
     subprocess.run(["sh", "-c", "sleep 0.2; cat /etc/hostname > /dev/null; exit 3"], timeout=10)
     subprocess.run(["true"], timeout=10)  # not sh, not under sh: mode 2 leaves it out
-    time.sleep(1)
+    subprocess.run(["sh", "-c", "exit 7"], timeout=10)  # after it: once this exit is out, so would true's exec be
+    wait_for(lambda: any(r["topic"] == "process.exit" and r["data"]["exit_code"] == 7 for r in d.rows()), 30,
+             what="the last sh's exit")
     code, rows = d.stop()
     assert code == 0, d.stderr()
     exits = [r for r in rows if r["topic"] == "process.exit" and r["comm"] == "sh"]
@@ -118,8 +128,9 @@ def test_debug_process_mode_duration_comm(debug, workdir):
 def test_debug_process_mode_1_has_no_files_and_duration_hides_short_lives(debug):
     d = debug("process", "-c", "sh", "--mode", "1", "--duration", "400", "--json")
     subprocess.run(["sh", "-c", "cat /etc/hostname > /dev/null; exit 4"], timeout=10)
-    subprocess.run(["sh", "-c", "sleep 0.6; exit 5"], timeout=10)
-    time.sleep(1)
+    subprocess.run(["sh", "-c", "sleep 0.6; exit 5"], timeout=10)  # lives past --duration 400
+    wait_for(lambda: any(r["topic"] == "process.exit" and r["data"]["exit_code"] == 5 for r in d.rows()), 30,
+             what="the long-lived sh's exit")
     code, rows = d.stop()
     assert code == 0
     assert not [r for r in rows if r["topic"] == "file.open"]
@@ -128,16 +139,24 @@ def test_debug_process_mode_1_has_no_files_and_duration_hides_short_lives(debug)
 
 
 def test_debug_stdio_of_a_pid(debug):
+    # The child reads stdin only once told the capture runs (SIGUSR1): a read already waiting in the
+    # kernel when the probes attach would be seen without its start.
     child = subprocess.Popen([sys.executable, "-c",
-                              "import sys,time\ntime.sleep(3)\nline=sys.stdin.readline()\n"
+                              "import signal,sys\nsignal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})\n"
+                              "print('waiting', flush=True)\nsignal.sigwait({signal.SIGUSR1})\n"
+                              "line=sys.stdin.readline()\n"
                               "sys.stdout.write('got:'+line)\nsys.stdout.flush()\n"
                               "open('/dev/null','w').write('x'*100)\n"],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
+        assert child.stdout is not None and child.stdout.readline() == "waiting\n"
         d = debug("stdio", "-p", str(child.pid), "--stdio-uid", str(os.getuid()), "--stdio-all-fds",
                   "--stdio-max-bytes", "64", "--json")
+        child.send_signal(signal.SIGUSR1)
         out, _ = child.communicate('{"jsonrpc":"2.0","id":1,"method":"tools/list"}\n', timeout=20)
-        time.sleep(0.5)
+        # Its last act, the write to /dev/null, is out: everything before it is too.
+        wait_for(lambda: any(r["topic"] == "stdio.data" and r["data"]["dir"] == "write" and r["data"]["fd"] > 2
+                             for r in d.rows()), 30, what="the child's last write captured")
         code, rows = d.stop()
     finally:
         child.kill()
@@ -156,7 +175,12 @@ def test_debug_system_samples_and_alerts(debug):
     try:
         d = debug("system", "-p", str(busy.pid), "--interval", "0.2", "--cpu-threshold", "20",
                   "--memory-threshold", "10", "--json")
-        time.sleep(2)
+        def alerted() -> bool:
+            rows = d.rows()
+            samples = [r for r in rows if r["topic"] == "system.sample" and r["data"]["rss_bytes"] > 40 << 20]
+            return len(samples) >= 5 and {r["data"]["metric"] for r in rows if r["topic"] == "system.alert"} >= \
+                {"cpu_percent", "rss_mb"}
+        wait_for(alerted, 30, what="five samples of the loaded process and both alerts")
         code, rows = d.stop()
     finally:
         busy.kill()
@@ -171,7 +195,7 @@ def test_debug_trace_with_sources_switched(debug, workdir, server, cert):  # noq
     d = debug("trace", "-c", "curl", "--no-process", "--system", "--no-stdio", "--ssl", "--interval", "0.5",
               "--json")
     curl(cert[0], server.port, "/size/20")
-    time.sleep(2.5)
+    wait_for(lambda: {"http.exchange", "system.sample"} <= set(topics(d.rows())), 30, what="an exchange and a sample")
     code, rows = d.stop()
     assert code == 0, d.stderr()
     t = set(topics(rows))

@@ -4,6 +4,7 @@ its exit code returned, and a summary that matches the recording."""
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import subprocess
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from agentsight.recording.report import summary
 from agentsight.recording.store import Store
 from tests.bpf.test_ssl_capture import Server, cert, server  # noqa: F401  (fixtures)
-from tests.conftest import AGENTSIGHT
+from tests.conftest import AGENTSIGHT, every_actor_running, wait_for
 
 pytestmark = pytest.mark.bpf
 
@@ -77,21 +78,33 @@ def test_record_runs_the_command_as_the_sudo_user(workdir):
 
 
 def test_record_attaches_to_a_running_process_by_pid(workdir, server, cert):  # noqa: F811
-    script = ("import http.client, ssl, subprocess, sys, time\n"
-              "time.sleep(float(sys.argv[3]))\n"
+    # Already running (libssl loaded), it makes its request once told record is attached (SIGUSR1).
+    script = ("import http.client, signal, ssl, subprocess, sys\n"
+              "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})\n"
+              "print('waiting', flush=True)\n"
+              "signal.sigwait({signal.SIGUSR1})\n"
               "ctx = ssl.create_default_context(cafile=sys.argv[2])\n"
               "c = http.client.HTTPSConnection('127.0.0.1', int(sys.argv[1]), context=ctx)\n"
               "c.request('GET', '/size/33'); c.getresponse().read()\n"
               "subprocess.run(['ls', '/'], stdout=subprocess.DEVNULL)\n")
-    running = subprocess.Popen(["/usr/bin/python3", "-c", script, str(server.port), str(cert[0]), "12"])
-    db = workdir / "attached.db"
+    running = subprocess.Popen(["/usr/bin/python3", "-c", script, str(server.port), str(cert[0])],
+                               stdout=subprocess.PIPE, text=True)
+    db, run = workdir / "attached.db", workdir / "run"
     try:
-        r = subprocess.run([*AGENTSIGHT, "record", "--db", str(db), "--runtime-dir", str(workdir / "run"),
-                            "--raw", "-p", str(running.pid)], capture_output=True, text=True, timeout=120)
+        assert running.stdout is not None and running.stdout.readline() == "waiting\n"
+        record = subprocess.Popen([*AGENTSIGHT, "record", "--db", str(db), "--runtime-dir", str(run), "--raw",
+                                   "-p", str(running.pid)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(lambda: every_actor_running(run) or record.poll() is not None, 120, what="record attached")
+            running.send_signal(signal.SIGUSR1)
+            _, err = record.communicate(timeout=120)
+        finally:
+            record.kill()
+            record.wait()
     finally:
         running.kill()
         running.wait()
-    assert r.returncode == 0, r.stderr  # ended by itself when the process exited
+    assert record.returncode == 0, err  # ended by itself when the process exited
     with Store(db, readonly=True) as s:
         (x,) = s.events(topics=["http.exchange"])
         assert x["pid"] == running.pid and x["data"]["response"]["body_size"] == 33

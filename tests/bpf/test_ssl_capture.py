@@ -302,7 +302,7 @@ def test_overload_drops_are_counted(server: Server, cert: tuple[Path, Path]) -> 
 # HTTPS request through that copy. Usage: LIBSSL PORT.
 LATE_CLIENT = """
 import ctypes, os, socket, sys, time
-time.sleep(4)
+time.sleep(4)  # the delay is what is tested: past the looks after exec, only the rescan finds it
 lib = ctypes.CDLL(sys.argv[1], mode=ctypes.RTLD_GLOBAL)
 print("loaded", os.getpid(), flush=True)
 sys.stdin.readline()

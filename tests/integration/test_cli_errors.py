@@ -105,14 +105,19 @@ def test_ctrl_c_while_a_capture_starts_stops_it_at_once(workdir):
     import signal
     import time
 
-    from tests.conftest import wait_for
+    from tests.conftest import status_now, wait_for
 
     err = workdir / "err"
+    run = workdir / "run"
     # The sink and the redact stage start first; the ssl source takes seconds to compile.
-    p = subprocess.Popen([*AGENTSIGHT, "debug", "ssl", "--quiet", "--runtime-dir", str(workdir / "run")],
+    p = subprocess.Popen([*AGENTSIGHT, "debug", "ssl", "--quiet", "--runtime-dir", str(run)],
                          stdout=subprocess.DEVNULL, stderr=open(err, "w"))
-    wait_for(lambda: (workdir / "run" / "status").exists(), 30, what="the supervisor up")
-    time.sleep(0.3)
+    wait_for(lambda: (run / "status").exists(), 30, what="the supervisor up")
+
+    def source_starting() -> bool:
+        rows = status_now(run)["instances"]
+        return any(r["kind"] == "source" and r["pid"] and r["state"] == "starting" for r in rows)
+    wait_for(source_starting, 30, what="the ssl source starting")
     t0 = time.monotonic()
     p.send_signal(signal.SIGINT)
     p.wait(30)

@@ -9,7 +9,9 @@ import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -63,30 +65,56 @@ def test_adding_and_removing_a_component_while_running(pipeline, workdir):
     assert p.lost_reported() == 0
 
 
-def tap(run_dir: Path, *args: str, stdout: int = subprocess.PIPE) -> subprocess.Popen[str]:
+def tap(run_dir: Path, *args: str, stdout: int | IO[str] = subprocess.PIPE) -> subprocess.Popen[str]:
     return subprocess.Popen([*AGENTSIGHT, "tap", "--runtime-dir", str(run_dir), "--json", *args],
                             stdout=stdout, stderr=subprocess.PIPE, text=True)
 
 
+def line_counter(path: Path) -> Callable[[], int]:
+    """Lines in a growing file so far, reading only what was added since the last call."""
+    seen = {"at": 0, "lines": 0}
+
+    def count() -> int:
+        with open(path, "rb") as f:
+            f.seek(seen["at"])
+            added = f.read()
+        seen["at"] += len(added)
+        seen["lines"] += added.count(b"\n")
+        return seen["lines"]
+    return count
+
+
+def newest_i(path: Path) -> int:
+    """The highest generator index among the last complete lines of a JSON-lines file."""
+    with open(path, "rb") as f:
+        f.seek(max(0, path.stat().st_size - 65536))
+        lines = f.read().split(b"\n")[1:-1]
+    return max((json.loads(x)["data"]["i"] for x in lines if x.strip()), default=-1)
+
+
 def test_two_taps_mid_run_and_a_stalled_tap_does_not_slow_the_pipeline(pipeline, workdir):
-    out = workdir / "out.jsonl"
+    out, stalled_out = workdir / "out.jsonl", workdir / "stalled.jsonl"
     p = pipeline(chain(out, 0, rate=20_000)).start()
     wait_for(lambda: out.exists() and out.stat().st_size > 50_000, 20, what="events flowing")
     t1, t2 = tap(p.run_dir, "gen.", "--count", "2000"), tap(p.run_dir, "--count", "2000")
-    stalled = tap(p.run_dir, "gen.", stdout=subprocess.DEVNULL)
-    time.sleep(0.5)
+    with open(stalled_out, "w") as f:
+        stalled = tap(p.run_dir, "gen.", stdout=f)
+    wait_for(lambda: stalled_out.stat().st_size > 0, 20, what="the third tap receiving")
     os.kill(stalled.pid, signal.SIGSTOP)
     for t in (t1, t2):
         lines = t.communicate(timeout=30)[0].splitlines()
         assert len(lines) == 2000
         assert all(json.loads(x)["topic"] == "gen.event" for x in lines)
-    # The pipeline keeps its pace while one subscriber reads nothing.
-    before = len(out.read_text().splitlines())
-    time.sleep(3)
-    rate = (len(out.read_text().splitlines()) - before) / 3
+    # The pipeline keeps its pace while one subscriber reads nothing: 45,000 more events at 20,000/s.
+    written = line_counter(out)
+    before, t0 = written(), time.monotonic()
+    wait_for(lambda: written() >= before + 45_000, 30, what="45,000 more events")
+    rate = 45_000 / (time.monotonic() - t0)
     assert rate > 15_000, rate
+    newest = newest_i(out)
     os.kill(stalled.pid, signal.SIGCONT)
-    time.sleep(4)  # it reads its backlog first, then reaches the frames after the drop
+    # It reads its backlog first, then reaches the events sent after the bus dropped some for it.
+    wait_for(lambda: newest_i(stalled_out) > newest, 30, what="the stalled tap past the drop")
     stalled.send_signal(signal.SIGINT)
     err = stalled.communicate(timeout=20)[1]
     lost = int(err.rsplit(" lost", 1)[0].rsplit(",", 1)[1])

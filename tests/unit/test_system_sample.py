@@ -72,7 +72,7 @@ def test_rss_alert() -> None:
 
 
 def test_finishes_when_the_process_is_gone() -> None:
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3)"])
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3)"])  # a process that ends by itself
     src = SystemSource("sys", {"pid": child.pid, "interval": 0.1})
     src.open()
     first = poll_until(src, lambda evs: bool(evs))
