@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentsight.event import Event
-from agentsight.pipeline.component import Option, OptionError, Sink
+from agentsight.pipeline.component import Capabilities, Option, OptionError, Sink
 from agentsight.runtime.collector import DEFAULT_SOCKET, FrameReader, encode
 
 __all__ = ["ClientsSink"]
@@ -87,6 +87,7 @@ class ClientsSink(Sink):
     """Serves subscriptions and recordings to local clients (see the module docstring)."""
 
     TYPE = "clients"
+    CAPS = Capabilities(requests=True)
     OPTIONS = {
         "socket": Option(str, DEFAULT_SOCKET, "the unix socket clients connect to"),
         "queue": Option(int, 20000, "frames queued for a client before it loses events (counted)"),

@@ -13,13 +13,14 @@ from typing import IO, Any
 
 from agentsight.event import Event
 from agentsight.jsonform import event_to_json
-from agentsight.pipeline.component import Option, Sink
+from agentsight.pipeline.component import Capabilities, Option, Sink
 
 __all__ = ["JsonlSink"]
 
 
 class JsonlSink(Sink):
     TYPE = "jsonl"
+    CAPS = Capabilities(claims=True)
     OPTIONS = {
         "path": Option(str, help="output file"),
         "max_bytes": Option(int, 0, "rotate when the file reaches this size (0: never)"),

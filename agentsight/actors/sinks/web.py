@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from agentsight.event import Event
-from agentsight.pipeline.component import Option, OptionError, Sink
+from agentsight.pipeline.component import Capabilities, Option, OptionError, Sink
 from agentsight.web import DEFAULT_HOST, DEFAULT_PORT
 
 __all__ = ["WebSink"]
@@ -36,6 +36,7 @@ def _port(value: int) -> str | None:
 
 class WebSink(Sink):
     TYPE = "web"
+    CAPS = Capabilities(check_options=True, claims=True)
     OPTIONS = {
         "host": Option(str, DEFAULT_HOST, "address to listen on; a non-loopback one needs a token"),
         "port": Option(int, DEFAULT_PORT, "TCP port to listen on", check=_port),
