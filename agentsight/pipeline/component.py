@@ -20,16 +20,35 @@ ints); the runtime adds those to the heartbeat beside received/sent/dropped/erro
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from agentsight.event import Event
 
-__all__ = ["Capabilities", "Option", "OptionError", "Component", "Source", "Analyzer", "Sink"]
+__all__ = ["Capabilities", "FatalStartError", "fatal_on", "Option", "OptionError", "Component", "Source", "Analyzer", "Sink"]
 
 
-class OptionError(ValueError):
+class FatalStartError(Exception):
+    """A start failure that retrying cannot fix (a bad option, a port in use, no root).
+
+    The supervisor restarts a component whose ``open`` raised anything else; this one it
+    does not. Its message is the one line the user sees: say what went wrong and what to do.
+    """
+
+
+@contextmanager
+def fatal_on(*errors: type[Exception]) -> Iterator[None]:
+    """Inside, ``errors`` are fatal start failures with their own message (a file the user
+    named that cannot be found or opened: a retry would not open it either)."""
+    try:
+        yield
+    except errors as exc:
+        raise FatalStartError(str(exc) or type(exc).__name__) from exc
+
+
+class OptionError(FatalStartError, ValueError):
     """An option value that the component cannot accept."""
 
 
@@ -168,7 +187,8 @@ class Component:
         return self.CAPS.raw_frames and not self.options.get("decode", True)
 
     def open(self) -> None:
-        """Acquire resources (load eBPF, open files, servers). Errors here are startup failures."""
+        """Acquire resources (load eBPF, open files, servers). Errors here are startup failures:
+        raise :class:`FatalStartError` for one that retrying cannot fix."""
 
     def reconfigure(self, options: Mapping[str, Any]) -> bool:
         """Apply new options in place. Return False if only a restart can apply them.

@@ -39,7 +39,7 @@ import zmq
 
 from agentsight import wire
 from agentsight.event import Event
-from agentsight.pipeline.component import Analyzer, Component, Sink, Source
+from agentsight.pipeline.component import Analyzer, Component, FatalStartError, Sink, Source
 from agentsight.pipeline.config import ComponentSpec, PipelineSpec, spec_from_dict
 from agentsight.pipeline.registry import component_class
 from agentsight.runtime import control
@@ -1036,9 +1036,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rt.start()
     except Exception as exc:
-        from agentsight.kernel.bpfprog import BpfUnavailable
-
-        fatal = isinstance(exc, (BpfUnavailable, PermissionError, FileNotFoundError, ValueError))
+        fatal = isinstance(exc, FatalStartError)  # the component says: retrying cannot fix it
         message = str(exc) or type(exc).__name__
         rt._ctl(control.Failure(message, fatal))
         print(f"agentsight[{comp.kind}/{name}]: cannot start: {message}", file=sys.stderr)
