@@ -119,14 +119,22 @@ def pipeline(workdir: Path) -> Iterator[Callable[..., Pipeline]]:
 
 
 def actor_processes(supervisor_pid: int) -> list[int]:
-    """Pids of the processes a supervisor started (named `agentsight: kind/name`)."""
+    """Pids of the processes a supervisor started (named `agentsight: kind/name`; not the zygote
+    they are forked from, which is no actor)."""
     import psutil
 
     try:
         kids = psutil.Process(supervisor_pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
-    return [k.pid for k in kids]
+    out = []
+    for k in kids:
+        try:
+            if k.cmdline()[:1] != ["agentsight: zygote"]:
+                out.append(k.pid)
+        except psutil.Error:
+            pass
+    return out
 
 
 def alive_titled(pids: list[int]) -> list[int]:
