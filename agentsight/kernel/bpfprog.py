@@ -39,6 +39,7 @@ from typing import Any
 
 from agentsight.kernel import libbpf
 from agentsight.kernel.libbpf import BpfError, Map, RecordCallback
+from agentsight.pipeline.component import FatalStartError
 
 __all__ = ["BpfUnavailable", "BpfError", "program_text", "require_bpf", "start", "load", "Loading", "Program",
            "Map", "BootClock", "bpf_dir", "trim_heap", "KPROBE", "TRACEPOINT"]
@@ -52,7 +53,7 @@ LOAD_TIMEOUT_S = 300.0
 SETUP_HINT = "run: sudo scripts/setup.sh"
 
 
-class BpfUnavailable(RuntimeError):
+class BpfUnavailable(FatalStartError, RuntimeError):
     """eBPF cannot run here; the message is one line that says what to do."""
 
 

@@ -11,22 +11,44 @@ calling it directly::
 A component declares its options once in ``OPTIONS``; the config loader checks
 names, types and choices against it before anything starts, and the same
 declaration documents the component (``agentsight validate --explain``).
+What a component does beyond its kind's required hooks is declared once in ``CAPS``
+(:class:`Capabilities`); the runtime and the config loader read that declaration
+and never probe for methods.
 Components count what they skip or lose in ``self.stats`` (a plain dict of
 ints); the runtime adds those to the heartbeat beside received/sent/dropped/errors.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from agentsight.event import Event
 
-__all__ = ["Option", "OptionError", "Component", "Source", "Analyzer", "Sink"]
+__all__ = ["Capabilities", "FatalStartError", "fatal_on", "Option", "OptionError", "Component", "Source", "Analyzer", "Sink"]
 
 
-class OptionError(ValueError):
+class FatalStartError(Exception):
+    """A start failure that retrying cannot fix (a bad option, a port in use, no root).
+
+    The supervisor restarts a component whose ``open`` raised anything else; this one it
+    does not. Its message is the one line the user sees: say what went wrong and what to do.
+    """
+
+
+@contextmanager
+def fatal_on(*errors: type[Exception]) -> Iterator[None]:
+    """Inside, ``errors`` are fatal start failures with their own message (a file the user
+    named that cannot be found or opened: a retry would not open it either)."""
+    try:
+        yield
+    except errors as exc:
+        raise FatalStartError(str(exc) or type(exc).__name__) from exc
+
+
+class OptionError(FatalStartError, ValueError):
     """An option value that the component cannot accept."""
 
 
@@ -101,14 +123,55 @@ def option_problems(spec: Mapping[str, Option], given: Mapping[str, Any]) -> lis
     return problems
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a component type does beyond the hooks its kind requires.
+
+    Each flag but ``needs_bpf`` says that the type implements the hook of that name (a unit
+    test holds every registered type to it); the runtime calls a hook only when it is declared.
+    """
+
+    # Needs root and bcc (checked before anything starts).
+    needs_bpf: bool = False
+    # With its option ``decode = false`` it takes whole frames undecoded (an analyzer forwards
+    # them as they are, a sink counts them in ``write_raw``).
+    raw_frames: bool = False
+    # (analyzers) ``process_batch``: a fast path for a whole batch.
+    batch: bool = False
+    # (analyzers) ``tick``: emits what timed out, about every 100 ms.
+    tick: bool = False
+    # ``settle``: holds events per process that a passing mark must flush out.
+    settle: bool = False
+    # ``follow``: follows a new process tree a client asks for.
+    follow: bool = False
+    # ``requests`` / ``on_control`` / ``on_mark``: makes requests of the supervisor.
+    requests: bool = False
+    # ``check_options``: checks its options together (beyond each option's own check).
+    check_options: bool = False
+    # ``claims``: endpoints (ports, files) no other component of the pipeline may use.
+    claims: bool = False
+
+
 class Component:
     """What every source, analyzer and sink shares: a name, options, stats."""
 
     KIND: ClassVar[str] = ""
     TYPE: ClassVar[str] = ""
     OPTIONS: ClassVar[dict[str, Option]] = {}
-    # Needs root and bcc (the supervisor checks this before starting anything).
-    NEEDS_BPF: ClassVar[bool] = False
+    CAPS: ClassVar[Capabilities] = Capabilities()
+    # Where an upstream takes the partition key when this component has workers > 1:
+    # "pid", or "data.<field>" (for example "data.conn" for a TLS connection).
+    DEFAULT_PARTITION: ClassVar[str] = "pid"
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> list[str]:
+        """(``CAPS.check_options``) problems with the options taken together."""
+        return []
+
+    @classmethod
+    def claims(cls, options: dict[str, Any]) -> list[str]:
+        """(``CAPS.claims``) endpoints this component uses: ``tcp://host:port``, ``file:/path``."""
+        return []
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None) -> None:
         self.name = name
@@ -117,6 +180,15 @@ class Component:
 
     def count(self, stat: str, n: int = 1) -> None:
         self.stats[stat] = self.stats.get(stat, 0) + n
+
+    @property
+    def raw(self) -> bool:
+        """Whole frames pass undecoded (``CAPS.raw_frames`` and ``decode = false``)."""
+        return self.CAPS.raw_frames and not self.options.get("decode", True)
+
+    def open(self) -> None:
+        """Acquire resources (load eBPF, open files, servers). Errors here are startup failures:
+        raise :class:`FatalStartError` for one that retrying cannot fix."""
 
     def reconfigure(self, options: Mapping[str, Any]) -> bool:
         """Apply new options in place. Return False if only a restart can apply them.
@@ -170,9 +242,6 @@ class Source(Component):
         # Set when the source has nothing more to produce (a replay reached its end).
         self.finished = False
 
-    def open(self) -> None:
-        """Acquire resources (load eBPF, open files). Errors here are startup failures."""
-
     def poll(self, timeout: float) -> list[Event]:
         raise NotImplementedError
 
@@ -185,9 +254,6 @@ class Analyzer(Component):
     """Turns events into events (zero, one or many per input)."""
 
     KIND = "analyzer"
-    # Where the upstream takes the partition key when this stage has workers > 1:
-    # "pid", or "data.<field>" (for example "data.conn" for a TLS connection).
-    DEFAULT_PARTITION: ClassVar[str] = "pid"
 
     def process(self, event: Event) -> Iterable[Event]:
         raise NotImplementedError
@@ -224,10 +290,11 @@ class Sink(Component):
 
     KIND = "sink"
 
-    def open(self) -> None:
-        """Acquire resources (files, servers)."""
-
     def write(self, events: list[Event]) -> None:
+        raise NotImplementedError
+
+    def write_raw(self, count: int) -> None:
+        """(``CAPS.raw_frames``) ``count`` events went by in a frame left undecoded."""
         raise NotImplementedError
 
     def flush(self) -> None:

@@ -247,12 +247,10 @@ def validate(spec: PipelineSpec) -> list[Problem]:
             problems.append(Problem(s, f"cannot load type {comp.type!r}: {exc}"))
             continue
         problems.extend(Problem(s, p) for p in option_problems(cls.OPTIONS, comp.options))
-        check = getattr(cls, "check_options", None)
-        if check is not None:
-            problems.extend(Problem(s, p) for p in check(comp.options))
-        claimer = getattr(cls, "claims", None)
-        if claimer is not None:
-            for endpoint in claimer(comp.options):
+        if cls.CAPS.check_options:
+            problems.extend(Problem(s, p) for p in cls.check_options(comp.options))
+        if cls.CAPS.claims:
+            for endpoint in cls.claims(comp.options):
                 claim(endpoint, s)
         if comp.kind == "source":
             if comp.inputs:

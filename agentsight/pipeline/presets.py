@@ -266,4 +266,4 @@ def port_problem(host: str, port: int) -> str | None:
 
 
 def needs_bpf(spec: PipelineSpec) -> bool:
-    return any(getattr(component_class(c.kind, c.type), "NEEDS_BPF", False) for c in spec.components.values())
+    return any(component_class(c.kind, c.type).CAPS.needs_bpf for c in spec.components.values())

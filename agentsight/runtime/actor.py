@@ -39,7 +39,7 @@ import zmq
 
 from agentsight import wire
 from agentsight.event import Event
-from agentsight.pipeline.component import Analyzer, Component, Sink, Source
+from agentsight.pipeline.component import Analyzer, Component, FatalStartError, Sink, Source
 from agentsight.pipeline.config import ComponentSpec, PipelineSpec, spec_from_dict
 from agentsight.pipeline.registry import component_class
 from agentsight.runtime import control
@@ -145,7 +145,8 @@ class ActorRuntime:
         self.hb_interval = pipeline.supervisor.heartbeat_interval
         self.next_hb = 0.0
         self.component: Component = component_class(self.spec.kind, self.spec.type)(name, self.spec.options)
-        self.raw = bool(getattr(self.component, "raw", False))
+        self.caps = self.component.CAPS
+        self.raw = self.component.raw
         self.publisher: Publisher | None = None
         self.control = self.ctx.socket(zmq.DEALER)
         self.control.setsockopt(zmq.IDENTITY, self.id.encode())
@@ -165,7 +166,7 @@ class ActorRuntime:
         """
         wanted: dict[tuple[Any, ...], ComponentSpec] = {}
         for d in self.pipeline.downstream(self.spec.name):
-            part = d.partition_by or getattr(component_class(d.kind, d.type), "DEFAULT_PARTITION", "pid")
+            part = d.partition_by or component_class(d.kind, d.type).DEFAULT_PARTITION
             wanted[(d.name, d.workers, part)] = d
         feeds = {out.target for out in self.outputs}
         for name in hold:
@@ -442,7 +443,7 @@ class ActorRuntime:
             elif isinstance(msg, control.Follow):
                 pid = msg.pid
                 try:
-                    ok = self.component.follow(pid)
+                    ok = self.caps.follow and self.component.follow(pid)
                 except Exception as exc:
                     ok = False
                     log.warning("%s: cannot follow %d: %s", self.id, pid, exc)
@@ -533,7 +534,7 @@ class ActorRuntime:
         if self.raw:
             if isinstance(self.component, Sink):
                 consumed()
-                self.component.write_raw(header.count)  # type: ignore[attr-defined]
+                self.component.write_raw(header.count)
             else:
                 self.forward_raw(header, parts[1], consumed_with_outputs)
             return
@@ -560,10 +561,11 @@ class ActorRuntime:
             return
         assert isinstance(self.component, Analyzer)
         out: list[Event] | None = None
-        try:
-            out = self.component.process_batch(events)
-        except Exception:
-            out = None  # redo it event by event, so one bad event costs only itself
+        if self.caps.batch:
+            try:
+                out = self.component.process_batch(events)
+            except Exception:
+                out = None  # redo it event by event, so one bad event costs only itself
         if out is None:
             out = self._run_hook(self.component.process, events)
         # The outputs' numbers and the consumed input are committed as one step: see linkstate.
@@ -609,7 +611,7 @@ class ActorRuntime:
                 log.exception("%s: on_mark failed", self.id)
             return
         try:
-            settled = list(self.component.settle(pids))
+            settled = list(self.component.settle(pids)) if self.caps.settle else []
         except Exception:
             self.counters["errors"] += 1
             log.exception("%s: settle failed", self.id)
@@ -631,8 +633,9 @@ class ActorRuntime:
 
     def _requests(self) -> None:
         """Send the component's requests of the supervisor (mark, follow)."""
-        for req in self.component.requests():
-            self._request(req)
+        if self.caps.requests:
+            for req in self.component.requests():
+                self._request(req)
 
     # ---------------------------------------------------------------- sinks
     def _flush_sink(self) -> None:
@@ -727,9 +730,7 @@ class ActorRuntime:
             self.input.setsockopt(zmq.LINGER, 0)
             self.input.bind(self.run.input(self.spec.name, self.worker))
         self.wire_up()
-        opener = getattr(self.component, "open", None)
-        if opener is not None:
-            opener()
+        self.component.open()
         if isinstance(self.component, Sink) and not self.raw:
             self._recover_sink()
         held = self.state.get(HELD)
@@ -815,7 +816,7 @@ class ActorRuntime:
             now = time.monotonic()
             if now >= next_tick:
                 next_tick = now + 0.1
-                if isinstance(self.component, Analyzer):
+                if isinstance(self.component, Analyzer) and self.caps.tick:
                     self.emit(self._run_tick())
                 if self.publisher is not None:
                     self.publisher.read_subscriptions()
@@ -1035,9 +1036,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rt.start()
     except Exception as exc:
-        from agentsight.kernel.bpfprog import BpfUnavailable
-
-        fatal = isinstance(exc, (BpfUnavailable, PermissionError, FileNotFoundError, ValueError))
+        fatal = isinstance(exc, FatalStartError)  # the component says: retrying cannot fix it
         message = str(exc) or type(exc).__name__
         rt._ctl(control.Failure(message, fatal))
         print(f"agentsight[{comp.kind}/{name}]: cannot start: {message}", file=sys.stderr)

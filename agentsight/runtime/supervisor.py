@@ -13,7 +13,8 @@ Policy lives here; the actor processes own their sockets and hooks.
   seconds and it is flapping: the supervisor stops restarting it for ``retry_after``
   seconds (state ``backoff``), says so, then tries again with a fresh budget (as
   circus does). An actor that reports a fatal start error (no root, no bcc, bad
-  file) is not restarted.
+  file) is not restarted. The rules are :mod:`agentsight.runtime.policy`; an
+  instance's states and their transitions are :mod:`agentsight.runtime.lifecycle`.
 - Stop (Ctrl-C, SIGTERM, all sources finished): every actor is told to stop; the
   end-of-stream cascade drains the graph in topological order (see
   :mod:`agentsight.runtime.actor`); whatever is still alive after ``graceful_timeout`` is
@@ -36,7 +37,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -50,6 +50,9 @@ from agentsight.runtime import control
 from agentsight.runtime.actor import BUS_COMPONENT
 from agentsight.runtime.endpoints import RunDir, RunDirError, default_runtime_dir, instance_id, private_dir
 from agentsight.runtime.zygote import ActorProcess, Zygote
+from agentsight.runtime.lifecycle import InstanceState as State
+from agentsight.runtime.lifecycle import Lifecycle, instance_lifecycle
+from agentsight.runtime.policy import RestartBudget, RestartHistory, RestartPolicy, Verdict, plan
 
 __all__ = ["Supervisor", "Instance", "AlreadyRunning", "StartupFailed", "COUNTERS", "actor_table"]
 
@@ -76,10 +79,8 @@ class Instance:
     workers: int
     id: str
     proc: ActorProcess | None = None
-    state: str = "new"       # starting, running, restarting, backoff, failed, stopping, stopped, finished
-    restarts: int = 0
-    restart_times: deque[float] = field(default_factory=deque)
-    consecutive: int = 0
+    lifecycle: Lifecycle[State] = field(default_factory=instance_lifecycle, repr=False)
+    history: RestartHistory = field(default_factory=RestartHistory)  # what the restart policy remembers
     next_start: float = 0.0
     started_at: float = 0.0
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
@@ -90,6 +91,18 @@ class Instance:
     draining: bool = False   # sent its end of stream; waits for the downstream to confirm
     eos_acks: set[str] = field(default_factory=set)
     said_stopped: bool = False  # sent its final "stopped": all its output is out, only its teardown is left
+
+    @property
+    def state(self) -> State:
+        return self.lifecycle.state
+
+    def move(self, to: State) -> None:
+        """Change state, as the lifecycle's table allows (LifecycleError otherwise: a bug)."""
+        self.lifecycle.move(to)
+
+    @property
+    def restarts(self) -> int:
+        return self.history.restarts
 
     @property
     def pid(self) -> int | None:
@@ -124,6 +137,7 @@ class Supervisor:
         self.exit_code = 0
         self.zygote = Zygote()  # actors are forked from it, so they share its imports' pages
         self.pending_replace: set[str] = set()
+        self._in_tick = False  # _tick never runs inside itself (see _between_ticks)
         self.events: list[str] = []   # what happened, for status and the summary
         self.follows: dict[str, dict[str, Any]] = {}  # follow requests waiting for the sources' answers
         self.follow_seq = 0
@@ -187,6 +201,7 @@ class Supervisor:
                 self.on_running()
             while not self.stop_requested:
                 self._tick(0.1)
+                self._between_ticks()
                 if self.should_stop is not None and self.should_stop():
                     self.stop_requested = True
             self._stop_all()
@@ -236,7 +251,7 @@ class Supervisor:
         path = self._spec_file(inst.name, inst.worker)
         env = dict(os.environ)
         inst.proc = self.zygote.spawn_actor(path, env)
-        inst.state = "starting"
+        inst.move(State.STARTING)
         inst.started_at = time.monotonic()
         inst.counters = {k: inst.counters.get(k, 0) if k == "dropped" and inst.kind != "bus" else 0
                          for k in COUNTERS}
@@ -265,18 +280,18 @@ class Supervisor:
         for inst in insts:
             self._spawn(inst)
         deadline = time.monotonic() + self.spec.supervisor.ready_timeout
-        while any(i.state == "starting" for i in insts):
+        while any(i.state is State.STARTING for i in insts):
             if time.monotonic() > deadline:
-                slow = ", ".join(i.id for i in insts if i.state == "starting")
+                slow = ", ".join(i.id for i in insts if i.state is State.STARTING)
                 raise StartupFailed(f"not ready after {self.spec.supervisor.ready_timeout:.0f}s: {slow}")
             if self.stop_requested:
                 raise StartupFailed("interrupted while starting")
             self._tick(0.05, restart=False)
             for i in insts:
-                if i.state == "starting" and not i.alive():
+                if i.state is State.STARTING and not i.alive():
                     code = i.proc.returncode if i.proc else None
                     raise StartupFailed(f"{i.id} could not start: {i.message or f'exit code {code}'}")
-        failed = [i for i in insts if i.state in ("failed", "restarting")]
+        failed = [i for i in insts if i.state in (State.FAILED, State.RESTARTING)]
         if failed:
             raise StartupFailed("; ".join(f"{i.id}: {i.message}" for i in failed))
 
@@ -295,6 +310,18 @@ class Supervisor:
 
     # ----------------------------------------------------------------- loop
     def _tick(self, timeout: float, restart: bool = True) -> None:
+        """Wait up to ``timeout`` for control messages and status requests, handle them, notice
+        exits, restart what is due (``restart``). Never re-entered: what starts or stops actors
+        itself (a reload) runs in :meth:`_between_ticks`."""
+        if self._in_tick:
+            raise RuntimeError("Supervisor._tick re-entered")
+        self._in_tick = True
+        try:
+            self._tick_once(timeout, restart)
+        finally:
+            self._in_tick = False
+
+    def _tick_once(self, timeout: float, restart: bool) -> None:
         ready = dict(self.poller.poll(int(timeout * 1000)))
         if self.follows:
             now = time.monotonic()
@@ -306,29 +333,34 @@ class Supervisor:
             self._answer_status()
         now = time.monotonic()
         for inst in list(self.instances.values()):
-            if inst.proc is not None and inst.state not in ("stopped", "failed", "finished", "restarting", "backoff") \
+            if inst.proc is not None and inst.state in (State.STARTING, State.RUNNING, State.STOPPING) \
                     and inst.proc.poll() is not None:
                 self._on_exit(inst)
-            if restart and inst.state in ("restarting", "backoff") and now >= inst.next_start \
+            if restart and inst.state in (State.RESTARTING, State.BACKOFF) and now >= inst.next_start \
                     and not self.stop_requested:
-                if inst.state == "backoff":
-                    inst.restarts += 1
-                    inst.restart_times.append(now)
+                if inst.state is State.BACKOFF:
+                    inst.history = self._restart_policy().on_retry(inst.history, now)
                     self.say(f"retrying {inst.id} after its backoff (restart {inst.restarts})")
                 else:
                     self.say(f"restarting {inst.id} (restart {inst.restarts})")
                 self._spawn(inst)
         self._release_drained()
-        if restart:
-            self._maybe_finish()
-            try:
-                while True:
-                    self._reload(self.reloads.get_nowait())
-            except queue.Empty:
-                pass
-            for name in list(self.pending_replace):
-                self.pending_replace.discard(name)
-                self._replace(name)
+
+    def _between_ticks(self) -> None:
+        """The main loop's work that starts and stops actors (and so runs ticks of its own):
+        the end of a run whose sources finished, reloads, restarts asked for by a reconfigure."""
+        self._maybe_finish()
+        try:
+            while True:
+                self._reload(self.reloads.get_nowait())
+        except queue.Empty:
+            pass
+        for name in list(self.pending_replace):
+            self.pending_replace.discard(name)
+            self._replace(name)
+
+    def _restart_policy(self) -> RestartPolicy:
+        return RestartPolicy(RestartBudget.of(self.spec.supervisor))
 
     def _read_control(self) -> None:
         while True:
@@ -352,7 +384,8 @@ class Supervisor:
 
     def _on_control(self, inst: Instance, msg: control.Message) -> None:
         if isinstance(msg, control.Ready):
-            inst.state = "running"
+            if inst.state is State.STARTING:  # (a late word from a process already gone changes nothing)
+                inst.move(State.RUNNING)
         elif isinstance(msg, control.Heartbeat):
             inst.counters = {k: msg.counters.get(k, 0) for k in COUNTERS}
             inst.stats = dict(msg.stats)
@@ -366,13 +399,14 @@ class Supervisor:
         elif isinstance(msg, control.Draining):
             inst.draining = True
         elif isinstance(msg, control.Finished):
-            inst.state = "finished"
+            if inst.lifecycle.can(State.FINISHED):
+                inst.move(State.FINISHED)
         elif isinstance(msg, control.Failure):
             inst.message = msg.message
         elif isinstance(msg, control.Mark):
             # A barrier a client needs (runtime marks): every source sends it behind what it has.
             for src in self.instances.values():
-                if src.kind == "source" and src.state == "running":
+                if src.kind == "source" and src.state is State.RUNNING:
                     self._send(src, msg)
         elif isinstance(msg, control.Follow):
             self._start_follow(inst, msg)
@@ -398,7 +432,7 @@ class Supervisor:
         """A client (through an actor) asks every source to follow a new process tree."""
         self.follow_seq += 1
         req = f"f{self.follow_seq}"
-        targets = [i for i in self.instances.values() if i.kind == "source" and i.state == "running"]
+        targets = [i for i in self.instances.values() if i.kind == "source" and i.state is State.RUNNING]
         self.follows[req] = {"from": inst.id, "req": msg.req, "pid": msg.pid,
                              "waiting": {t.id for t in targets}, "by": [],
                              "deadline": time.monotonic() + FOLLOW_TIMEOUT_S}
@@ -430,45 +464,36 @@ class Supervisor:
             if k not in cumulative:
                 inst.retired[k] += inst.counters.get(k, 0)
         inst.counters = {k: inst.counters.get(k, 0) if k in cumulative else 0 for k in COUNTERS}
-        if inst.removing or inst.state == "stopping":
-            inst.state = "stopped"
+        if inst.removing or inst.state is State.STOPPING:
+            inst.move(State.STOPPED)
             return
-        if inst.state == "finished" or (code == 0 and inst.kind == "source"):
-            inst.state = "finished"
+        if code == 0 and inst.kind == "source":
+            inst.move(State.FINISHED)
             return
-        if code == control.EXIT_FATAL or inst.state == "failed":
-            inst.state = "failed"
+        if code == control.EXIT_FATAL:
+            inst.move(State.FAILED)
             self.say(f"{inst.id} failed: {inst.message or 'fatal start error'}; not restarting it")
             self._announce_gone(inst)
             self.exit_code = control.EXIT_ACTOR_FAILED
             return
         how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
         now = time.monotonic()
-        window = self.spec.supervisor.restart_window
-        while inst.restart_times and now - inst.restart_times[0] > window:
-            inst.restart_times.popleft()
-        if len(inst.restart_times) >= self.spec.supervisor.max_restarts:
-            retry = self.spec.supervisor.retry_after
-            inst.state = "backoff"
-            inst.message = (f"flapping: {len(inst.restart_times)} restarts in {window:.0f}s (last: {how}); "
+        policy = self._restart_policy()
+        decision = policy.on_crash(inst.history, now, ran_for=now - inst.started_at)
+        inst.history = decision.history
+        inst.next_start = now + decision.delay
+        if decision.verdict is Verdict.BACKOFF:
+            window, retry = policy.budget.window, decision.delay
+            inst.move(State.BACKOFF)
+            inst.message = (f"flapping: {decision.recent} restarts in {window:.0f}s (last: {how}); "
                             f"next try in {retry:.0f}s")
-            self.say(f"{inst.id} crashed ({how}); giving up for now: {len(inst.restart_times)} restarts "
-                     f"in {window:.0f}s is over the budget of {self.spec.supervisor.max_restarts}; "
+            self.say(f"{inst.id} crashed ({how}); giving up for now: {decision.recent} restarts "
+                     f"in {window:.0f}s is over the budget of {policy.budget.max_restarts}; "
                      f"retrying in {retry:.0f}s")
-            inst.restart_times.clear()
-            inst.consecutive = 0
-            inst.next_start = now + retry
             self.exit_code = control.EXIT_ACTOR_FAILED
             return
-        if now - inst.started_at > 10:
-            inst.consecutive = 0
-        delay = min(2.0, 0.1 * (2 ** inst.consecutive))
-        inst.consecutive += 1
-        inst.restarts += 1
-        inst.restart_times.append(now)
-        inst.state = "restarting"
-        inst.next_start = now + delay
-        self.say(f"{inst.id} (pid {inst.pid}) crashed: {how}; restarting in {delay:.1f}s")
+        inst.move(State.RESTARTING)
+        self.say(f"{inst.id} (pid {inst.pid}) crashed: {how}; restarting in {decision.delay:.1f}s")
 
     def _release_drained(self) -> None:
         """Let a sender exit once every live downstream instance has its end of stream."""
@@ -491,8 +516,8 @@ class Supervisor:
         if not self.spec.supervisor.exit_when_sources_done:
             return
         sources = [i for i in self.instances.values() if i.kind == "source"]
-        if sources and all(i.state in ("finished", "failed") for i in sources) \
-                and any(i.state == "finished" for i in sources):
+        if sources and all(i.state in (State.FINISHED, State.FAILED) for i in sources) \
+                and any(i.state is State.FINISHED for i in sources):
             self.say("all sources finished; draining the pipeline")
             self.stop_requested = True
 
@@ -524,7 +549,7 @@ class Supervisor:
         deadline = time.monotonic() + timeout
         comps = [i for i in self.instances.values() if i.kind != "bus"]
         for inst in comps:
-            if inst.alive() and inst.state == "starting" and inst.proc is not None:
+            if inst.alive() and inst.state is State.STARTING and inst.proc is not None:
                 # Not ready yet (a source compiling its eBPF): it has produced nothing, and
                 # waiting for it would hold the stop for seconds.
                 try:
@@ -532,17 +557,17 @@ class Supervisor:
                 except ProcessLookupError:
                     pass
                 inst.proc.wait()
-            if not inst.alive() and inst.state in ("restarting", "backoff", "starting", "new"):
-                inst.state = "stopped"
+            if not inst.alive() and inst.state in (State.RESTARTING, State.BACKOFF, State.STARTING, State.NEW):
+                inst.move(State.STOPPED)
         # Upstreams that will never send an end of stream: failed, never started (a stop
         # during startup, when only the downstream levels are up), or not alive any more.
         # A finished source already sent its end of stream.
-        keep = {i.id for i in comps if i.alive() or i.state == "finished"}
+        keep = {i.id for i in comps if i.alive() or i.state is State.FINISHED}
         gone = [iid for c in self.spec.components.values() for w in range(c.workers)
                 if (iid := instance_id(c.kind, c.name, w, c.workers)) not in keep]
         for inst in comps:
             if inst.alive():
-                inst.state = "stopping"
+                inst.move(State.STOPPING)
                 self._send(inst, control.Stop(max(0.5, timeout - 1.0), tuple(gone)))
         # An actor is done once it said "stopped": a source's probe teardown after that is its own.
         while any(i.alive() and not i.said_stopped for i in comps) and time.monotonic() < deadline \
@@ -550,7 +575,7 @@ class Supervisor:
             self._tick(0.05, restart=False)
         for i in comps:
             if i.alive() and i.said_stopped:
-                i.state = "stopped"
+                i.move(State.STOPPED)
         late = [i for i in comps if i.alive() and not i.said_stopped]
         if late:
             self.say(f"killing {len(late)} actors still running after {timeout:.0f}s: "
@@ -558,7 +583,7 @@ class Supervisor:
         self._drain_control()
         bus = self.instances.get(BUS_COMPONENT)
         if bus is not None and bus.alive():
-            bus.state = "stopping"
+            bus.move(State.STOPPING)
             self._send(bus, control.Stop())
             end = time.monotonic() + 2
             while bus.alive() and time.monotonic() < end:
@@ -570,7 +595,7 @@ class Supervisor:
 
     def _kill_all(self) -> None:
         for inst in self.instances.values():
-            if inst.said_stopped and inst.state == "stopped":
+            if inst.said_stopped and inst.state is State.STOPPED:
                 continue  # tearing its probes down; it dies with us (PDEATHSIG) if still at it
             if inst.proc is not None and inst.proc.poll() is None:
                 try:
@@ -587,8 +612,8 @@ class Supervisor:
                     os.killpg(inst.proc.pid, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
                     pass
-                if inst.state not in ("failed", "finished"):
-                    inst.state = "stopped"
+                if inst.state not in (State.FAILED, State.FINISHED):
+                    inst.move(State.STOPPED)
 
     # --------------------------------------------------------------- reload
     def _watch(self) -> None:
@@ -621,10 +646,9 @@ class Supervisor:
     def apply(self, new: PipelineSpec) -> None:
         """Move the running pipeline to ``new``, touching only what changed."""
         old = self.spec
-        restart = {n for n, c in new.components.items()
-                   if n in old.components and old.components[n].structure() != c.structure()}
+        restart = plan(old, new).restart
         if restart:
-            self._restart(restart, new)
+            self._restart(set(restart), new)
         else:
             self._apply_diff(old, new)
 
@@ -652,9 +676,9 @@ class Supervisor:
 
     def _apply_diff(self, old: PipelineSpec, new: PipelineSpec, hold: Iterable[str] = (),
                     quiet: bool = False) -> None:
-        added = [n for n in new.components if n not in old.components]
-        removed = [n for n in old.components if n not in new.components]
-        changed = [n for n in new.components if n in old.components and old.components[n] != new.components[n]]
+        changes = plan(old, new)
+        added, removed = list(changes.start), list(changes.stop)
+        changed = [n for n in new.components if n in changes.changed]
         self.spec = new
         if added:
             for group in self._levels(new, added):

@@ -59,16 +59,49 @@ def test_fixture_record_matches_expected(name: str, whole: dict[str, dict[str, A
         assert {k: rec["error"][k] for k in exp["error"]} == exp["error"]
 
 
+def cuts_that_matter(data: bytes) -> list[int]:
+    """The offsets where cutting a message in two can change what its parsers do.
+
+    They branch on line ends (HTTP head lines, chunk-size lines, SSE field lines and the blank
+    lines between events) and on UTF-8 sequences; between those they copy bytes. So: just before
+    each CR and LF, between them and after them, and after the next byte; inside and after each
+    non-ASCII byte (all of a compressed body, nearly).
+    """
+    cuts = set()
+    for j, byte in enumerate(data):
+        if byte in b"\r\n":
+            cuts.update(range(j - 1, j + 3))
+        elif byte >= 0x80:
+            cuts.update((j, j + 1))
+    return sorted(c for c in cuts if 0 < c < len(data))
+
+
+def cut(data: bytes, points: list[int]) -> list[bytes]:
+    marks = [0, *points, len(data)]
+    return [data[a:b] for a, b in zip(marks, marks[1:], strict=False)]
+
+
+COMB = 64  # the comb runs: every COMB-th offset from each start in 1..COMB, so each offset is a cut once
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_every_byte_split_gives_the_same_record(name: str, whole: dict[str, dict[str, Any]]) -> None:
+    """Cut in two at every offset that can matter (:func:`cuts_that_matter`), and cut at every
+    offset in one of the comb runs (records of COMB bytes), the same record comes out."""
     req, resp = wire(name)
-    want = stable(whole[name])
-    for i in range(1, len(req)):
-        calls = llm_calls(run_chain([("write", req[:i]), ("write", req[i:]), ("read", resp)]))
-        assert [stable(c.data) for c in calls] == [want], f"request split at {i}"
-    for i in range(1, len(resp)):
-        calls = llm_calls(run_chain([("write", req), ("read", resp[:i]), ("read", resp[i:])]))
-        assert [stable(c.data) for c in calls] == [want], f"response split at {i}"
+    want = [stable(whole[name])]
+
+    def same(reqs: list[bytes], resps: list[bytes], what: str) -> None:
+        calls = llm_calls(run_chain([("write", b) for b in reqs] + [("read", b) for b in resps]))
+        assert [stable(c.data) for c in calls] == want, what
+
+    for i in cuts_that_matter(req):
+        same([req[:i], req[i:]], [resp], f"request split at {i}")
+    for i in cuts_that_matter(resp):
+        same([req], [resp[:i], resp[i:]], f"response split at {i}")
+    for start in range(1, COMB + 1):
+        same(cut(req, list(range(start, len(req), COMB))), [resp], f"request cut every {COMB} bytes from {start}")
+        same([req], cut(resp, list(range(start, len(resp), COMB))), f"response cut every {COMB} bytes from {start}")
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -9,13 +9,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from agentsight.event import Event
-from agentsight.pipeline.component import Analyzer, Option
+from agentsight.pipeline.component import Analyzer, Capabilities, Option
 
 __all__ = ["Annotate"]
 
 
 class Annotate(Analyzer):
     TYPE = "annotate"
+    CAPS = Capabilities(batch=True)
     OPTIONS = {
         "fields": Option(dict, {}, "fields to set in each event's data", live=True),
         "overwrite": Option(bool, True, "replace a field the event already has", live=True),

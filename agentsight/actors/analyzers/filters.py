@@ -16,7 +16,7 @@ from typing import Any
 
 from agentsight.analysis.filters import Filter, FilterError, compile_filter
 from agentsight.event import Event
-from agentsight.pipeline.component import Analyzer, Option
+from agentsight.pipeline.component import Analyzer, Capabilities, Option
 
 __all__ = ["EventFilter", "HttpFilter", "SslFilter", "check_expressions"]
 
@@ -40,6 +40,7 @@ def check_expressions(value: Any) -> str | None:
 
 class EventFilter(Analyzer):
     TYPE = "filter"
+    CAPS = Capabilities(batch=True)
     OPTIONS = {
         "exclude": Option((str, list), [], "drop events matching any of these expressions", live=True,
                           check=check_expressions),

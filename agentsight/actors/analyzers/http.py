@@ -15,13 +15,14 @@ from typing import Any
 
 from agentsight.analysis.httpstream import HttpStreams
 from agentsight.event import Event
-from agentsight.pipeline.component import Analyzer, Option
+from agentsight.pipeline.component import Analyzer, Capabilities, Option
 
 __all__ = ["Http"]
 
 
 class Http(Analyzer):
     TYPE = "http"
+    CAPS = Capabilities(tick=True, settle=True)
     DEFAULT_PARTITION = "pid"
     OPTIONS = {
         "redact": Option(bool, True, "replace credentials in headers and bodies", live=True),

@@ -14,13 +14,14 @@ from typing import Any
 
 from agentsight.analysis.llm import LlmCalls
 from agentsight.event import Event
-from agentsight.pipeline.component import Analyzer, Option
+from agentsight.pipeline.component import Analyzer, Capabilities, Option
 
 __all__ = ["Llm"]
 
 
 class Llm(Analyzer):
     TYPE = "llm"
+    CAPS = Capabilities(tick=True)
     OPTIONS = {
         "redact": Option(bool, True, "replace credentials in the call's prompt, answer and headers", live=True),
         "prices": Option(bool, True, "estimate cost from genai-prices' bundled table", live=True),

@@ -19,7 +19,7 @@ import psutil
 
 from agentsight.analysis.mcp import McpCalls, ProcInfo
 from agentsight.event import Event
-from agentsight.pipeline.component import Analyzer, Option
+from agentsight.pipeline.component import Analyzer, Capabilities, Option
 
 __all__ = ["Mcp", "proc_info"]
 
@@ -45,6 +45,7 @@ def proc_info(pid: int) -> ProcInfo | None:
 
 class Mcp(Analyzer):
     TYPE = "mcp"
+    CAPS = Capabilities(tick=True)
     DEFAULT_PARTITION = "pid"
     OPTIONS = {
         "redact": Option(bool, True, "replace credentials in arguments, params, results and command lines", live=True),

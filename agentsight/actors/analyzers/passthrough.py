@@ -10,20 +10,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from agentsight.event import Event
-from agentsight.pipeline.component import Analyzer, Option
+from agentsight.pipeline.component import Analyzer, Capabilities, Option
 
 __all__ = ["Passthrough"]
 
 
 class Passthrough(Analyzer):
     TYPE = "passthrough"
+    CAPS = Capabilities(raw_frames=True, batch=True)
     OPTIONS = {
         "decode": Option(bool, True, "decode events (false: forward frames as they are)"),
     }
-
-    @property
-    def raw(self) -> bool:
-        return not self.options["decode"]
 
     def process(self, event: Event) -> Iterable[Event]:
         return (event,)

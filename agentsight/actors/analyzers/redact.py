@@ -28,7 +28,7 @@ from typing import Any
 
 from agentsight.analysis.redact import StreamRedactor, redact_value
 from agentsight.event import Event
-from agentsight.pipeline.component import Analyzer, Option
+from agentsight.pipeline.component import Analyzer, Capabilities, Option
 
 # Byte-stream records: their topic -> the field that holds the bytes.
 STREAMS = {"ssl.data": "bytes", "stdio.data": "bytes"}
@@ -39,6 +39,7 @@ __all__ = ["Redact"]
 
 class Redact(Analyzer):
     TYPE = "redact"
+    CAPS = Capabilities(batch=True, tick=True)
     OPTIONS = {
         "enabled": Option(bool, True, "redact (false: pass everything as captured)", live=True),
         "hold_ms": Option(int, 300, "longest a stream's held-back tail waits for the stream's next record",

@@ -17,13 +17,14 @@ import psutil
 
 from agentsight.analysis.sessions import SessionTracker
 from agentsight.event import Event
-from agentsight.pipeline.component import Analyzer, Option
+from agentsight.pipeline.component import Analyzer, Capabilities, Option
 
 __all__ = ["Sessions"]
 
 
 class Sessions(Analyzer):
     TYPE = "sessions"
+    CAPS = Capabilities(tick=True)
     OPTIONS = {
         "root_pids": Option(list, [], "pids that start a recorded session (with their descendants)"),
     }

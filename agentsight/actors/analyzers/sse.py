@@ -13,13 +13,14 @@ from typing import Any
 
 from agentsight.analysis.sse import SseMerge
 from agentsight.event import Event
-from agentsight.pipeline.component import Analyzer, Option
+from agentsight.pipeline.component import Analyzer, Capabilities, Option
 
 __all__ = ["Sse"]
 
 
 class Sse(Analyzer):
     TYPE = "sse"
+    CAPS = Capabilities(tick=True)
     DEFAULT_PARTITION = "pid"
     OPTIONS = {
         "live": Option(bool, True, "emit each sse.event as it completes (the merge happens either way)", live=True),

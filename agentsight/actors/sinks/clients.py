@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentsight.event import Event
-from agentsight.pipeline.component import Option, OptionError, Sink
+from agentsight.pipeline.component import Capabilities, Option, OptionError, Sink, fatal_on
 from agentsight.runtime.collector import DEFAULT_SOCKET, FrameReader, encode
 
 __all__ = ["ClientsSink"]
@@ -87,6 +87,7 @@ class ClientsSink(Sink):
     """Serves subscriptions and recordings to local clients (see the module docstring)."""
 
     TYPE = "clients"
+    CAPS = Capabilities(requests=True)
     OPTIONS = {
         "socket": Option(str, DEFAULT_SOCKET, "the unix socket clients connect to"),
         "queue": Option(int, 20000, "frames queued for a client before it loses events (counted)"),
@@ -110,8 +111,9 @@ class ClientsSink(Sink):
     def open(self) -> None:
         path = self.options["socket"]
         parent = os.path.dirname(path) or "."
-        os.makedirs(parent, exist_ok=True)
-        st = os.lstat(parent)
+        with fatal_on(PermissionError, FileNotFoundError):
+            os.makedirs(parent, exist_ok=True)
+            st = os.lstat(parent)
         if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
             raise OptionError(f"{parent} is not a directory of this user's: refusing to put the clients socket there")
         if os.path.basename(parent) == "agentsight-clients":  # ours: every user may reach the socket
@@ -119,7 +121,8 @@ class ClientsSink(Sink):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._listener.bind(path)
+        with fatal_on(PermissionError, FileNotFoundError):
+            self._listener.bind(path)
         os.chmod(path, 0o666)  # anyone may connect; what each may see is decided per peer uid
         self._listener.listen(64)
         self._listener.setblocking(False)

@@ -13,13 +13,14 @@ from typing import IO, Any
 
 from agentsight.event import Event
 from agentsight.jsonform import event_to_json
-from agentsight.pipeline.component import Option, Sink
+from agentsight.pipeline.component import Capabilities, Option, Sink, fatal_on
 
 __all__ = ["JsonlSink"]
 
 
 class JsonlSink(Sink):
     TYPE = "jsonl"
+    CAPS = Capabilities(claims=True)
     OPTIONS = {
         "path": Option(str, help="output file"),
         "max_bytes": Option(int, 0, "rotate when the file reaches this size (0: never)"),
@@ -38,8 +39,9 @@ class JsonlSink(Sink):
         self._size = 0
 
     def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with fatal_on(PermissionError, FileNotFoundError):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.fchmod(fd, 0o600)
         self._file = os.fdopen(fd, "a", encoding="utf-8", buffering=1 << 16)
         self._size = os.fstat(fd).st_size

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 from agentsight.event import Event
-from agentsight.pipeline.component import Option, Sink
+from agentsight.pipeline.component import Capabilities, Option, Sink
 
 __all__ = ["NullSink"]
 
 
 class NullSink(Sink):
     TYPE = "null"
+    CAPS = Capabilities(raw_frames=True)
     OPTIONS = {
         "decode": Option(bool, True, "decode events (false: count from frame headers only)"),
     }
-
-    @property
-    def raw(self) -> bool:
-        return not self.options["decode"]
 
     def write(self, events: list[Event]) -> None:
         self.count("events", len(events))

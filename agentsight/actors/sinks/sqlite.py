@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from agentsight.event import Event
-from agentsight.pipeline.component import Option, Sink
+from agentsight.pipeline.component import Capabilities, Option, Sink, fatal_on
 from agentsight.recording.store import Store
 
 __all__ = ["SqliteSink"]
@@ -35,6 +35,7 @@ def _not_negative(value: float) -> str | None:
 
 class SqliteSink(Sink):
     TYPE = "sqlite"
+    CAPS = Capabilities(claims=True)
     OPTIONS = {
         "path": Option(str, help="recording file (created 0600; appended to when it exists)"),
         "meta": Option(dict, {}, "key/value pairs stored in the recording's meta table"),
@@ -59,7 +60,8 @@ class SqliteSink(Sink):
         self._pending = False    # a pass ran out of its time budget: go on at the next flush
 
     def open(self) -> None:
-        self.store = Store(self.options["path"])
+        with fatal_on(PermissionError, FileNotFoundError):
+            self.store = Store(self.options["path"])
         for key, value in self.options["meta"].items():
             self.store.set_meta(str(key), str(value))
 

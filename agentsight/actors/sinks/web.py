@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from agentsight.event import Event
-from agentsight.pipeline.component import Option, OptionError, Sink
+from agentsight.pipeline.component import Capabilities, FatalStartError, Option, OptionError, Sink, fatal_on
 from agentsight.web import DEFAULT_HOST, DEFAULT_PORT
 
 __all__ = ["WebSink"]
@@ -36,6 +36,7 @@ def _port(value: int) -> str | None:
 
 class WebSink(Sink):
     TYPE = "web"
+    CAPS = Capabilities(check_options=True, claims=True)
     OPTIONS = {
         "host": Option(str, DEFAULT_HOST, "address to listen on; a non-loopback one needs a token"),
         "port": Option(int, DEFAULT_PORT, "TCP port to listen on", check=_port),
@@ -90,24 +91,24 @@ class WebSink(Sink):
             path = Path(o["db"])
         else:
             path = self._private = private_db_path()
-        if o["write"]:
-            self._store = Store(path)
-        else:
-            Store(path).close()  # made (0600, schema) if the writer has not yet: readers need the tables
+        with fatal_on(PermissionError, FileNotFoundError):
+            if o["write"]:
+                self._store = Store(path)
+            else:
+                Store(path).close()  # made (0600, schema) if the writer has not yet: readers need the tables
         from agentsight.web.guard import TokenError, resolve_token
 
         try:
             token = resolve_token(o["token"])
         except TokenError as exc:
-            raise OptionError(str(exc)) from None
+            raise FatalStartError(str(exc)) from None
         server = WebServer(path, host=o["host"], port=o["port"], token=token, watch=not o["write"])
         self._thread = ServerThread(server)
         try:
             self._thread.start()
         except ServeError as exc:
             self.close()
-            # A ValueError is a fatal start failure for the runtime: retrying cannot free the port.
-            raise OptionError(str(exc)) from None
+            raise FatalStartError(str(exc)) from None  # retrying cannot free the port
         # Where the page is (port 0 picks a free port): in the recording, and said once.
         if self._store is not None:
             self._store.set_meta("web_url", self.url)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from agentsight.event import Event
-from agentsight.pipeline.component import Option, Source
+from agentsight.pipeline.component import Option, Source, fatal_on
 from agentsight.runtime.subscriber import Subscriber
 
 __all__ = ["BusSource"]
@@ -33,8 +33,9 @@ class BusSource(Source):
         from agentsight.runtime.bus import load_public_key, load_secret_key
 
         o = self.options
-        server = load_public_key(o["server_key"]) if o["server_key"] else None
-        client = load_secret_key(o["client_key"]) if o["client_key"] else None
+        with fatal_on(PermissionError, FileNotFoundError, ValueError):  # no key file, or no key in it
+            server = load_public_key(o["server_key"]) if o["server_key"] else None
+            client = load_secret_key(o["client_key"]) if o["client_key"] else None
         self._sub = Subscriber(o["connect"], o["topics"], server_key=server, client_keys=client)
 
     def poll(self, timeout: float) -> list[Event]:

@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 
 from agentsight.event import Event, now_ns
 from agentsight.kernel.bpfprog import BootClock, Map, Program, load, trim_heap
-from agentsight.pipeline.component import Option, OptionError, Source
+from agentsight.pipeline.component import Capabilities, Option, OptionError, Source
 
 __all__ = [
     "ProcessSource",
@@ -457,7 +457,7 @@ class ProcessSource(Source):
     """exec/fork/exit, file opens and connects of all processes, a pid, a tree or a comm."""
 
     TYPE = "process"
-    NEEDS_BPF = True
+    CAPS = Capabilities(needs_bpf=True)
     OPTIONS: ClassVar[dict[str, Option]] = {
         "comm": Option(str, "", "only processes whose name starts with this", check=check_comm),
         "pid": Option(int, 0, "only this process (0 = any); with tree, its descendants too"),

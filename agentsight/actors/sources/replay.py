@@ -14,7 +14,7 @@ from typing import IO, Any
 
 from agentsight.event import Event
 from agentsight.jsonform import event_from_json
-from agentsight.pipeline.component import Option, Source
+from agentsight.pipeline.component import Option, Source, fatal_on
 
 __all__ = ["Replay"]
 
@@ -42,7 +42,8 @@ class Replay(Source):
 
     def open(self) -> None:
         path = self.options["path"]
-        self._file = gzip.open(path, "rt") if path.endswith(".gz") else open(path)
+        with fatal_on(PermissionError, FileNotFoundError):
+            self._file = gzip.open(path, "rt") if path.endswith(".gz") else open(path)
 
     def _next(self) -> Event | None:
         assert self._file is not None

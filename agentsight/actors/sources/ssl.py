@@ -66,7 +66,7 @@ from agentsight.actors.sources.process import (
 )
 from agentsight.event import Event
 from agentsight.kernel import bpfprog, tlslibs, tlsrecords
-from agentsight.pipeline.component import Option, OptionError, Source
+from agentsight.pipeline.component import Capabilities, Option, OptionError, Source
 
 __all__ = ["SslSource", "RECORD", "RECORD_FIELDS"]
 
@@ -163,7 +163,7 @@ class SslSource(Source):
     """TLS plaintext of SSL_write/SSL_read calls, captured whole with eBPF uprobes."""
 
     TYPE = "ssl"
-    NEEDS_BPF = True
+    CAPS = Capabilities(needs_bpf=True, follow=True, settle=True)
     OPTIONS = {
         "pid": Option(int, 0, "trace only this process (0: every process)"),
         "tree": Option(bool, False, "also trace every descendant of pid, including later ones"),

@@ -35,7 +35,7 @@ from agentsight.actors.sources.process import (
 )
 from agentsight.event import Event
 from agentsight.kernel.bpfprog import BootClock, Program, load
-from agentsight.pipeline.component import Option, OptionError, Source
+from agentsight.pipeline.component import Capabilities, Option, OptionError, Source
 
 __all__ = ["StdioSource", "decode_stdio", "stdio_defines", "RECORD", "MAX_BYTES_LIMIT"]
 
@@ -90,7 +90,7 @@ class StdioSource(Source):
     """read/write/readv/writev payloads on fds 0-2 (or all fds) of a pid, a process tree, a uid or a comm."""
 
     TYPE = "stdio"
-    NEEDS_BPF = True
+    CAPS = Capabilities(needs_bpf=True, follow=True)
     OPTIONS: ClassVar[dict[str, Option]] = {
         "pid": Option(int, 0, "capture this process (0 = none); with tree, its descendants too"),
         "pids": Option(list, [], "start with these processes and follow their descendants",
