@@ -56,17 +56,9 @@ def memory_kib(pid: int) -> dict[str, int]:
 
 def children(pid: int) -> list[int]:
     """Every descendant of ``pid`` (an actor that runs helpers counts them as its own)."""
-    out: list[int] = []
-    todo = [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            kids = Path(f"/proc/{p}/task/{p}/children").read_text().split()
-        except OSError:
-            continue
-        out.extend(int(k) for k in kids)
-        todo.extend(int(k) for k in kids)
-    return out
+    from agentsight.kernel import procfs
+
+    return procfs.tree([pid])[1:]
 
 
 def status(run_dir: Path, timeout_s: float = 3.0) -> dict[str, Any]:
@@ -113,17 +105,9 @@ def actor_rows(report: dict[str, Any]) -> list[tuple[str, int, dict[str, int]]]:
 
 
 def _direct_children(pid: int) -> list[int]:
-    out: list[int] = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for tid in tasks:
-        try:
-            out.extend(int(k) for k in Path(f"/proc/{pid}/task/{tid}/children").read_text().split())
-        except OSError:
-            continue
-    return out
+    from agentsight.kernel import procfs
+
+    return procfs.children(pid)
 
 
 def print_rows(rows: list[tuple[str, int, dict[str, int]]], title: str) -> None:

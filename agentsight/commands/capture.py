@@ -18,6 +18,7 @@ from agentsight.commands.common import (
     need_bpf,
     need_port,
 )
+from agentsight.kernel import procfs
 from agentsight.pipeline.presets import Capture, CaptureError, build_spec, needs_bpf, parse_extra
 from agentsight.web import DEFAULT_HOST, DEFAULT_PORT
 
@@ -572,7 +573,7 @@ def record(
         fail("give either a command or -c/-p, not both")
     if cmd and shutil.which(cmd[0]) is None:
         fail(f"command not found: {cmd[0]}", 127)
-    if pid and not os.path.exists(f"/proc/{pid}"):
+    if pid and not procfs.alive(pid):
         fail(f"no process {pid}")
     # A running collector records for us (no eBPF to load, no root needed for one's own
     # processes), unless the flags ask for what only a private pipeline gives.

@@ -54,6 +54,7 @@ from typing import Any
 
 from agentsight.demo.agent import ANTHROPIC_KEY, OPENAI_KEY
 from agentsight.demo.llm_server import GENERATE_APIS, read_log
+from agentsight.kernel import procfs
 
 __all__ = ["PACKAGES", "SETUPS", "PROBE_COMMAND", "PROBE_OUTPUT", "Package", "Setup", "RunResult", "LoopbackNetns",
            "cache_dir", "install", "prepare", "run", "report", "exchange_line", "dns_nxdomain", "main"]
@@ -329,7 +330,7 @@ class LoopbackNetns:
             if not name.startswith(cls.PREFIX):
                 continue
             pid = name[len(cls.PREFIX):].split("-")[0]
-            if pid.isdigit() and Path(f"/proc/{pid}").exists():
+            if pid.isdigit() and procfs.alive(int(pid)):
                 continue
             cls._delete(ip, name)
             removed.append(name)

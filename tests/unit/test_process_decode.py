@@ -91,17 +91,3 @@ def test_connect_families() -> None:
 
 def test_unknown_kind() -> None:
     assert decode_record(header(77) + b"\0" * 16, wall, "src") is None
-
-
-def test_descendants() -> None:
-    parents = {2: 1, 3: 2, 4: 3, 5: 1, 6: 99}
-    assert p.descendants([2], parents) == {2, 3, 4}
-    assert p.descendants([1], parents) == {1, 2, 3, 4, 5}
-    assert p.descendants([6, 7], parents) == {6, 7}
-
-
-def test_scan_proc_sees_this_process() -> None:
-    procs = p.scan_proc()
-    me = procs[os.getpid()]
-    assert me.ppid == os.getppid()
-    assert me.start_boot_ns > 0

@@ -17,6 +17,7 @@ import psutil
 
 from agentsight.analysis.sessions import SessionTracker
 from agentsight.event import Event
+from agentsight.kernel import procfs
 from agentsight.pipeline.component import Analyzer, Capabilities, Option
 
 __all__ = ["Sessions"]
@@ -39,13 +40,11 @@ class Sessions(Analyzer):
 
     def _seed_tree(self, pid: int) -> list[Event]:
         out: list[Event] = []
-        try:
-            root = psutil.Process(pid)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.Error:
+        if not procfs.alive(pid):
             return out
-        for p in procs:
+        for member in procfs.tree([pid]):
             try:
+                p = psutil.Process(member)
                 with p.oneshot():
                     out += self.tracker.seed(p.pid, p.ppid(), p.name(), p.exe() or "", p.cmdline(),
                                              int(p.create_time() * 1e9))

@@ -31,14 +31,12 @@ from typing import Any, ClassVar
 
 from agentsight.event import Event, now_ns
 from agentsight.kernel.bpfprog import BootClock, Map, Program, load, trim_heap
+from agentsight.kernel.procfs import alive, descendants, scan_proc
 from agentsight.pipeline.component import Capabilities, Option, OptionError, Source
 
 __all__ = [
     "ProcessSource",
     "OpenCollapser",
-    "ProcEntry",
-    "scan_proc",
-    "descendants",
     "decode_record",
     "process_defines",
     "check_comm",
@@ -272,55 +270,6 @@ class OpenCollapser:
         return out
 
 
-# ---- /proc: the processes that existed before the program was loaded ---------------
-
-@dataclass(frozen=True)
-class ProcEntry:
-    pid: int
-    ppid: int
-    start_boot_ns: int
-    comm: str
-
-
-def _read_stat(pid: int, ticks: int) -> ProcEntry | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return None
-    lparen, rparen = stat.find(b"("), stat.rfind(b")")
-    fields = stat[rparen + 2:].split()
-    # fields[0] is field 3 (state): ppid is field 4, starttime field 22 (clock ticks since boot)
-    comm = stat[lparen + 1:rparen].decode("utf-8", "replace")
-    return ProcEntry(pid, int(fields[1]), int(fields[19]) * (1_000_000_000 // ticks), comm)
-
-
-def scan_proc() -> dict[int, ProcEntry]:
-    """Every live process: pid -> (ppid, start time in boot ns, comm)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    out: dict[int, ProcEntry] = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            entry = _read_stat(int(name), ticks)
-            if entry is not None:
-                out[entry.pid] = entry
-    return out
-
-
-def descendants(roots: Iterable[int], parents: Mapping[int, int]) -> set[int]:
-    """``roots`` and every process below them, given pid -> ppid."""
-    children: dict[int, list[int]] = {}
-    for pid, ppid in parents.items():
-        children.setdefault(ppid, []).append(pid)
-    out: set[int] = set()
-    todo = list(roots)
-    while todo:
-        pid = todo.pop()
-        if pid not in out:
-            out.add(pid)
-            todo.extend(children.get(pid, ()))
-    return out
-
-
 # ---- kernel features and program defines ---------------------------------------------
 
 TRACEFS = ("/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events")
@@ -442,7 +391,7 @@ def seed_names(table: Map, prefix: str) -> int:
 def require_pids(pids: Iterable[int], option: str) -> None:
     """Raise a one-line OptionError for a pid that is not a live process."""
     for pid in pids:
-        if not Path(f"/proc/{pid}").exists():
+        if not alive(pid):
             raise OptionError(f"option {option!r}: no process with pid {pid} is running")
 
 

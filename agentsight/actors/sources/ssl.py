@@ -58,14 +58,12 @@ from typing import Any
 from agentsight.actors.sources.process import (
     U32,
     check_comm,
-    descendants,
     filter_defines,
-    scan_proc,
     seed_names,
     seed_tree,
 )
 from agentsight.event import Event
-from agentsight.kernel import bpfprog, tlslibs, tlsrecords
+from agentsight.kernel import bpfprog, procfs, tlslibs, tlsrecords
 from agentsight.pipeline.component import Capabilities, Option, OptionError, Source
 
 __all__ = ["SslSource", "RECORD", "RECORD_FIELDS"]
@@ -357,9 +355,9 @@ class SslSource(Source):
         """Processes whose mappings are scanned at start (all of them without a pid filter)."""
         pid = self.options["pid"]
         if not pid:
-            return [int(d) for d in os.listdir("/proc") if d.isdigit()]
+            return procfs.pids()
         if self.options["tree"]:
-            return sorted(descendants([pid], {p.pid: p.ppid for p in scan_proc().values()}))
+            return sorted(procfs.tree([pid]))
         return [pid]
 
     def follow(self, pid: int) -> bool:

@@ -22,6 +22,7 @@ import psutil
 
 from agentsight.actors.sources.process import check_pids, require_pids
 from agentsight.event import Event, now_ns
+from agentsight.kernel import procfs
 from agentsight.pipeline.component import Option, Source
 
 __all__ = ["SystemSource", "Thresholds"]
@@ -112,14 +113,17 @@ class SystemSource(Source):
         for root in self._roots:
             try:
                 proc = self._procs.get(root) or psutil.Process(root)
-                if not proc.is_running():
-                    continue
-                found[root] = proc
-                if self.options["tree"]:
-                    for child in proc.children(recursive=True):
-                        found.setdefault(child.pid, self._procs.get(child.pid) or child)
+                if proc.is_running():
+                    found[root] = proc
             except psutil.NoSuchProcess:
                 continue
+        if self.options["tree"] and found:
+            for pid in procfs.tree(list(found)):
+                if pid not in found:
+                    try:
+                        found[pid] = self._procs.get(pid) or psutil.Process(pid)
+                    except psutil.NoSuchProcess:
+                        continue
         for pid, proc in found.items():
             if pid not in self._procs:
                 try:
