@@ -43,6 +43,7 @@ from typing import Any
 
 from agentsight.event import Event
 from agentsight.pipeline.component import Capabilities, Option, OptionError, Sink, fatal_on
+from agentsight.runtime import control
 from agentsight.runtime.collector import DEFAULT_SOCKET, FrameReader, encode
 
 __all__ = ["ClientsSink"]
@@ -237,12 +238,12 @@ class ClientsSink(Sink):
             else:
                 c.tree = {pid}
                 self._uids[pid] = owner
-                self._outbox.append({"op": "totals", "req": c.id})
-                self._outbox.append({"op": "follow", "pid": pid, "req": c.id})
+                self._outbox.append(control.Totals(c.id).to_wire())
+                self._outbox.append(control.Follow(pid, c.id).to_wire())
                 self.count("recordings")
         elif kind == "finish" and c.tree is not None:
             c.mark = f"{os.getpid()}.{next(self._marks)}"
-            self._outbox.append({"op": "mark", "id": c.mark, "pids": sorted(c.tree)})
+            self._outbox.append(control.Mark(c.mark, tuple(sorted(c.tree))).to_wire())
         else:
             self._reply(c, "error", {"message": f"unknown or out-of-order request {kind!r}"})
 
@@ -265,7 +266,7 @@ class ClientsSink(Sink):
         for c in list(self._clients.values()):
             if c.mark == mark_id:
                 c.mark = None
-                self._outbox.append({"op": "totals", "req": c.id})
+                self._outbox.append(control.Totals(c.id).to_wire())
 
     def _reply(self, c: _Client, kind: str, payload: Any) -> None:
         with self._lock:
