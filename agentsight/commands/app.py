@@ -158,9 +158,8 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw status as JSON.")] = False,
 ) -> None:
     """Per-actor state, pid, restarts and received/sent/dropped/errors of a running pipeline."""
-    import zmq
-
     from agentsight.runtime.endpoints import RunDir, RunDirError, default_runtime_dir
+    from agentsight.runtime.status import StatusError, ask
     from agentsight.runtime.supervisor import actor_table
 
     try:
@@ -170,19 +169,15 @@ def status(
         fail(str(exc))
     if not (run.path / "status").exists():
         fail(f"no running pipeline {pipeline!r} at {run.path}")
-    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(run.status)
-    sock.send(b"status")
-    if not sock.poll(3000):
-        fail(f"pipeline at {run.path} did not answer within 3 s")
-    report = json.loads(sock.recv())
-    sock.close()
+    try:
+        report = ask(run.status, 3.0)
+    except StatusError as exc:
+        fail(f"pipeline at {run.path} {exc}")
     if as_json:
-        typer.echo(json.dumps(report, indent=2))
+        typer.echo(json.dumps(report.to_dict(), indent=2))
         return
-    typer.echo(f"pipeline {report['pipeline']} (supervisor pid {report['pid']}, up {report['uptime_s']}s)")
-    typer.echo(actor_table(report["instances"], pid=True))
+    typer.echo(f"pipeline {report.pipeline} (supervisor pid {report.pid}, up {report.uptime_s}s)")
+    typer.echo(actor_table([a.to_dict() for a in report.instances], pid=True))
 
 
 @app.command()

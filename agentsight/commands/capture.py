@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -21,6 +22,9 @@ from agentsight.commands.common import (
 from agentsight.kernel import procfs
 from agentsight.pipeline.presets import Capture, CaptureError, build_spec, needs_bpf, parse_extra
 from agentsight.web import DEFAULT_HOST, DEFAULT_PORT
+
+if TYPE_CHECKING:
+    from agentsight.runtime.status import PipelineStatus
 
 # The stdio source's largest capture per call (agentsight.actors.sources.stdio.MAX_BYTES_LIMIT,
 # checked equal in tests): not imported from there, which would load the eBPF source modules
@@ -62,12 +66,12 @@ def _otel(cap: Capture, endpoint: str, content: bool, attributes: str, metrics: 
     cap.otel_metrics = metrics
 
 
-def otel_line(sup: Any, endpoint: str) -> str | None:
+def otel_line(status: PipelineStatus, endpoint: str) -> str | None:
     """What the otlp sink did, one line for the end of `record` and `debug` (None without one)."""
-    inst = next((i for i in sup.instances.values() if i.kind == "sink" and i.name == "otlp"), None)
-    if inst is None:
+    actor = next(iter(status.actors("sink", "otlp")), None)
+    if actor is None:
         return None
-    s = inst.stats
+    s = actor.stats
     line = f"OpenTelemetry: {s.get('spans_exported', 0):,} span(s) exported to {endpoint}"
     if s.get("spans_lost"):
         why = [(s.get("spans_failed_export", 0), "failed (receiver down, refusing or too slow)"),
@@ -79,12 +83,8 @@ def otel_line(sup: Any, endpoint: str) -> str | None:
     return line
 
 
-def run_capture(cap: Capture, *, on_running: Any = None, should_stop: Any = None,
-                summary: bool = True) -> tuple[int, Any]:
-    """Validate and run a capture pipeline under the supervisor; returns its exit code and the supervisor."""
-    from agentsight.runtime.endpoints import RunDirError
-    from agentsight.runtime.supervisor import AlreadyRunning, Supervisor
-
+def capture_spec(cap: Capture) -> Any:
+    """The pipeline of a capture, checked (one line and exit 2 when it cannot run here)."""
     try:
         spec = build_spec(cap.pipeline())
     except CaptureError as exc:
@@ -93,29 +93,41 @@ def run_capture(cap: Capture, *, on_running: Any = None, should_stop: Any = None
         need_bpf()
     if cap.server:
         need_port(cap.server_host, cap.server_port)
-    # Another capture of the same name running (a second `debug` in another terminal) gets
-    # this one the next free name, said on stderr, unless a runtime dir was given.
-    names = [cap.name] if cap.runtime_dir else [cap.name, *(f"{cap.name}-{i}" for i in range(2, 10))]
-    for i, name in enumerate(names):
-        spec.name = name
-        try:
-            sup = Supervisor(spec, None, Path(cap.runtime_dir) if cap.runtime_dir else None)
-            sup.on_running = on_running
-            sup.should_stop = should_stop
-            code = sup.run_forever()
-            break
-        except AlreadyRunning as exc:
-            if i == len(names) - 1:
-                fail(f"{exc} (pass --name to run another capture beside it)")
-            typer.echo(f"agentsight: a pipeline named {name!r} is already running; this one is "
-                       f"{names[i + 1]!r}", err=True)
-        except RunDirError as exc:  # a runtime dir that is not the user's own and private
-            fail(str(exc))
-    if summary:
-        typer.echo(sup.summary(), err=True)
-        if cap.otel and (line := otel_line(sup, cap.otel)):
-            typer.echo(line, err=True)
-    return code, sup
+    return spec
+
+
+def _renamed(taken: str, name: str) -> None:
+    typer.echo(f"agentsight: a pipeline named {taken!r} is already running; this one is {name!r}", err=True)
+
+
+@contextmanager
+def _run_errors() -> Iterator[None]:
+    """The runtime's refusals to start a run, as one line each."""
+    from agentsight.runtime.endpoints import RunDirError
+    from agentsight.runtime.supervisor import AlreadyRunning
+
+    try:
+        yield
+    except AlreadyRunning as exc:
+        fail(f"{exc} (pass --name to run another capture beside it)")
+    except RunDirError as exc:  # a runtime dir that is not the user's own and private
+        fail(str(exc))
+
+
+def run_capture(cap: Capture) -> int:
+    """Run a capture pipeline until it stops, print its summary; returns its exit code.
+
+    Another capture of the same name running (a second `debug` in another terminal) gets this
+    one the next free name, said on stderr, unless a runtime dir was given."""
+    from agentsight.runtime.session import run_pipeline
+
+    spec = capture_spec(cap)
+    with _run_errors():
+        outcome = run_pipeline(spec, Path(cap.runtime_dir) if cap.runtime_dir else None, on_renamed=_renamed)
+    typer.echo(outcome.summary, err=True)
+    if cap.otel and (line := otel_line(outcome.status, cap.otel)):
+        typer.echo(line, err=True)
+    return outcome.code
 
 
 _AFTER = " Options after `--` set options of the {} source (`-- --NAME VALUE`, names in docs/pipeline.md)."
@@ -237,7 +249,7 @@ def debug(
 
         if collector.running():
             raise typer.Exit(_debug_from_collector(cap, pid, bool(cap.tree), comm))
-    raise typer.Exit(run_capture(cap)[0])
+    raise typer.Exit(run_capture(cap))
 
 
 def _debug_from_collector(cap: Capture, pid: int, tree: bool, comm: str) -> int:
@@ -350,176 +362,32 @@ def _is_elf(path: Path) -> bool:
         return False
 
 
-# The held start of `record`: the command's process exists (so the sources can filter on
-# its pid) but runs nothing until the capture is attached; if agentsight dies first, it exits.
-_HOLD = ("import os, sys\n"
-         "fd = int(sys.argv[1])\n"
-         "go = os.read(fd, 1)\n"
-         "os.close(fd)\n"
-         "if not go:\n"
-         "    sys.exit(125)\n"
-         "try:\n"
-         "    os.execvp(sys.argv[2], sys.argv[2:])\n"
-         "except OSError as exc:\n"
-         "    sys.stderr.write(f'agentsight: cannot run {sys.argv[2]}: {exc.strerror}\\n')\n"
-         "    sys.exit(126)\n")
-
-
-def _hold(cmd: list[str], owner: dict[str, Any]) -> tuple[int, int]:
-    """Fork the command, held before its first instruction until a byte arrives on the pipe
-    returned (closing it unsent makes it exit 125). Forked, not a new interpreter: fast."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(w)
-            go = os.read(r, 1)
-            os.close(r)
-            if not go:
-                os._exit(125)
-            if owner:
-                os.setgroups(owner.get("extra_groups") or [owner["group"]])
-                os.setgid(owner["group"])
-                os.setuid(owner["user"])
-            os.execvpe(cmd[0], cmd, owner.get("env") or os.environ)
-        except OSError as exc:
-            os.write(2, f"agentsight: cannot run {cmd[0]}: {exc.strerror}\n".encode())
-            os._exit(126)
-        finally:
-            os._exit(127)
-    os.close(r)
-    return pid, w
-
-
-def _record_through_collector(cmd: list[str], db: Path | None, name: str) -> int:
-    """``record -- CMD`` as a client of the running collector: the command is held, the collector
-    follows its tree (its sources look at it first), the command runs, and every event of the
-    tree comes back over the socket into this recording; a barrier through the collector's
-    pipeline says when the last one is in. Returns the command's exit code."""
-    import shlex
-    import signal
-    import threading
+def _record_through_collector(cmd: list[str], db: Path | None) -> int:
+    """``record -- CMD`` as a client of the running collector; returns the command's exit code."""
     import time
 
-    from agentsight.recording.report import format_summary, summary
-    from agentsight.recording.store import Store
-    from agentsight.runtime.collector import Client, CollectorError
+    from agentsight.recording.record import CollectorRecordRun, RecordError
+    from agentsight.runtime.held import invoking_user
 
     path = db or Path(time.strftime("agentsight-%Y%m%d-%H%M%S.db"))
-    described = shlex.join(cmd)
-    owner = _invoking_user()
+    rec = CollectorRecordRun(path, cmd, invoking_user())
+
+    def started(late: list[str]) -> None:
+        typer.echo(f"agentsight: recording {rec.described} into {path} (through the collector"
+                   + (f"; not confirmed in time by {', '.join(late)}" if late else "") + ")", err=True)
+
     try:
-        client = Client(timeout=10.0)
-    except CollectorError as exc:
+        result = rec.run(on_started=started)
+    except RecordError as exc:
         fail(str(exc))
-    child, go = _hold(cmd, owner)
-    try:
-        client.send("record", {"pid": child})
-        followed = client.expect("followed", timeout=10.0)
-    except (CollectorError, OSError) as exc:
-        os.close(go)
-        os.waitpid(child, 0)
-        fail(f"the collector could not record: {exc}")
-    got: dict[str, Any] = {"lost": 0, "done": None, "error": None}
-
-    def receive() -> None:  # the tree's events, into the recording as they come
-        try:
-            with Store(path) as store:
-                batch: list[Any] = []
-                for kind, payload in client.events(timeout=None):
-                    if kind == "event":
-                        batch.append(payload)
-                        if len(batch) >= 500:
-                            store.add(batch)
-                            batch = []
-                    elif kind == "lost":
-                        got["lost"] += int(payload.get("n") or 0)
-                    elif kind == "done":
-                        got["done"] = payload
-                        break
-                store.add(batch)
-        except (CollectorError, OSError) as exc:
-            got["error"] = str(exc)
-
-    reader = threading.Thread(target=receive, name="recording", daemon=True)
-    reader.start()
-    started = time.time_ns()
-    os.write(go, b"g")
-    os.close(go)
-    late = followed.get("late") or []
-    typer.echo(f"agentsight: recording {described} into {path} (through the collector"
-               + (f"; not confirmed in time by {', '.join(late)}" if late else "") + ")", err=True)
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the command's to handle
-    try:
-        _, status = os.waitpid(child, 0)
-    finally:
-        signal.signal(signal.SIGINT, old)
-    exit_code = os.waitstatus_to_exitcode(status)
-    exit_code = exit_code if exit_code >= 0 else 128 - exit_code
-    ended = time.time_ns()
-    try:
-        client.send("finish", {})
-    except OSError as exc:
-        got["error"] = str(exc)
-    reader.join(timeout=30)
-    client.close()
-    done = got["done"] or {}
-    lost = got["lost"] + int(done.get("lost") or 0)
-    with Store(path) as store:
-        store.set_meta("command", described)
-        store.set_meta("recorder", "agentsight record (through the collector)")
-        store.set_meta("started_ns", str(started))
-        store.set_meta("ended_ns", str(ended))
-        store.set_meta("exit_code", str(exit_code))
-        store.set_meta("events_lost", str(lost + int(done.get("pipeline_lost") or 0)))
-        text = format_summary(summary(store))
-    if owner:
-        for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-            if p.exists():
-                os.chown(p, owner["user"], owner["group"])
-    typer.echo(text, err=True)
-    if got["done"] is None:
+    typer.echo(result.summary, err=True)
+    if result.unconfirmed is not None:
         typer.echo(f"agentsight: the collector did not confirm the end of the recording "
-                   f"({got['error'] or 'no answer within 30 s'}): its last events may be missing", err=True)
-    elif done.get("pipeline_lost"):
-        typer.echo(f"agentsight: the collector lost {done['pipeline_lost']} event(s) while recording "
+                   f"({result.unconfirmed}): its last events may be missing", err=True)
+    elif result.collector_lost:
+        typer.echo(f"agentsight: the collector lost {result.collector_lost} event(s) while recording "
                    "(of any process: some may be this command's)", err=True)
-    return exit_code
-
-
-def _invoking_user() -> dict[str, Any]:
-    """Popen arguments that run the command as the user who ran sudo (nothing when not under sudo)."""
-    import pwd
-
-    uid, gid = os.environ.get("SUDO_UID"), os.environ.get("SUDO_GID")
-    if os.geteuid() != 0 or not uid or not gid or int(uid) == 0:
-        return {}
-    try:
-        pw = pwd.getpwuid(int(uid))
-    except KeyError:
-        return {"user": int(uid), "group": int(gid)}
-    env = dict(os.environ)
-    env.update(HOME=pw.pw_dir, USER=pw.pw_name, LOGNAME=pw.pw_name)
-    return {"user": int(uid), "group": int(gid), "extra_groups": os.getgrouplist(pw.pw_name, int(gid)), "env": env}
-
-
-def _process(pid: int) -> Any:
-    import psutil
-
-    try:
-        return psutil.Process(pid)
-    except psutil.Error:
-        return None
-
-
-def _gone(proc: Any) -> bool:
-    """The attached process exited (a zombie its parent has not reaped counts as exited)."""
-    import psutil
-
-    try:
-        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return True
+    return result.exit_code
 
 
 @app.command(context_settings={"allow_interspersed_args": False})
@@ -558,13 +426,11 @@ def record(
 
     agentsight record -- claude -p "fix the tests"      (as root: sudo agentsight record -- ...)
     """
-    import shlex
     import shutil
-    import subprocess
     import time
 
-    from agentsight.recording.report import format_summary, summary
-    from agentsight.recording.store import Store
+    from agentsight.recording.record import RecordRun
+    from agentsight.runtime.held import invoking_user
 
     cmd = list(command or [])
     if not cmd and not comm and not pid:
@@ -584,24 +450,16 @@ def record(
         from agentsight.runtime import collector
 
         if collector.running():
-            raise typer.Exit(_record_through_collector(cmd, db, name))
+            raise typer.Exit(_record_through_collector(cmd, db))
     need_bpf()
     if server:
         need_port(server_host, server_port)
     path = db or Path(time.strftime("agentsight-%Y%m%d-%H%M%S.db"))
-    owner = _invoking_user()  # run the command as, and hand the recording to, the user behind sudo
-
-    child: subprocess.Popen[bytes] | None = None
-    go_w = -1
-    if cmd:
-        go_r, go_w = os.pipe()
-        child = subprocess.Popen([sys.executable, "-c", _HOLD, str(go_r), *cmd], pass_fds=(go_r,),
-                                 **owner)
-        os.close(go_r)
-        target = child.pid
-    else:
-        target = pid
-    described = shlex.join(cmd) if cmd else (f"-p {pid}" if pid else f"-c {comm}")
+    # The command starts held (runs as, and the recording goes to, the user behind sudo): the
+    # sources follow its pid before it runs. A problem from here exits; the held command with it, unrun.
+    rec = RecordRun(path, cmd, pid=pid, comm=comm, owner=invoking_user()).start()
+    target = rec.target
+    described = rec.described
     cap = Capture(
         name=name, ssl=True, process=True, stdio=stdio and bool(target), system=system and bool(target),
         pid=target, tree=bool(target), comm="" if target else comm, binary_path=list(binary_path or []),
@@ -613,58 +471,25 @@ def record(
         runtime_dir=runtime_dir,
     )
     _otel(cap, otel, otel_content, otel_attributes, otel_metrics)
+    spec = capture_spec(cap)
 
-    def release() -> None:
-        nonlocal go_w
-        if go_w >= 0:
-            os.write(go_w, b"g")
-            os.close(go_w)
-            go_w = -1
-        with Store(path) as store:  # the clock starts when the command does, not when bcc started compiling
-            store.set_meta("started_ns", str(time.time_ns()))
+    def started() -> None:
         where = "; web UI at the URL above" if server else ""
         typer.echo(f"agentsight: recording {described} into {path}{where}", err=True)
 
-    attached = _process(pid) if pid else None
-
-    def finished() -> bool:
-        if child is not None:
-            return child.poll() is not None
-        return attached is not None and _gone(attached)
-
-    try:
-        code, sup = run_capture(cap, on_running=release, should_stop=finished, summary=False)
-    finally:
-        if go_w >= 0:  # the capture never started: the held command exits without running
-            os.close(go_w)
-    exit_code = 0
-    if child is not None:
-        try:
-            child.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            child.terminate()
-            child.wait()
-        exit_code = child.returncode if child.returncode >= 0 else 128 - child.returncode
-    if code == 2:
+    with _run_errors():
+        result = rec.run(spec, Path(runtime_dir) if runtime_dir else None, on_started=started,
+                         on_renamed=_renamed)
+    if not result.started:
         typer.echo("agentsight: the capture could not start (see above)", err=True)
         raise typer.Exit(2)
-    # The recording's own losses: spans the OTLP export lost are said apart (otel_line), the recording has them.
-    lost = sum(i.row()["dropped"] for i in sup.instances.values() if not (i.kind == "sink" and i.name == "otlp"))
-    with Store(path) as store:
-        store.set_meta("ended_ns", str(time.time_ns()))
-        store.set_meta("exit_code", str(exit_code))
-        store.set_meta("events_lost", str(lost))
-        text = format_summary(summary(store))
-    if owner:
-        for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-            if p.exists():
-                os.chown(p, owner["user"], owner["group"])
-    typer.echo(text, err=True)
-    if otel and (line := otel_line(sup, otel)):
+    assert result.pipeline is not None
+    typer.echo(result.summary, err=True)
+    if otel and (line := otel_line(result.pipeline.status, otel)):
         typer.echo(line, err=True)
     if server:
         typer.echo(f"agentsight: the web UI stopped with the recording; browse it again with: "
                    f"agentsight serve --db {path}", err=True)
-    if code != 0:
+    if result.pipeline.code != 0:
         typer.echo("agentsight: an actor failed during the recording; see the messages above", err=True)
-    raise typer.Exit(exit_code)
+    raise typer.Exit(result.exit_code)

@@ -519,9 +519,8 @@ def uninstall(
 
 def _ask_collector(runtime_dir: Path | None, timeout: float = 3.0) -> dict[str, Any]:
     """The running collector's supervisor report (and its service.json), or why there is none."""
-    import zmq
-
     from agentsight.runtime.endpoints import RunDir, RunDirError, default_runtime_dir
+    from agentsight.runtime.status import StatusError, ask
 
     machine = ROOT_RUN_DIR / PIPELINE
     try:
@@ -536,22 +535,17 @@ def _ask_collector(runtime_dir: Path | None, timeout: float = 3.0) -> dict[str, 
                 return {"running": None, "why": f"only root can ask the machine's collector ({machine}): "
                         "sudo agentsight service status"}
         return {"running": False, "runtime_dir": str(run.path)}
-    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
     try:
-        sock.connect(run.status)
-        sock.send(b"status")
-        if not sock.poll(int(timeout * 1000)):
-            return {"running": None, "why": f"the collector at {run.path} did not answer within {timeout:.0f} s"}
-        report = json.loads(sock.recv())
-    finally:
-        sock.close()
+        report = ask(run.status, timeout)
+    except StatusError as exc:
+        return {"running": None, "why": f"the collector at {run.path} {exc}"}
     try:
         service = json.loads((run.path / SERVICE_FILE).read_text())
     except (OSError, ValueError):
         service = {}
-    return {"running": True, **service, "pid": report["pid"], "uptime_s": report["uptime_s"],
-            "runtime_dir": str(run.path), "pipeline": report["pipeline"], "instances": report["instances"]}
+    return {"running": True, **service, "pid": report.pid, "uptime_s": report.uptime_s,
+            "runtime_dir": str(run.path), "pipeline": report.pipeline,
+            "instances": [a.to_dict() for a in report.instances]}
 
 
 def _exit_code(collector: dict[str, Any]) -> int:

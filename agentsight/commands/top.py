@@ -19,10 +19,15 @@ from agentsight.commands.topmodel import COLUMNS, LAST, LEFT, SORT_KEYS, TOPICS,
 
 __all__ = ["top"]
 
+START_TIMEOUT_S = 120  # eBPF compiling for every source, on a slow machine
+
 
 def _start_capture(pid: int, comm: str) -> tuple[subprocess.Popen[bytes], str]:
-    """Run `debug trace` quietly in a child; returns it and its bus endpoint once it is up."""
+    """Run `debug trace` quietly in a child; returns it and its bus endpoint once its status
+    socket says the pipeline is running (its messages go to a log file beside its runtime dir,
+    read only to say why it did not start)."""
     from agentsight.runtime.endpoints import RunDir
+    from agentsight.runtime.status import StatusError, wait_running
 
     need_bpf(hint=" (or attach to a running pipeline with --pipeline/--connect)")
     run_dir = Path(tempfile.mkdtemp(prefix="agentsight-top-"))
@@ -37,13 +42,16 @@ def _start_capture(pid: int, comm: str) -> tuple[subprocess.Popen[bytes], str]:
         child = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                                  start_new_session=True)
     run = RunDir(run_dir / "run")
-    deadline = time.monotonic() + 120
-    while b"running:" not in log.read_bytes():
-        if child.poll() is not None or time.monotonic() > deadline:
-            child.kill()
-            last = (log.read_text(errors="replace").strip().splitlines() or ["it exited"])[-1]
-            fail(f"the capture for top did not start: {last}")
-        time.sleep(0.1)
+    try:
+        wait_running(run.status, START_TIMEOUT_S, alive=lambda: child.poll() is None)
+    except StatusError as exc:
+        _stop_capture(child)
+        said = log.read_text(errors="replace").strip().splitlines()  # why it exited, when it did
+        why = str(exc) if exc.status is not None or not said else said[-1]
+        fail(f"the capture for top did not start: {why}")
+    except BaseException:  # Ctrl-C while it starts: not left running in its own session
+        _stop_capture(child)
+        raise
     return child, run.bus_out
 
 

@@ -49,10 +49,11 @@ from agentsight.pipeline.config import ComponentSpec, ConfigError, PipelineSpec,
 from agentsight.runtime import control
 from agentsight.runtime.actor import BUS_COMPONENT
 from agentsight.runtime.endpoints import RunDir, RunDirError, default_runtime_dir, instance_id, private_dir
-from agentsight.runtime.zygote import ActorProcess, Zygote
 from agentsight.runtime.lifecycle import InstanceState as State
 from agentsight.runtime.lifecycle import Lifecycle, instance_lifecycle
 from agentsight.runtime.policy import RestartBudget, RestartHistory, RestartPolicy, Verdict, plan
+from agentsight.runtime.status import PipelineStatus
+from agentsight.runtime.zygote import ActorProcess, Zygote
 
 __all__ = ["Supervisor", "Instance", "AlreadyRunning", "StartupFailed", "COUNTERS", "actor_table"]
 
@@ -115,7 +116,7 @@ class Instance:
         return {k: self.counters.get(k, 0) + self.retired.get(k, 0) for k in COUNTERS}
 
     def row(self) -> dict[str, Any]:
-        return {"id": self.id, "kind": self.kind, "state": self.state, "pid": self.pid,
+        return {"id": self.id, "kind": self.kind, "name": self.name, "state": self.state, "pid": self.pid,
                 "restarts": self.restarts, **self.totals(), "stats": self.stats, "message": self.message}
 
 
@@ -136,6 +137,7 @@ class Supervisor:
         self.started = time.monotonic()
         self.exit_code = 0
         self.zygote = Zygote()  # actors are forked from it, so they share its imports' pages
+        self.phase = "starting"  # the pipeline's (agentsight.runtime.status.PHASES)
         self.pending_replace: set[str] = set()
         self._in_tick = False  # _tick never runs inside itself (see _between_ticks)
         self.events: list[str] = []   # what happened, for status and the summary
@@ -194,6 +196,9 @@ class Supervisor:
                 self.say(str(exc))
                 self.exit_code = control.EXIT_STARTUP_FAILED
                 self.stop_requested = True
+                self.phase = "stopping"
+            if not self.stop_requested:
+                self.phase = "running"
             if self.config_path is not None and self.spec.supervisor.watch and not self.stop_requested:
                 watcher = threading.Thread(target=self._watch, name="config-watch", daemon=True)
                 watcher.start()
@@ -204,6 +209,7 @@ class Supervisor:
                 self._between_ticks()
                 if self.should_stop is not None and self.should_stop():
                     self.stop_requested = True
+            self.phase = "stopping"
             self._stop_all()
         finally:
             self._watch_stop.set()
@@ -213,6 +219,7 @@ class Supervisor:
             self.ctx.destroy(linger=0)
             self.zygote.shutdown()
             shutil.rmtree(self.run.path, ignore_errors=True)
+            self.phase = "stopped"
         return self.exit_code
 
     def _on_signal(self, signum: int, frame: Any) -> None:
@@ -537,11 +544,16 @@ class Supervisor:
             "pipeline": self.spec.name,
             "pid": os.getpid(),
             "uptime_s": round(time.monotonic() - self.started, 1),
+            "phase": self.phase,
             "config": str(self.config_path) if self.config_path else None,
             "runtime_dir": str(self.run.path),
             "instances": [i.row() for i in self.instances.values()],
             "events": self.events[-20:],
         }
+
+    def pipeline_status(self) -> PipelineStatus:
+        """The status reply, typed (what a command reads at the end of a run; `status` is the REP socket)."""
+        return PipelineStatus.from_dict(self.status_report())
 
     # ----------------------------------------------------------------- stop
     def _stop_all(self) -> None:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from agentsight.runtime.endpoints import RunDir
+from agentsight.runtime.status import wait_running
 from tests.bpf.test_llm_e2e import LlmServer, expected_usage, server  # noqa: F401  (fixture)
 from tests.conftest import AGENTSIGHT, wait_for
 
@@ -18,15 +20,13 @@ pytestmark = pytest.mark.bpf
 
 
 def test_top_once_shows_an_agent_it_watched(workdir: Path, server: LlmServer) -> None:  # noqa: F811
-    before = set(glob.glob("/tmp/agentsight-top-*.log"))
+    before = set(glob.glob("/tmp/agentsight-top-*/"))
     top = subprocess.Popen([*AGENTSIGHT, "top", "--once", "--plain", "--interval", "40", "--sort", "calls"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        def capture_running() -> bool:
-            logs = set(glob.glob("/tmp/agentsight-top-*.log")) - before
-            return any("running:" in Path(p).read_text(errors="replace") for p in logs)
-
-        wait_for(capture_running, 60, what="top's capture running")
+        # top's own capture: its runtime dir, then its status reply saying it runs.
+        (made,) = wait_for(lambda: set(glob.glob("/tmp/agentsight-top-*/")) - before, 30, what="top's capture")
+        wait_running(RunDir(Path(made) / "run").status, 60, alive=lambda: top.poll() is None)
         started = time.monotonic()
         agent = subprocess.run([sys.executable, "-m", "agentsight.demo.agent", "--base-url", server.url, "--ca",
                                 str(server.ca), "--calls", "6", "--apis", "chat-stream,messages-stream",

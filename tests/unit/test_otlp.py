@@ -393,13 +393,13 @@ def test_otel_flags_add_the_otlp_sink_to_a_capture() -> None:
 
 
 def test_the_end_of_run_line_says_what_was_lost_and_why() -> None:
-    from types import SimpleNamespace
-
     from agentsight.commands.capture import otel_line
+    from agentsight.runtime.status import ActorStatus, PipelineStatus
 
-    def sup(stats: dict[str, int]) -> Any:
-        return SimpleNamespace(instances={"sinks/otlp": SimpleNamespace(kind="sink", name="otlp", stats=stats),
-                                          "sinks/db": SimpleNamespace(kind="sink", name="db", stats={})})
+    def sup(stats: dict[str, int]) -> PipelineStatus:
+        return PipelineStatus("record", 1, "stopped", instances=(
+            ActorStatus("sinks/otlp", "sink", "otlp", "stopped", stats=stats),
+            ActorStatus("sinks/db", "sink", "db", "stopped")))
 
     assert otel_line(sup({"spans_exported": 27}), "http://c:4318") == \
         "OpenTelemetry: 27 span(s) exported to http://c:4318"
@@ -407,7 +407,7 @@ def test_the_end_of_run_line_says_what_was_lost_and_why() -> None:
                           "spans_dropped_queue_full": 10, "metric_exports": 4, "metric_exports_failed": 4}), "http://c")
     assert line == ("OpenTelemetry: 3 span(s) exported to http://c; 12 lost: 2 failed (receiver down, refusing or "
                     "too slow), 10 dropped from the full queue; 4 of 4 metric export(s) failed")
-    assert otel_line(SimpleNamespace(instances={}), "http://c") is None
+    assert otel_line(PipelineStatus("record", 1, "stopped"), "http://c") is None
 
 
 def test_resource_defaults_then_environment_then_the_sink_option(monkeypatch: pytest.MonkeyPatch) -> None:
