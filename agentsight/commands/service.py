@@ -295,6 +295,7 @@ def run_collector(
     watch: Annotated[bool, typer.Option(help="Apply changes to the config while running.")] = True,
 ) -> None:
     """Run the collector in the foreground until SIGTERM / Ctrl-C (what the systemd unit starts)."""
+    from agentsight.pipeline import check
     from agentsight.pipeline.presets import needs_bpf, port_problem
     from agentsight.runtime.endpoints import RunDirError
     from agentsight.runtime.supervisor import Supervisor
@@ -311,6 +312,7 @@ def run_collector(
         elif os.geteuid() == 0:
             token_file = MACHINE.token_file
             os.environ[TOKEN_FILE_ENV] = str(token_file)
+    check.isolate()  # the supervisor runs on: the components' modules are for the actors (and a checking child)
     spec = load_config(config)
     if db is not None:
         try:

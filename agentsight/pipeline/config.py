@@ -207,6 +207,13 @@ def parse(doc: dict[str, Any]) -> tuple[PipelineSpec, list[Problem]]:
 
 def validate(spec: PipelineSpec) -> list[Problem]:
     """Every problem with the graph: types, options, inputs, cycles, endpoint clashes."""
+    from agentsight.pipeline import check
+
+    if check.isolated():  # a long-lived process: the component modules are imported in a child
+        try:
+            return [Problem(s, m) for s, m in check.facts_in_child(spec)["problems"]]
+        except check.CheckFailed as exc:
+            return [Problem("", str(exc))]
     problems: list[Problem] = []
     claims: dict[str, str] = {}
 

@@ -266,4 +266,8 @@ def port_problem(host: str, port: int) -> str | None:
 
 
 def needs_bpf(spec: PipelineSpec) -> bool:
+    from agentsight.pipeline import check
+
+    if check.isolated():  # asked of the child that checked the config: no component imported here
+        return check.needs_bpf_in_child(spec)
     return any(component_class(c.kind, c.type).CAPS.needs_bpf for c in spec.components.values())

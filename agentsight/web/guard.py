@@ -28,10 +28,14 @@ import os
 import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from aiohttp import web
-from aiohttp.typedefs import Middleware
+if TYPE_CHECKING:  # aiohttp (~11 MB) only where a server runs: the collector's supervisor reads TOKEN_ENV here
+    from aiohttp import web
+    from aiohttp.typedefs import Middleware
+
+    Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 __all__ = ["is_loopback", "check_binding", "guard_middleware", "COOKIE", "TOKEN_ENV", "TokenError",
            "token_path", "stored_token", "resolve_token"]
@@ -80,8 +84,6 @@ def resolve_token(token: str) -> str:
     """The token to require: the one given, else $AGENTSIGHT_TOKEN, else the stored one."""
     return token or os.environ.get(TOKEN_ENV, "") or stored_token()
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -125,6 +127,8 @@ def _host_name(host_header: str) -> str:
 
 
 def _refuse(status: int, message: str) -> web.Response:
+    from aiohttp import web
+
     resp = web.json_response({"error": message}, status=status)
     resp.headers.update(SECURITY_HEADERS)
     return resp
@@ -136,6 +140,8 @@ def guard_middleware(token: str, check_host: bool = True) -> Middleware:
     ``check_host``: the server listens on loopback only, so a Host header must name loopback
     (a page on another site reaching it through DNS rebinding is refused before the token).
     """
+    from aiohttp import web
+
     secret = token.encode()
 
     def token_ok(candidate: str | None) -> bool:
