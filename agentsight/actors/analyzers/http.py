@@ -11,11 +11,13 @@ overtake the process's last TLS records on their way here. Workers partition by 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agentsight.analysis.httpstream import HttpStreams
 from agentsight.event import Event
 from agentsight.pipeline.component import Analyzer, Capabilities, Option
+
+if TYPE_CHECKING:
+    from agentsight.analysis.httpstream import HttpStreams
 
 __all__ = ["Http"]
 
@@ -39,7 +41,10 @@ class Http(Analyzer):
     def __init__(self, name: str, options: dict[str, Any] | None = None) -> None:
         super().__init__(name, options)
         o = self.options
-        self.streams = HttpStreams(source=name, redact=o["redact"], max_body=o["max_body"],
+        # Imported here: an upstream actor imports this module only for DEFAULT_PARTITION.
+        from agentsight.analysis.httpstream import HttpStreams
+
+        self.streams: HttpStreams = HttpStreams(source=name, redact=o["redact"], max_body=o["max_body"],
                                    stream_chunks=o["stream_chunks"], emit_messages=o["messages"])
         # pid -> (deadline on tick's clock, None until the first tick after the exit; exit ts_ns)
         self._closing: dict[int, tuple[int | None, int]] = {}

@@ -10,11 +10,13 @@ or the ``http.ws`` message that ends a WebSocket call, is followed by its ``llm.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agentsight.analysis.llm import LlmCalls
 from agentsight.event import Event
 from agentsight.pipeline.component import Analyzer, Capabilities, Option
+
+if TYPE_CHECKING:
+    from agentsight.analysis.llm import LlmCalls
 
 __all__ = ["Llm"]
 
@@ -30,7 +32,10 @@ class Llm(Analyzer):
 
     def __init__(self, name: str, options: dict[str, Any] | None = None) -> None:
         super().__init__(name, options)
-        self.calls = LlmCalls(source=name, redact=self.options["redact"], prices=self.options["prices"])
+        # Imported here: an upstream actor imports this module only for DEFAULT_PARTITION.
+        from agentsight.analysis.llm import LlmCalls
+
+        self.calls: LlmCalls = LlmCalls(source=name, redact=self.options["redact"], prices=self.options["prices"])
 
     def apply_options(self, changed: set[str]) -> None:
         self.calls.redact = self.options["redact"]

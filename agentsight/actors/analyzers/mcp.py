@@ -13,13 +13,15 @@ processes.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from agentsight.analysis.mcp import McpCalls, ProcInfo
 from agentsight.event import Event
 from agentsight.pipeline.component import Analyzer, Capabilities, Option
+
+if TYPE_CHECKING:
+    from agentsight.analysis.mcp import McpCalls, ProcInfo
 
 __all__ = ["Mcp", "proc_info"]
 
@@ -30,6 +32,8 @@ def _positive(value: float) -> str | None:
 
 def proc_info(pid: int) -> ProcInfo | None:
     """A process that was running before the capture saw it start: parent, name, command line (/proc)."""
+    from agentsight.analysis.mcp import ProcInfo
+
     try:
         p = psutil.Process(pid)
         with p.oneshot():
@@ -61,7 +65,10 @@ class Mcp(Analyzer):
     def __init__(self, name: str, options: dict[str, Any] | None = None) -> None:
         super().__init__(name, options)
         o = self.options
-        self.calls = McpCalls(source=name, redact=o["redact"], link_wait_s=float(o["link_wait_s"]),
+        # Imported here: an upstream actor imports this module only for DEFAULT_PARTITION.
+        from agentsight.analysis.mcp import McpCalls
+
+        self.calls: McpCalls = McpCalls(source=name, redact=o["redact"], link_wait_s=float(o["link_wait_s"]),
                               exit_grace_s=float(o["exit_grace_s"]), max_message=o["max_message_bytes"],
                               proc_lookup=proc_info)
 
