@@ -8,6 +8,7 @@ add up to what the pipeline really costs the machine.
     sudo .venv/bin/python scripts/bench_memory.py --pipeline agents        # a running pipeline
     sudo .venv/bin/python scripts/bench_memory.py --runtime-dir /run/agentsight/agents
     sudo .venv/bin/python scripts/bench_memory.py --run config/agents.toml # start it, measure, stop it
+    sudo .venv/bin/python scripts/bench_memory.py --run config/collector.toml --service  # as the collector runs
     sudo .venv/bin/python scripts/bench_memory.py --sources                # each eBPF source alone
     sudo .venv/bin/python scripts/bench_memory.py --run config/agents.toml --trim  # what malloc_trim frees
 
@@ -144,8 +145,9 @@ def trim_test(rows: list[tuple[str, int, dict[str, int]]]) -> None:
 
 
 def run_and_measure(config: Path, settle_s: float, ready_timeout_s: float, trim: bool = False,
-                    root: Path = ROOT) -> None:
-    """Start ``config`` on temporary files, wait until it runs, measure, stop it."""
+                    root: Path = ROOT, service: bool = False) -> None:
+    """Start ``config`` on temporary files, wait until it runs, measure, stop it (``service``: as
+    `agentsight service run`, the always-on collector, runs it; else as `agentsight run`)."""
     spec = tomllib.loads(config.read_text())
     tmp = Path(tempfile.mkdtemp(prefix="agentsight-bench-memory-"))
     os.chmod(tmp, 0o700)
@@ -167,8 +169,10 @@ def run_and_measure(config: Path, settle_s: float, ready_timeout_s: float, trim:
     spec.setdefault("supervisor", {})["runtime_dir"] = str(run_dir)
     cfg = tmp / "pipeline.toml"
     cfg.write_text(_toml(spec))
-    proc = subprocess.Popen([*AGENTSIGHT, "run", "--config", str(cfg)], cwd=root, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    command = ["service", "run", "--runtime-dir", str(run_dir)] if service else ["run"]
+    env = dict(os.environ, AGENTSIGHT_TOKEN=os.urandom(16).hex())  # not the machine's stored web token
+    proc = subprocess.Popen([*AGENTSIGHT, *command, "--config", str(cfg)], cwd=root, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=env)
     started = time.monotonic()
     try:
         report: dict[str, Any] = {}
@@ -303,6 +307,8 @@ def main() -> None:
     parser.add_argument("--ready-timeout", type=float, default=120.0, help="seconds --run waits for the actors")
     parser.add_argument("--root", type=Path, default=ROOT, help="the agentsight source tree --run runs (another "
                         "checkout, to compare)")
+    parser.add_argument("--service", action="store_true", help="with --run: start it as `agentsight service "
+                        "run` does (the collector: config checked in a child), not as `agentsight run`")
     parser.add_argument("--trim", action="store_true", help="then call malloc_trim(0) in every process (gdb) and "
                         "say what it gave back")
     args = parser.parse_args()
@@ -313,7 +319,7 @@ def main() -> None:
     elif args.run:
         if os.geteuid() != 0:
             raise SystemExit("--run starts eBPF sources: run as root")
-        run_and_measure(args.run.resolve(), args.settle, args.ready_timeout, args.trim, args.root)
+        run_and_measure(args.run.resolve(), args.settle, args.ready_timeout, args.trim, args.root, args.service)
     else:
         if os.geteuid() != 0:
             raise SystemExit("--sources loads eBPF programs: run as root")
