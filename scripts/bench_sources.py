@@ -81,11 +81,11 @@ def worker(kind: str, pid: int, ring_pages: int) -> None:
     src: Source
     if kind == "process":
         from agentsight.actors.sources.process import ProcessSource
-        src = ProcessSource("bench", {"pid": pid, "ring_pages": ring_pages, "open_window_ms": 0,
+        src = ProcessSource("bench", {"pid": pid, "ring_kib": ring_pages * 4, "open_window_ms": 0,
                                       "open_rate": 10**9})
     else:
         from agentsight.actors.sources.stdio import StdioSource
-        src = StdioSource("bench", {"pid": pid, "ring_pages": ring_pages, "max_bytes": 4096})
+        src = StdioSource("bench", {"pid": pid, "ring_kib": ring_pages * 4, "max_bytes": 4096})
     src.open()
     print("ready", flush=True)
 

@@ -32,6 +32,10 @@ def reference() -> str:
                     tn = " or ".join(x.__name__ for x in types)
                     d = "required" if o.required else repr(o.default)
                     ch = f" (one of {', '.join(map(repr, o.choices))})" if o.choices else ""
+                    if o.flag:
+                        ch += f"; command-line flag `{o.flag}`"
+                    if o.renamed_from:
+                        ch += f"; formerly `{o.renamed_from[0]}`, still accepted with a deprecation warning"
                     out.append(f"| `{n}` | {tn} | `{d}` | {'yes' if o.live else ''} | "
                                f"{o.help.replace('|', '/')}{ch} |")
                 out.append("")

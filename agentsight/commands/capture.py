@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from agentsight.actors.sources.options import STDIO_MAX_BYTES_LIMIT
 from agentsight.commands.common import (
     ServerHostOpt,
     ServerPortOpt,
@@ -19,6 +20,7 @@ from agentsight.commands.common import (
     need_bpf,
     need_port,
 )
+from agentsight.commands.flags import changed, source_flags
 from agentsight.kernel import procfs
 from agentsight.pipeline.presets import Capture, CaptureError, build_spec, needs_bpf, parse_extra
 from agentsight.web import DEFAULT_HOST, DEFAULT_PORT
@@ -26,10 +28,8 @@ from agentsight.web import DEFAULT_HOST, DEFAULT_PORT
 if TYPE_CHECKING:
     from agentsight.runtime.status import PipelineStatus
 
-# The stdio source's largest capture per call (agentsight.actors.sources.stdio.MAX_BYTES_LIMIT,
-# checked equal in tests): not imported from there, which would load the eBPF source modules
-# into every command's start.
-STDIO_MAX_BYTES = 16384
+# The stdio source's largest capture per call (debug mcp and record keep that much of each call).
+STDIO_MAX_BYTES = STDIO_MAX_BYTES_LIMIT
 
 __all__ = ["debug_app", "run_capture"]
 
@@ -150,6 +150,7 @@ _AFTER = " Options after `--` set options of the {} source (`-- --NAME VALUE`, n
 @debug_app.command("trace", context_settings=EXTRA,
                    help="Everything at once: TLS parsed into HTTP and LLM calls, processes, files, network, "
                    "agent sessions (stdio and system with --stdio/--system)." + _AFTER.format("ssl"))
+@source_flags(after="disable_auth_removal")
 def debug(
     ctx: typer.Context,
     comm: Annotated[str, typer.Option("--comm", "-c", help="Only processes with this command name.")] = "",
@@ -172,22 +173,6 @@ def debug(
                                                          "expression (repeatable).")] = None,
     disable_auth_removal: Annotated[bool, typer.Option("--disable-auth-removal", help="Keep credentials in the "
                                                        "output (they are redacted by default).")] = False,
-    ssl_uid: Annotated[int, typer.Option("--ssl-uid", help="TLS: only this user id (-1: any).")] = -1,
-    ssl_handshake: Annotated[bool, typer.Option("--ssl-handshake", help="TLS: also report handshakes.")] = False,
-    binary_path: Annotated[list[str] | None, typer.Option("--binary-path", help="TLS: another binary or library "
-                                                          "to probe (repeatable).")] = None,
-    stdio_uid: Annotated[int, typer.Option("--stdio-uid", help="stdio: only this user id (-1: any).")] = -1,
-    stdio_all_fds: Annotated[bool, typer.Option("--stdio-all-fds", help="stdio: every fd, not only 0-2.")] = False,
-    stdio_max_bytes: Annotated[int | None, typer.Option("--stdio-max-bytes", help="stdio: bytes kept per call "
-                                                        "(default 8192; 16384 for mcp).")] = None,
-    duration: Annotated[int, typer.Option("--duration", help="process: report exits of processes that lived at "
-                                          "least this many ms.")] = 0,
-    mode: Annotated[int, typer.Option("--mode", help="process: 0 all events, 1 lifecycle only, 2 only matching "
-                                      "processes and their descendants.")] = 0,
-    interval: Annotated[float, typer.Option("--interval", help="system: seconds between samples.")] = 1.0,
-    cpu_threshold: Annotated[float, typer.Option("--cpu-threshold", help="system: alert above this CPU %.")] = 0.0,
-    memory_threshold: Annotated[float, typer.Option("--memory-threshold", help="system: alert above this RSS "
-                                                    "in MiB.")] = 0.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No event output on the console.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines on stdout (default when piped).")] = False,
     log_file: Annotated[str, typer.Option("--log-file", help="Also write every event to this JSON-lines file "
@@ -204,10 +189,14 @@ def debug(
     otel_metrics: OtelMetricsOpt = True,
     standalone: Annotated[bool, typer.Option("--standalone", help="Run a capture of its own even when a collector "
                                              "is running.")] = False,
+    source_options: dict[str, dict[str, Any]] | None = None,
 ) -> None:
+    assert source_options is not None  # the flags of the sources' options (see source_flags)
     kind = ctx.info_name or "trace"
     trace = kind == "trace"
     mcp = kind == "mcp"
+    if mcp and source_options["stdio"]["max_bytes"] is None:
+        source_options["stdio"]["max_bytes"] = STDIO_MAX_BYTES  # MCP messages: as much of each as it keeps
     parse_all = trace or mcp or http_parser or sse_merge or bool(http_filter) or bool(otel)  # --otel: LLM calls
     if mcp and stdio is None and not (pid or comm):
         typer.echo("agentsight: no -p/-c: MCP over stdio needs a target, only MCP over HTTP is seen", err=True)
@@ -218,11 +207,7 @@ def debug(
         stdio=stdio if stdio is not None else kind == "stdio" or (mcp and bool(pid or comm)),
         system=system if system is not None else kind == "system",
         pid=pid, tree=tree if tree is not None else trace or mcp, comm=comm,
-        ssl_uid=ssl_uid, ssl_handshake=ssl_handshake, binary_path=list(binary_path or []),
-        duration_ms=duration, mode=mode,
-        stdio_uid=stdio_uid, stdio_all_fds=stdio_all_fds,
-        stdio_max_bytes=stdio_max_bytes or (STDIO_MAX_BYTES if mcp else 8192),
-        interval=interval, cpu_threshold=cpu_threshold, rss_threshold_mb=memory_threshold,
+        source_options=source_options,
         http=parse_all, http_raw=http_raw_data, sse_live=sse_merge, llm=parse_all, sessions=trace or mcp,
         mcp=trace or mcp,
         http_filter=list(http_filter or []), ssl_filter=list(ssl_filter or []),
@@ -241,9 +226,9 @@ def debug(
         fail(str(exc))
     # What a running collector already captures can be read from it (no eBPF of our own, no
     # root for one's own processes), unless a flag changes what is captured or how.
-    own = (ssl, process, stdio, system, http_raw_data, disable_auth_removal, ssl_handshake, binary_path, log_file,
-           server, otel, http_filter, ssl_filter, cap.extra, standalone, ssl_uid >= 0, stdio_uid >= 0, stdio_all_fds,
-           stdio_max_bytes, duration, mode, kind in ("system", "stdio"), kind == "mcp" and bool(pid or comm))
+    own = (ssl, process, stdio, system, http_raw_data, disable_auth_removal, log_file, server, otel, http_filter,
+           ssl_filter, cap.extra, standalone, changed(source_options, ("ssl", "process", "stdio")),
+           kind in ("system", "stdio"), kind == "mcp" and bool(pid or comm))
     if not any(own) and not sse_merge:
         from agentsight.runtime import collector
 
@@ -391,6 +376,7 @@ def _record_through_collector(cmd: list[str], db: Path | None) -> int:
 
 
 @app.command(context_settings={"allow_interspersed_args": False})
+@source_flags(only=["--binary-path"], after="server_token")
 def record(
     command: Annotated[list[str] | None, typer.Argument(help="The command to run and record (after --).")] = None,
     db: Annotated[Path | None, typer.Option("--db", help="Recording file (default: "
@@ -399,8 +385,6 @@ def record(
     server_host: ServerHostOpt = DEFAULT_HOST,
     server_port: ServerPortOpt = DEFAULT_PORT,
     server_token: ServerTokenOpt = "",
-    binary_path: Annotated[list[str] | None, typer.Option("--binary-path", help="Another binary or library with "
-                                                          "TLS linked in to probe (repeatable).")] = None,
     comm: Annotated[str, typer.Option("--comm", "-c", help="Record running processes with this name instead "
                                       "of starting a command.")] = "",
     pid: Annotated[int, typer.Option("--pid", "-p", help="Record this running process and its descendants.")] = 0,
@@ -421,6 +405,7 @@ def record(
     otel_metrics: OtelMetricsOpt = True,
     standalone: Annotated[bool, typer.Option("--standalone", help="Run a private capture even when a collector "
                                              "is running.")] = False,
+    source_options: dict[str, dict[str, Any]] | None = None,
 ) -> None:
     """Run a command (an agent) and record everything it and its children do; print a summary.
 
@@ -443,7 +428,9 @@ def record(
         fail(f"no process {pid}")
     # A running collector records for us (no eBPF to load, no root needed for one's own
     # processes), unless the flags ask for what only a private pipeline gives.
-    private = [flag for flag, on in (("--server", server), ("--binary-path", bool(binary_path)), ("--raw", raw),
+    assert source_options is not None  # --binary-path (see source_flags)
+    private = [flag for flag, on in (("--server", server), ("--binary-path", changed(source_options, ["ssl"])),
+                                     ("--raw", raw),
                                      ("--disable-auth-removal", disable_auth_removal), ("--events", events),
                                      ("--otel", bool(otel)), ("--standalone", standalone)) if on]
     if cmd and not private:
@@ -462,9 +449,10 @@ def record(
     described = rec.described
     cap = Capture(
         name=name, ssl=True, process=True, stdio=stdio and bool(target), system=system and bool(target),
-        pid=target, tree=bool(target), comm="" if target else comm, binary_path=list(binary_path or []),
+        pid=target, tree=bool(target), comm="" if target else comm,
         http=True, http_raw=raw, llm=True, sessions=True, root_pids=[target] if target else [], mcp=True,
-        stdio_max_bytes=STDIO_MAX_BYTES,  # MCP messages over stdio: as much of each as the source keeps
+        # MCP messages over stdio: as much of each as the source keeps
+        source_options={**source_options, "stdio": {"max_bytes": STDIO_MAX_BYTES}},
         redact=not disable_auth_removal, console=events, console_format="auto",
         db=str(path), db_meta={"command": described, "recorder": "agentsight record"},
         server=server, server_host=server_host, server_port=server_port, server_token=server_token,

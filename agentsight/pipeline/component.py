@@ -20,7 +20,8 @@ ints); the runtime adds those to the heartbeat beside received/sent/dropped/erro
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -66,6 +67,17 @@ class Option:
     # Whether a change can be applied to a running component without a restart.
     live: bool = False
     check: Any = field(default=None, compare=False)
+    # A flag of the capture commands too (`debug`, `record`): its name, its help there, and
+    # its default there when it differs from ``default`` (None: "not given").
+    flag: str = ""
+    flag_help: str = ""
+    flag_default: Any = _MISSING
+    # The option's old name, still accepted with a warning, and how an old value converts.
+    renamed_from: tuple[str, Callable[[Any], Any]] | None = field(default=None, compare=False)
+
+    @property
+    def cli_default(self) -> Any:
+        return self.default if self.flag_default is _MISSING else self.flag_default
 
     @property
     def required(self) -> bool:
@@ -94,8 +106,32 @@ def _type_names(types: tuple[type, ...]) -> str:
     return " or ".join(names.get(t, t.__name__) for t in types)
 
 
+def renamed_options(spec: Mapping[str, Option], given: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """``given`` with old option names replaced by the new ones, and a warning for each."""
+    out = dict(given)
+    warnings: list[str] = []
+    for name, opt in spec.items():
+        if opt.renamed_from is None or opt.renamed_from[0] not in out:
+            continue
+        old, convert = opt.renamed_from
+        value = out.pop(old)
+        if name in out:
+            warnings.append(f"option {old!r} is deprecated and ignored beside {name!r}")
+            continue
+        try:
+            out[name] = convert(value)
+        except (TypeError, ValueError):
+            out[name] = value  # reported by the check of the new option
+        warnings.append(f"option {old!r} is deprecated: use {name} = {out[name]!r}")
+    return out, warnings
+
+
 def resolve_options(spec: Mapping[str, Option], given: Mapping[str, Any]) -> dict[str, Any]:
-    """Check ``given`` against ``spec`` and fill defaults; raises OptionError on the first problem."""
+    """Check ``given`` against ``spec`` and fill defaults; raises OptionError on the first problem.
+    An option given by its old name is taken, with a warning in the log."""
+    given, warnings = renamed_options(spec, given)
+    for warning in warnings:
+        logging.getLogger("agentsight").warning("%s", warning)
     problems = option_problems(spec, given)
     if problems:
         raise OptionError(problems[0])
@@ -107,6 +143,7 @@ def resolve_options(spec: Mapping[str, Option], given: Mapping[str, Any]) -> dic
 
 def option_problems(spec: Mapping[str, Option], given: Mapping[str, Any]) -> list[str]:
     """Every problem with ``given`` (unknown names, bad types, missing required options)."""
+    given, _ = renamed_options(spec, given)
     problems: list[str] = []
     for name in given:
         if name not in spec:

@@ -19,15 +19,39 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentsight.pipeline.component import Option
 from agentsight.pipeline.config import PipelineSpec, parse, validate
 from agentsight.pipeline.registry import component_class
 from agentsight.web import DEFAULT_HOST, DEFAULT_PORT
 
-__all__ = ["Capture", "CaptureError", "parse_extra", "build_spec", "port_problem", "needs_bpf"]
+__all__ = ["Capture", "CaptureError", "CaptureFlag", "capture_flags", "parse_extra", "build_spec", "port_problem",
+           "needs_bpf"]
 
 
 class CaptureError(ValueError):
     """A flag combination that cannot make a pipeline (one line for the user)."""
+
+
+@dataclass(frozen=True)
+class CaptureFlag:
+    """A flag of the capture commands that sets one source option (declared on that option)."""
+
+    source: str
+    option: str
+    declared: Option
+
+    @property
+    def param(self) -> str:
+        """The flag as a Python parameter name (``--ssl-uid``: ``ssl_uid``)."""
+        return self.declared.flag.lstrip("-").replace("-", "_")
+
+
+def capture_flags() -> list[CaptureFlag]:
+    """Every source option that is a flag of `debug` / `record`, in declaration order."""
+    from agentsight.actors.sources.options import CAPTURE_SOURCES
+
+    return [CaptureFlag(source, name, opt) for source, spec in CAPTURE_SOURCES.items()
+            for name, opt in spec.items() if opt.flag]
 
 
 @dataclass
@@ -41,21 +65,9 @@ class Capture:
     pid: int = 0
     tree: bool = False
     comm: str = ""
-    # ssl
-    ssl_uid: int = -1
-    ssl_handshake: bool = False
-    binary_path: list[str] = field(default_factory=list)
-    # process
-    duration_ms: int = 0
-    mode: int = 0
-    # stdio
-    stdio_uid: int = -1
-    stdio_all_fds: bool = False
-    stdio_max_bytes: int = 8192
-    # system
-    interval: float = 1.0
-    cpu_threshold: float = 0.0
-    rss_threshold_mb: float = 0.0
+    # Options of each source set by its flags (declared in agentsight.actors.sources.options,
+    # see capture_flags): source type -> option -> value; an option not given keeps its default.
+    source_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     # analysis
     http: bool = False
     http_raw: bool = False
@@ -88,30 +100,24 @@ class Capture:
     otel_attributes: list[str] = field(default_factory=lambda: ["genai"])
     otel_metrics: bool = True
 
+    def flagged(self, source: str) -> dict[str, Any]:
+        """The options of ``source`` its flags set (a flag not given is left out)."""
+        return {k: v for k, v in self.source_options.get(source, {}).items() if v is not None}
+
     def sources(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         target = {"pid": self.pid, "tree": self.tree} if self.pid else {}
+        comm = {"comm": self.comm} if self.comm else {}
         if self.ssl:
-            o: dict[str, Any] = {**target, "uid": self.ssl_uid, "handshake": self.ssl_handshake,
-                                 "binary_path": list(self.binary_path)}
-            if self.comm:
-                o["comm"] = self.comm
-            out["ssl"] = o
+            out["ssl"] = {**target, **self.flagged("ssl"), **comm}
         if self.process:
-            o = {**target, "duration": self.duration_ms, "mode": self.mode}
-            if self.comm:
-                o["comm"] = self.comm
-            out["process"] = o
+            out["process"] = {**target, **self.flagged("process"), **comm}
         if self.stdio:
             if not self.pid and not self.comm:
                 raise CaptureError("stdio capture needs a target: -p PID or -c COMM")
-            o = {**target, "uid": self.stdio_uid, "all_fds": self.stdio_all_fds, "max_bytes": self.stdio_max_bytes}
-            if self.comm:
-                o["comm"] = self.comm
-            out["stdio"] = o
+            out["stdio"] = {**target, **self.flagged("stdio"), **comm}
         if self.system:
-            out["system"] = {"pid": self.pid, "tree": True, "interval": self.interval,
-                             "cpu_threshold": self.cpu_threshold, "rss_threshold_mb": self.rss_threshold_mb}
+            out["system"] = {"pid": self.pid, "tree": True, **self.flagged("system")}
         if not out:
             raise CaptureError("nothing to capture: every source is off")
         for src, opts in self.extra.items():

@@ -211,7 +211,7 @@ def test_overload_drops_are_counted(source_factory: Callable[..., ProcessSource]
     n = 20_000
     code = f"import os\nfor _ in range({n}): os.close(os.open('/dev/null', os.O_RDONLY))\n"
     # One 4 KiB page of ring and nobody reading during the burst.
-    src = source_factory(pid=os.getpid(), tree=True, ring_pages=1, open_window_ms=0, open_rate=10**9)
+    src = source_factory(pid=os.getpid(), tree=True, ring_kib=4, open_window_ms=0, open_rate=10**9)
     subprocess.run([PYTHON, "-c", code], check=True)
     events = collect(src, lambda evs: False, timeout=0.3)
     seen = sum(e.data["count"] for e in events if e.topic == "file.open" and e.data["path"] == "/dev/null")

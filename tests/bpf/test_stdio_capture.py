@@ -144,7 +144,7 @@ def test_uid_filter(source_factory: Callable[..., StdioSource]) -> None:
 def test_overload_drops_are_counted(source_factory: Callable[..., StdioSource]) -> None:
     n = 20_000
     code = f"import os\nfor _ in range({n}): os.write(2, b'x' * 200)\n"
-    src = source_factory(pids=[os.getpid()], ring_pages=1)
+    src = source_factory(pids=[os.getpid()], ring_kib=4)
     proc = subprocess.Popen([PYTHON, "-c", code], stderr=subprocess.DEVNULL)
     proc.wait()
     events = drain(src, proc.pid, n, timeout=0.3)

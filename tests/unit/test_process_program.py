@@ -60,7 +60,7 @@ def test_stdio_program_text() -> None:
     (ProcessSource, {"mode": 2}, "mode 2 (filter) needs pid, pids or comm"),
     (ProcessSource, {"comm": "x" * 16}, "at most 15 characters"),
     (ProcessSource, {"comm": 'a"b\n'}, "printable ASCII"),
-    (ProcessSource, {"ring_pages": 3}, "power of two"),
+    (ProcessSource, {"ring_kib": 12}, "power of two"),
     (ProcessSource, {"pids": [1, -2]}, "positive process ids"),
     (ProcessSource, {"mode": 3}, "must be one of"),
     (StdioSource, {}, "needs pid, pids, comm, uid or follow"),

@@ -27,12 +27,13 @@ import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
+from agentsight.actors.sources.options import PROCESS, check_comm, ring_pages
 from agentsight.event import Event, now_ns
 from agentsight.kernel.bpfprog import BootClock, Map, Program, load, trim_heap
 from agentsight.kernel.procfs import alive, descendants, scan_proc
-from agentsight.pipeline.component import Capabilities, Option, OptionError, Source
+from agentsight.pipeline.component import Capabilities, OptionError, Source
 
 __all__ = [
     "ProcessSource",
@@ -65,7 +66,6 @@ OPEN_PATH_TRUNCATED = 1
 
 AT_FDCWD = -100
 ARGS_SIZE = 2048
-COMM_MAX = 15
 
 _OPEN_FLAG_NAMES = [
     (name, getattr(os, name))
@@ -299,25 +299,6 @@ def tracepoint_has_field(category: str, event: str, field_name: str) -> bool:
                for line in text.splitlines())
 
 
-def check_comm(value: str) -> str | None:
-    """Option check: a comm prefix the kernel can compare (printable ASCII, 15 chars)."""
-    if len(value) > COMM_MAX:
-        return f"a process name has at most {COMM_MAX} characters, got {len(value)}"
-    if value and not (value.isascii() and value.isprintable()):
-        return "must be printable ASCII"
-    return None
-
-
-def check_pages(value: int) -> str | None:
-    if value < 1 or value & (value - 1):
-        return f"must be a power of two (pages of 4 KiB), got {value}"
-    return None
-
-
-def check_pids(value: list[Any]) -> str | None:
-    if not all(isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in value):
-        return "must be a list of positive process ids"
-    return None
 
 
 def filter_defines(pid: int, pids: list[int], tree: bool, comm: str, seed_by_comm: bool = False,
@@ -350,7 +331,7 @@ def process_defines(options: Mapping[str, Any], have_sys_open: bool = True,
         "HAVE_SYS_OPEN": int(have_sys_open),
         "HAVE_GROUP_DEAD": int(have_group_dead),
         "MIN_DURATION_NS": int(options["duration"]) * 1_000_000,
-        "RING_PAGES": options["ring_pages"],
+        "RING_PAGES": ring_pages(options["ring_kib"]),
     })
     return defines
 
@@ -407,22 +388,7 @@ class ProcessSource(Source):
 
     TYPE = "process"
     CAPS = Capabilities(needs_bpf=True)
-    OPTIONS: ClassVar[dict[str, Option]] = {
-        "comm": Option(str, "", "only processes whose name starts with this", check=check_comm),
-        "pid": Option(int, 0, "only this process (0 = any); with tree, its descendants too"),
-        "pids": Option(list, [], "start with these processes and follow their descendants",
-                       check=check_pids),
-        "tree": Option(bool, False, "follow the descendants of pid, in the kernel"),
-        "duration": Option(int, 0, "report process.exit only for processes that lived this many ms"),
-        "mode": Option(int, 0, "0 = all events, 1 = process lifecycle only (no file/net), "
-                       "2 = only processes matching pid/comm and their descendants", choices=(0, 1, 2)),
-        "ring_pages": Option(int, 256, "ring buffer size in 4 KiB pages (a power of two)",
-                             check=check_pages),
-        "open_window_ms": Option(int, 1000, "collapse repeated opens of one path by one pid "
-                                 "within this window", live=True),
-        "open_rate": Option(int, 200, "at most this many file.open events per pid per second",
-                            live=True),
-    }
+    OPTIONS = PROCESS
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(name, options)

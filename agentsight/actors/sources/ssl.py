@@ -55,16 +55,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentsight.actors.sources.options import CHUNK, SSL, ring_pages
 from agentsight.actors.sources.process import (
     U32,
-    check_comm,
     filter_defines,
     seed_names,
     seed_tree,
 )
 from agentsight.event import Event
 from agentsight.kernel import bpfprog, procfs, tlslibs, tlsrecords
-from agentsight.pipeline.component import Capabilities, Option, OptionError, Source
+from agentsight.pipeline.component import Capabilities, OptionError, Source
 
 __all__ = ["SslSource", "RECORD", "RECORD_FIELDS"]
 
@@ -87,9 +87,6 @@ AF_INET = 2
 # Index of each counter in the kernel's per-CPU `drops` array, and its name in stats.
 DROP_STATS = ("kernel_lost", "kernel_lost_bytes", "kernel_lost_calls", "kernel_untracked")
 
-CHUNK = 16384
-MAX_CHUNKS = 256
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 # bpf/ssl.bpf.c entry/return programs per function, for probes at the symbol.
 _PLAIN_PROGRAMS = {
     "SSL_write": ("enter_write", "leave_write"),
@@ -127,25 +124,6 @@ _CONNECT_CHECK_S = 0.4
 _UNPROBED_PER_PID = 64
 
 
-def _check_max_bytes(value: int) -> str | None:
-    if not 1 <= value <= CHUNK * MAX_CHUNKS:
-        return f"must be between 1 and {CHUNK * MAX_CHUNKS} (the kernel copies at most {MAX_CHUNKS} chunks of {CHUNK})"
-    return None
-
-
-def _check_ring_kib(value: int) -> str | None:
-    pages = value * 1024 // PAGE_SIZE
-    if value * 1024 % PAGE_SIZE or pages < 1 or pages & (pages - 1):
-        return f"must be a power of two number of {PAGE_SIZE // 1024} KiB pages, like 16384"
-    return None
-
-
-def _check_rescan(value: float) -> str | None:
-    if not 0 <= value <= 3600:
-        return "must be between 0 (no periodic rescan) and 3600 seconds"
-    return None
-
-
 @dataclass
 class _Partial:
     """Chunks of one call that arrived so far."""
@@ -162,22 +140,7 @@ class SslSource(Source):
 
     TYPE = "ssl"
     CAPS = Capabilities(needs_bpf=True, follow=True, settle=True)
-    OPTIONS = {
-        "pid": Option(int, 0, "trace only this process (0: every process)"),
-        "tree": Option(bool, False, "also trace every descendant of pid, including later ones"),
-        "uid": Option(int, -1, "trace only processes running as this uid (-1: any)"),
-        "comm": Option(str, "", "only processes whose name starts with this (bpf/filter.h)", check=check_comm),
-        "binary_path": Option(list, [], "more ELF files to probe (binaries with a TLS library linked in)"),
-        "system_libs": Option(bool, True, "probe the system libssl and the node on PATH"),
-        "max_bytes": Option(int, 4 << 20, "capture at most this many bytes per call; the rest is "
-                            "reported as truncated", check=_check_max_bytes),
-        "handshake": Option(bool, False, "also report SSL_do_handshake results and timing"),
-        "ring_kib": Option(int, 16384, "ring buffer size in KiB", check=_check_ring_kib),
-        "fast_probes": Option(bool, True, "probe past verified prologues where that avoids a single-step "
-                              "(see agentsight.kernel.tlslibs); false puts every probe on its symbol"),
-        "rescan_s": Option(float, 5.0, "look for newly loaded TLS libraries in the traced processes this "
-                           "often (0: only at start and after exec)", live=True, check=_check_rescan),
-    }
+    OPTIONS = SSL
 
     def __init__(self, name: str, options: dict[str, Any] | None = None) -> None:
         super().__init__(name, options)
@@ -215,7 +178,7 @@ class SslSource(Source):
             "SSL_MAX_BYTES": o["max_bytes"],
             "SSL_CHUNK": CHUNK,
             "SSL_MAX_CHUNKS": -(-o["max_bytes"] // CHUNK),
-            "SSL_RING_PAGES": o["ring_kib"] * 1024 // PAGE_SIZE,
+            "SSL_RING_PAGES": ring_pages(o["ring_kib"]),
             # Wake the reader per 1/16 of the ring and CPU (at most 1 MiB), not per record.
             "SSL_WAKEUP_BYTES": min(o["ring_kib"] * 64, 1 << 20),
             "SSL_HANDSHAKE": o["handshake"],

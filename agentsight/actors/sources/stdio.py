@@ -20,12 +20,10 @@ from __future__ import annotations
 import ctypes
 import struct
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from typing import Any
 
+from agentsight.actors.sources.options import STDIO, STDIO_MAX_BYTES_LIMIT, ring_pages
 from agentsight.actors.sources.process import (
-    check_comm,
-    check_pages,
-    check_pids,
     filter_defines,
     read_lost,
     require_pids,
@@ -35,7 +33,7 @@ from agentsight.actors.sources.process import (
 )
 from agentsight.event import Event
 from agentsight.kernel.bpfprog import BootClock, Program, load
-from agentsight.pipeline.component import Capabilities, Option, OptionError, Source
+from agentsight.pipeline.component import Capabilities, OptionError, Source
 
 __all__ = ["StdioSource", "decode_stdio", "stdio_defines", "RECORD", "MAX_BYTES_LIMIT"]
 
@@ -43,9 +41,7 @@ __all__ = ["StdioSource", "decode_stdio", "stdio_defines", "RECORD", "MAX_BYTES_
 # pid, tid, uid, fd, ts_ns, comm, len, dir, captured
 RECORD = struct.Struct("<IIIIQ16sQII")
 DIRECTIONS = ("read", "write")
-# The per-cpu scratch (a record plus max_bytes/2 of slack for vectored copies, see
-# bpf/stdio.bpf.c) must stay under the kernel's 32 KiB per-cpu value limit.
-MAX_BYTES_LIMIT = 16384
+MAX_BYTES_LIMIT = STDIO_MAX_BYTES_LIMIT  # see agentsight.actors.sources.options
 
 
 def decode_stdio(raw: bytes, wall_ns: Callable[[int], int], source: str) -> Event:
@@ -74,16 +70,10 @@ def stdio_defines(options: Mapping[str, Any], have_group_dead: bool = True) -> d
     defines.update({
         "ALL_FDS": int(options["all_fds"]),
         "MAX_BYTES": options["max_bytes"],
-        "RING_PAGES": options["ring_pages"],
+        "RING_PAGES": ring_pages(options["ring_kib"]),
         "HAVE_GROUP_DEAD": int(have_group_dead),
     })
     return defines
-
-
-def _check_max_bytes(value: int) -> str | None:
-    if not 1 <= value <= MAX_BYTES_LIMIT:
-        return f"must be between 1 and {MAX_BYTES_LIMIT}, got {value}"
-    return None
 
 
 class StdioSource(Source):
@@ -91,21 +81,7 @@ class StdioSource(Source):
 
     TYPE = "stdio"
     CAPS = Capabilities(needs_bpf=True, follow=True)
-    OPTIONS: ClassVar[dict[str, Option]] = {
-        "pid": Option(int, 0, "capture this process (0 = none); with tree, its descendants too"),
-        "pids": Option(list, [], "start with these processes and follow their descendants",
-                       check=check_pids),
-        "tree": Option(bool, False, "follow the descendants of pid, in the kernel"),
-        "uid": Option(int, -1, "only processes of this user id (-1 = any)"),
-        "comm": Option(str, "", "only processes whose name starts with this", check=check_comm),
-        "follow": Option(bool, False, "start with no process and trace the trees clients ask for "
-                         "(record through a running collector)"),
-        "all_fds": Option(bool, False, "capture every file descriptor, not only 0, 1 and 2"),
-        "max_bytes": Option(int, 8192, "payload bytes kept per read/write (the rest is flagged)",
-                            check=_check_max_bytes),
-        "ring_pages": Option(int, 256, "ring buffer size in 4 KiB pages (a power of two)",
-                             check=check_pages),
-    }
+    OPTIONS = STDIO
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(name, options)

@@ -16,14 +16,15 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 import psutil
 
-from agentsight.actors.sources.process import check_pids, require_pids
+from agentsight.actors.sources.options import SYSTEM
+from agentsight.actors.sources.process import require_pids
 from agentsight.event import Event, now_ns
 from agentsight.kernel import procfs
-from agentsight.pipeline.component import Option, Source
+from agentsight.pipeline.component import Source
 
 __all__ = ["SystemSource", "Thresholds"]
 
@@ -54,22 +55,11 @@ class Thresholds:
         return out
 
 
-def _positive(value: float) -> str | None:
-    return None if value > 0 else f"must be more than 0, got {value}"
-
-
 class SystemSource(Source):
     """Periodic resource samples of a process tree or of the whole machine."""
 
     TYPE = "system"
-    OPTIONS: ClassVar[dict[str, Option]] = {
-        "pid": Option(int, 0, "sample this process (0 = the whole machine)"),
-        "pids": Option(list, [], "sample these processes", check=check_pids),
-        "tree": Option(bool, True, "include every descendant of the sampled processes"),
-        "interval": Option(float, 1.0, "seconds between samples", check=_positive, live=True),
-        "cpu_threshold": Option(float, 0.0, "alert above this CPU percent (0 = off)", live=True),
-        "rss_threshold_mb": Option(float, 0.0, "alert above this many MiB of RSS (0 = off)", live=True),
-    }
+    OPTIONS = SYSTEM
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(name, options)
