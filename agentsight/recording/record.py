@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import Any
 
 from agentsight.pipeline.config import PipelineSpec
+from agentsight.runtime.control import EXIT_STARTUP_FAILED
 from agentsight.runtime.held import HeldCommand, Owner
 from agentsight.runtime.session import RunOutcome, run_pipeline
 
@@ -147,7 +148,7 @@ class RecordRun:
                 held.send_signal(signal.SIGTERM)
                 held.wait()
             exit_code = held.returncode if held.returncode is not None else 0
-        if outcome.code == 2:
+        if outcome.code == EXIT_STARTUP_FAILED:
             return RecordResult(exit_code, started=False, pipeline=outcome)
         # The recording's own losses: spans the OTLP export lost are said apart, the recording has them.
         lost = outcome.status.dropped(without=_is_otlp_sink)
