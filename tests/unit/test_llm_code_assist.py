@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from agentsight.analysis.llm import detect_api, extract_call
-from tests.unit.test_llm_fixtures import pipeline, stable
+from tests.chain import llm_calls, run_chain
+from tests.unit.test_llm_fixtures import stable
 
 TOKEN = "ya29.a0AQQ_BDSfakeFakeFakeOAuthAccessToken0123456789"
 HOST = "cloudcode-pa.googleapis.com"
@@ -109,7 +110,7 @@ WIRES = {"stream": stream_wire, "generate": generate_wire, "error": error_wire}
 
 def call_of(name: str) -> dict[str, Any]:
     req, resp = WIRES[name]()
-    _, calls = pipeline([("write", req), ("read", resp)])
+    calls = llm_calls(run_chain([("write", req), ("read", resp)]))
     assert len(calls) == 1
     return calls[0].data
 
@@ -178,9 +179,9 @@ def test_every_byte_split_gives_the_same_record(name: str) -> None:
     req, resp = WIRES[name]()
     want = stable(call_of(name))
     for i in range(1, len(resp), 7):
-        _, calls = pipeline([("write", req), ("read", resp[:i]), ("read", resp[i:])])
+        calls = llm_calls(run_chain([("write", req), ("read", resp[:i]), ("read", resp[i:])]))
         assert [stable(c.data) for c in calls] == [want], f"response split at {i}"
     records = [("write", req[i : i + 1]) for i in range(len(req))] + [("read", resp[i : i + 1])
                                                                       for i in range(len(resp))]
-    _, calls = pipeline(records)
+    calls = llm_calls(run_chain(records))
     assert [stable(c.data) for c in calls] == [want]

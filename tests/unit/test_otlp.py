@@ -23,7 +23,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from agentsight.event import Event
 from agentsight.recording.otlp import OtlpExport, resolved_url
-from tests.unit.test_llm_fixtures import pipeline, wire
+from tests.chain import llm_calls, run_chain
+from tests.unit.test_llm_fixtures import wire
 
 SID = "4242@1000"
 PASTED_KEY = "sk-ant-api03-Zr8wQk2VnT5yLm1XcB7sPd4FgH9jK0aUeIo3RtYu6WqEzA-xyz12AA"
@@ -31,7 +32,7 @@ PASTED_KEY = "sk-ant-api03-Zr8wQk2VnT5yLm1XcB7sPd4FgH9jK0aUeIo3RtYu6WqEzA-xyz12A
 
 def fixture_call(name: str) -> dict[str, Any]:
     req, resp = wire(name)
-    _, calls = pipeline([("write", req), ("read", resp)])
+    calls = llm_calls(run_chain([("write", req), ("read", resp)]))
     return calls[0].data
 
 
