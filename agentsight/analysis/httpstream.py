@@ -54,7 +54,7 @@ from urllib.parse import urlsplit
 import h11
 
 from agentsight.analysis.content_coding import ContentDecoder
-from agentsight.analysis.dialects import stream_ended
+from agentsight.analysis.dialects import END_DATA, END_EVENTS, stream_ended
 from agentsight.analysis.http2 import PREFACE, H2Data, H2Error, H2Headers, H2Observer, H2Reset
 from agentsight.analysis.redact import StreamRedactor, redact_bytes, redact_headers, redact_text
 from agentsight.analysis.sse import SseParser, merged_dicts
@@ -114,14 +114,17 @@ class HttpStats:
 
 # --------------------------------------------------------------------------- HTTP/1 reader
 
-# What a reader reports, as (op, arg): ("head", _Head) | ("data", bytes) | ("end", None)
-# | ("abort", reason) | ("error", reason) | ("skip", nbytes) | ("switch", (101 _Head, bytes after it)).
+# What a reader reports, as (op, arg): ("head", _Head) | ("end", None) | ("abort", reason)
+# | ("error", reason) | ("skip", nbytes) | ("switch", (101 _Head, bytes after it)).
 # Reported through a callback, at once, so the owner pairs a response head before the reader starts
-# parsing the next response.
+# parsing the next response. Body bytes, the most frequent by far, go straight to the reader's
+# ``body`` callable (the message's ``add``, set by the owner when it takes the head).
 _Sink = Callable[[str, Any], None]
+_Body = Callable[[bytes, int], None]
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r?\n")
 _MAX_CHUNK_LINE = 4096
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
 
 
 @dataclass(slots=True)
@@ -161,6 +164,7 @@ class _H1Reader:
         self._method = "GET"  # of the request the response being read answers
         self.message_ts = 0  # ts of the record that delivered the current message's first byte
         self.in_message = False
+        self.body: _Body | None = None  # where the current message's body bytes go (None: nowhere)
 
     def hold(self) -> None:
         """Keep the bytes that follow unparsed (a websocket upgrade waits for its answer)."""
@@ -172,7 +176,27 @@ class _H1Reader:
         held, self._held = self._held, None
         return bytes(held or b"")
 
+    def whole_chunk(self, data: bytes) -> bytes | None:
+        """The payload of ``data`` when it is exactly one whole non-empty chunk of the body being
+        read, between chunks, its size line plain hex: a streamed answer's usual TLS record (the
+        server flushed one event), read with a find, no regex. None for anything else, which
+        :meth:`feed` reads (the reader's state is left as it was either way: between chunks)."""
+        if self._state != _CHUNK_LINE or self._buf or self._held is not None:
+            return None
+        eol = data.find(b"\r\n", 0, 18)
+        if eol > 0 and not data[:eol].strip(_HEX_DIGITS):
+            start = eol + 2
+            stop = start + int(data[:eol], 16)
+            if stop > start and stop + 2 == len(data) and data.endswith(b"\r\n"):
+                return data[start:stop]
+        return None
+
     def feed(self, data: bytes, ts: int, out: _Sink) -> None:
+        piece = self.whole_chunk(data)
+        if piece is not None:
+            if self.body is not None:
+                self.body(piece, ts)
+            return
         if self._held is not None:
             self._hold(data, out)
             return
@@ -184,21 +208,7 @@ class _H1Reader:
                 self._hold(data[pos:], out)
                 return
             state = self._state
-            if state == _LENGTH:
-                take = min(self._left, n - pos)
-                out("data", data[pos:pos + take])
-                pos += take
-                self._left -= take
-                if not self._left:
-                    self._end(out)
-            elif state == _CHUNK_DATA:
-                take = min(self._left, n - pos)
-                out("data", data[pos:pos + take])
-                pos += take
-                self._left -= take
-                if not self._left:
-                    self._state = _CHUNK_END
-            elif state == _CHUNK_LINE:
+            if state == _CHUNK_LINE:  # between chunks: the most frequent state of a stream
                 m = _CHUNK_SIZE.match(data, pos)
                 if m is not None:
                     # The common case first: a whole chunk and its CRLF in this record.
@@ -206,7 +216,8 @@ class _H1Reader:
                     start = m.end()
                     stop = start + size
                     if size and data.startswith(b"\r\n", stop):
-                        out("data", data[start:stop])
+                        if self.body is not None:
+                            self.body(data[start:stop], ts)
                         pos = stop + 2
                         continue
                 if m is None:
@@ -218,6 +229,22 @@ class _H1Reader:
                 pos = m.end()
                 self._left = int(m.group(1), 16)
                 self._state = _CHUNK_DATA if self._left else _TRAILERS
+            elif state == _LENGTH:
+                take = min(self._left, n - pos)
+                if self.body is not None:
+                    self.body(data[pos:pos + take], ts)
+                pos += take
+                self._left -= take
+                if not self._left:
+                    self._end(out)
+            elif state == _CHUNK_DATA:
+                take = min(self._left, n - pos)
+                if self.body is not None:
+                    self.body(data[pos:pos + take], ts)
+                pos += take
+                self._left -= take
+                if not self._left:
+                    self._state = _CHUNK_END
             elif state == _CHUNK_END:
                 if data[pos:pos + 2] == b"\r\n"[: n - pos] and n - pos < 2:
                     self._buf = data[pos:]
@@ -242,7 +269,8 @@ class _H1Reader:
                 if line in (b"", b"\r"):
                     self._end(out)
             elif state == _UNTIL_CLOSE:
-                out("data", data[pos:])
+                if self.body is not None:
+                    self.body(data[pos:], ts)
                 return
             elif state == _SCAN:
                 self._state = _HEAD
@@ -426,19 +454,28 @@ class _Message:
         return self.stream_chunks or self.event_stream
 
     def add(self, data: bytes, ts: int) -> None:
-        self.wire_size += len(data)
-        decoded = self.decoder.decode(data) if self.decoder.codings else data
-        if not decoded:
+        """Body bytes as they came on the wire (a few times per TLS record: kept lean)."""
+        if self.out is not None:  # finished (a stream's end event came first): what follows is framing
             return
-        self.decoded_size += len(decoded)
-        if self.timeline and self.timeline[-1][1] == ts:
-            self.timeline[-1][0] = self.decoded_size
-        else:
-            self.timeline.append([self.decoded_size, ts])
+        self.wire_size += len(data)
+        if self.decoder.codings:
+            data = self.decoder.decode(data)
+            if not data:
+                return
+        self.count(data, ts)
         if self.stream_chunks or self.event_stream:
-            self.pending_chunk.append(decoded)  # the body grows at the record's end, from what goes out
+            self.pending_chunk.append(data)  # the body grows at the record's end, from what goes out
         else:
-            self.keep(decoded)
+            self.keep(data)
+
+    def count(self, data: bytes, ts: int) -> None:
+        """Decoded bytes arrived with the record at ``ts``: the size and the timeline."""
+        size = self.decoded_size = self.decoded_size + len(data)
+        timeline = self.timeline
+        if timeline and timeline[-1][1] == ts:
+            timeline[-1][0] = size
+        else:
+            timeline.append([size, ts])
 
     def keep(self, data: bytes) -> None:
         """Add to the body, up to ``max_body``."""
@@ -458,6 +495,7 @@ class _Exchange:
     emitted: bool = False
     upgrade: bool = False  # the request offered Upgrade: websocket
     rpc_id: str | None = None  # the request is one JSON-RPC request (MCP): its id, as JSON
+    rpc_read: bool = False  # rpc_id was looked for (when an event first looked like a JSON-RPC message)
 
 
 @dataclass(slots=True)
@@ -636,32 +674,46 @@ class HttpStreams:
 
     def feed(self, event: Event) -> list[Event]:
         """Take one ``ssl.data`` event; return ``http.*`` events it completed (other topics: [])."""
+        if event.topic != "ssl.data":
+            return []
         data = event.data
         payload = data.get("bytes")
         key = data.get("conn")
-        if event.topic != "ssl.data" or not isinstance(payload, _BYTES) or key is None:
-            return []
         if type(payload) is not bytes:
+            if not isinstance(payload, _BYTES):
+                return []
             payload = bytes(payload)
+        if key is None:
+            return []
         gap = data.get("truncated")
-        if isinstance(gap, int) and gap > 0:
+        if gap and isinstance(gap, int) and gap > 0:
             # The capture cut this call short: stand NUL bytes in for the missing ones so the
             # message framing (Content-Length) still lines up with what follows on the connection.
             self.stats.capture_gap_bytes += gap
             payload += bytes(gap)
-        self.stats.records += 1
-        self.stats.bytes += len(payload)
-        conn = self._conns.get(str(key))
+        stats = self.stats
+        stats.records += 1
+        stats.bytes += len(payload)
+        if type(key) is not str:
+            key = str(key)
+        conn = self._conns.get(key)
         out: list[Event] = []
         if conn is None:
             if len(self._conns) >= self.max_connections:  # forget the least recently created one
                 out += self.close_connection(next(iter(self._conns)), event.ts_ns)
-            conn = self._conns[str(key)] = _Conn(str(key), self)
-            self.stats.connections = len(self._conns)
-        conn.pid, conn.tid, conn.comm, conn.last_ts = event.pid, event.tid, event.comm, event.ts_ns
-        is_write = data.get("dir") == "write"
+            conn = self._conns[key] = _Conn(key, self)
+            stats.connections = len(self._conns)
         ts = event.ts_ns
-        if conn.proto is None and not self._decide(conn, payload, is_write, ts, out):
+        conn.pid, conn.tid, conn.comm, conn.last_ts = event.pid, event.tid, event.comm, ts
+        is_write = data.get("dir") == "write"
+        proto = conn.proto
+        if proto == "h1":  # the usual: straight on
+            if is_write:
+                self._feed_h1_requests(conn, payload, ts, out)
+            else:
+                self._feed_h1_responses(conn, payload, ts, out)
+            return out
+        if proto is None and not self._decide(conn, payload, is_write, ts, out):
             return out
         if conn.proto == "h2":
             self._feed_h2(conn, is_write, payload, ts, out)
@@ -748,6 +800,18 @@ class HttpStreams:
         conn.requests.feed(payload, ts, lambda op, arg: self._h1_request_op(conn, op, arg, ts, out))
 
     def _feed_h1_responses(self, conn: _Conn, payload: bytes, ts: int, out: list[Event]) -> None:
+        ex = conn.resp_ex
+        if ex is not None and ex.response is not None:
+            # A streamed answer's usual record, one whole chunk of an uncompressed body: straight out.
+            resp = ex.response
+            if (resp.out is None and (resp.stream_chunks or resp.event_stream) and not resp.decoder.codings
+                    and not resp.pending_chunk):
+                piece = conn.responses.whole_chunk(payload)
+                if piece is not None:
+                    resp.wire_size += len(piece)
+                    resp.count(piece, ts)
+                    self._chunk_out(conn, ex, resp, piece, ts, out, False)
+                    return
         conn.responses.feed(payload, ts, lambda op, arg: self._h1_response_op(conn, op, arg, ts, out))
         ex = conn.resp_ex
         if ex is not None and ex.response is not None:
@@ -761,9 +825,9 @@ class HttpStreams:
                                                conn.requests.message_ts)
             ex.upgrade = is_websocket_upgrade(header_value(ex.request.headers, "upgrade"))
             conn.awaiting.append(ex)
-        elif op == "data" and ex is not None and ex.request is not None:
-            ex.request.add(arg, ts)
+            conn.requests.body = ex.request.add
         elif op in ("end", "abort") and ex is not None:
+            conn.requests.body = None
             self._finish_request(conn, ex, ts, out, error=arg if op == "abort" else None)
             conn.req_ex = None
             if op == "end" and ex.upgrade:
@@ -773,11 +837,6 @@ class HttpStreams:
 
     def _h1_response_op(self, conn: _Conn, op: str, arg: Any, ts: int, out: list[Event]) -> None:
         ex = conn.resp_ex
-        if op == "data":  # the most frequent, first
-            if ex is not None and ex.response is not None and ex.response.out is None:
-                # (an answer finished at its stream's end event: what follows is framing)
-                ex.response.add(arg, ts)
-            return
         if op == "switch":
             self._switch(conn, arg[0], arg[1], ts, out)
         elif op == "head":
@@ -785,12 +844,12 @@ class HttpStreams:
             conn.resp_ex, conn.ended_early = ex, False
             ex.response = self._response_message(arg.status_code, arg.reason, arg.http_version, arg.headers,
                                                  conn.responses.message_ts)
+            conn.responses.body = ex.response.add
             self._emit_head(conn, ex, out)
-            if ex.request is not None and ex.response.event_stream:
-                ex.rpc_id = jsonrpc_request_id(ex.request.body)
             if ex.upgrade:  # the upgrade was refused: what the client wrote next is HTTP after all
                 self._feed_h1_requests(conn, conn.requests.release(), ts, out)
         elif op in ("end", "abort") and ex is not None:
+            conn.responses.body = None
             self._finish_response(conn, ex, ts, out, error=arg if op == "abort" else None)
             conn.resp_ex = None
         elif op == "error" and conn.ended_early:
@@ -1112,43 +1171,63 @@ class HttpStreams:
     def _flush_chunk(self, conn: _Conn, ex: _Exchange, ts: int, out: list[Event], final: bool = False) -> None:
         """What this record added to a streamed response: redacted (as one stream: the tail that may
         start a secret waits for the next record), parsed as events if it is an event stream, kept in
-        the body, sent on as ``http.stream.chunk``; the response ends at its stream's end event."""
+        the body, sent on as ``http.stream.chunk``; the response ends at its stream's end event.
+
+        Runs once per TLS record of a streamed answer (thousands per call): kept lean."""
         resp = ex.response
-        if resp is None or not resp.streamed or resp.out is not None:
-            return
-        if not (resp.pending_chunk or (final and resp.redactor is not None and resp.redactor.held)):
+        if resp is None or resp.out is not None or not (resp.stream_chunks or resp.event_stream):
             return
         pending = resp.pending_chunk
-        chunk = pending[0] if len(pending) == 1 else b"".join(pending)
-        pending.clear()
+        redactor = resp.redactor
+        if pending:
+            chunk = b"".join(pending)  # (one piece, the usual: that piece itself)
+            pending.clear()
+        elif final and redactor is not None and redactor.held:
+            chunk = b""
+        else:
+            return
+        self._chunk_out(conn, ex, resp, chunk, ts, out, final)
+
+    def _chunk_out(self, conn: _Conn, ex: _Exchange, resp: _Message, chunk: bytes, ts: int, out: list[Event],
+                   final: bool) -> None:
+        """:meth:`_flush_chunk` once the record's decoded bytes (``chunk``) are known."""
+        redactor = resp.redactor
         raw_len = len(chunk)
         if self.redact:
-            if resp.redactor is None:
-                resp.redactor = StreamRedactor()
-            before = resp.redactor.held
-            data = resp.redactor.feed(chunk)
+            if redactor is None:
+                redactor = resp.redactor = StreamRedactor()
+            held = redactor.held
+            data = redactor.feed(chunk)
             if final:
-                data += resp.redactor.flush()
-            raw_len = before + len(chunk) - resp.redactor.held
+                data += redactor.flush()
+            if held or redactor.held:  # the chunk's raw bytes out: what was held before in, what is held now not
+                raw_len += held - redactor.held
             resp.body_redacted = True
             if not data:
                 return
         else:
             data = chunk
-        resp.keep(data)
+        if len(resp.body) + len(data) <= resp.max_body:
+            resp.body += data
+        else:
+            resp.keep(data)
         ended = False
         events: list[dict[str, Any]] | None = None
         if resp.sse is not None:
-            parsed: list[dict[str, Any]] = resp.sse.feed(data, ts)  # type: ignore[assignment]  # as_dicts
-            events = parsed
-            resp.sse_events += parsed
-            if parsed and ex.stream_id is None and not final:
-                end, rpc_id = self.stream_end, ex.rpc_id
-                for e in parsed:
-                    if end(e["event"], e["data"]) or (rpc_id is not None and _answers(e["data"], rpc_id)):
-                        ended = True
+            events = resp.sse.feed(data, ts)  # type: ignore[assignment]  # as_dicts: the record form
+            if events:
+                resp.sse_events += events
+                if ex.stream_id is None and not final:
+                    if self.stream_end is stream_ended:  # the dialects' markers, inline
+                        for e in events:
+                            text = e["data"]
+                            if (e["event"] in END_EVENTS or text in END_DATA
+                                    or '"jsonrpc"' in text and self._answers_request(ex, text)):
+                                ended = True
+                    else:
+                        ended = self._stream_ends(ex, events)
         offset = resp.chunk_offset
-        resp.chunk_offset += raw_len
+        resp.chunk_offset = offset + raw_len
         if resp.stream_chunks:
             chunk_record: dict[str, Any] = {
                 "conn": conn.key,
@@ -1160,10 +1239,29 @@ class HttpStreams:
             }
             if events is not None:
                 chunk_record["events"] = events
-            self._emit(conn, "http.stream.chunk", ts, out, chunk_record)
+            out.append(Event("http.stream.chunk", ts, self.source, conn.pid, conn.tid, conn.comm, chunk_record))
         if ended:  # clients stop reading here: the chunked terminator may never be read (or captured)
             self._finish_response(conn, ex, ts, out, error=None)
             conn.ended_early = True
+
+    def _stream_ends(self, ex: _Exchange, events: list[dict[str, Any]]) -> bool:
+        """Whether one of these events ends its stream (an LLM API's last event, or the JSON-RPC
+        answer to the request the stream answers)."""
+        end = self.stream_end
+        for e in events:
+            if end(e["event"], e["data"]) or '"jsonrpc"' in e["data"] and self._answers_request(ex, e["data"]):
+                return True
+        return False
+
+    @staticmethod
+    def _answers_request(ex: _Exchange, data: str) -> bool:
+        """Whether an event's data is the JSON-RPC response to the exchange's request (MCP's
+        streamable HTTP). The request is read for its id only when an event looks like JSON-RPC:
+        an LLM call's big body is not searched at all."""
+        if not ex.rpc_read:
+            ex.rpc_read = True
+            ex.rpc_id = jsonrpc_request_id(ex.request.body) if ex.request is not None else None
+        return ex.rpc_id is not None and _answers(data, ex.rpc_id)
 
     def _emit(self, conn: _Conn, topic: str, ts: int, out: list[Event], data: dict[str, Any]) -> None:
         out.append(Event(topic, ts, self.source, conn.pid, conn.tid, conn.comm, data))

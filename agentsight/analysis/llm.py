@@ -40,6 +40,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -137,17 +138,28 @@ def parse_prefix(text: str) -> Any:
 
 # --------------------------------------------------------------------------- the record
 
+_TS_TYPES = frozenset({int, type(None)})
+_DICT, _STR = frozenset({dict}), frozenset({str})
+
+
 def _stream_events(resp: dict[str, Any]) -> list[StreamEvent]:
     """The response's stream events: as the http stage parsed them, else parsed from the body."""
     sse = resp.get("sse")
     if isinstance(sse, dict) and isinstance(sse.get("events"), list):
+        events = sse["events"]
+        # As the http stage makes them (every field of the right type): taken as they are, the
+        # types checked a field at a time by C loops (a stream has thousands of events).
+        if (set(map(type, events)) <= _DICT and set(map(type, map(dict.get, events, repeat("data")))) <= _STR
+                and set(map(type, map(dict.get, events, repeat("event")))) <= _STR
+                and set(map(type, map(dict.get, events, repeat("ts_ns")))) <= _TS_TYPES):
+            return list(events)
         out: list[StreamEvent] = []
         append = out.append
-        for e in sse["events"]:
+        for e in events:
             if not isinstance(e, dict) or not isinstance(e.get("data"), str):
                 continue
             kind, ts = e.get("event"), e.get("ts_ns")
-            if type(kind) is not str or (ts is not None and type(ts) is not int):
+            if type(kind) is not str or type(ts) not in _TS_TYPES:
                 e = {**e, "event": as_str(kind) or "message", "ts_ns": as_int(ts)}
             append(e)
         return out
@@ -356,6 +368,9 @@ _PRICE_PROVIDERS = frozenset(p for _, p in _HOST_PROVIDERS)
 # --------------------------------------------------------------------------- stage
 
 
+_TOPICS = frozenset({"http.exchange", "http.ws", "http.ws.end"})
+
+
 @dataclass(slots=True)
 class LlmStats:
     exchanges: int = 0
@@ -398,6 +413,8 @@ class LlmCalls:
         self._ws_agents: OrderedDict[str, str | None] = OrderedDict()  # conn -> User-Agent of its upgrade
 
     def feed(self, event: Event) -> list[Event]:
+        if event.topic not in _TOPICS:  # stream chunks and events, by far the most: not read here
+            return []
         d = event.data
         if event.topic == "http.exchange":
             self.stats.exchanges += 1

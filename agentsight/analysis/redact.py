@@ -399,10 +399,9 @@ class StreamRedactor:
     def __init__(self, hold_max: int = 8192) -> None:
         self.hold_max = hold_max
         self._held = b""
-
-    @property
-    def held(self) -> int:
-        return len(self._held)
+        self.held = 0  # bytes held back (len of _held; an attribute: read for every piece)
+        self._last = b""  # the last piece found to hold no hint
+        self._clean = b""  # a start that pieces share (an event's envelope), known to hold no hint
 
     def feed(self, data: bytes) -> bytes:
         text = self._held + data if self._held else data
@@ -411,24 +410,56 @@ class StreamRedactor:
             # it, and only from its hint. Event streams end every record so: no hint, nothing to do;
             # hints of other rules only, redacted here with nothing held.
             rules = _BYTES_RULES
-            low = text.lower()
-            if not rules.matcher.find_matches_as_indexes(low):  # is there a hint at all (the usual answer: no)
-                self._held = b""
+            clean = self._clean
+            if clean and text.startswith(clean):
+                # The piece starts as the last ones did: a hint can only start where that start
+                # could end in one (the search is what costs, per byte).
+                if not rules.matcher.find_matches_as_indexes(text[len(clean) - _HINT_REACH:].lower(), overlapping=True):
+                    if self.held:
+                        self._held, self.held = b"", 0
+                    return text
+            hits = rules.matcher.find_matches_as_indexes(text.lower(), overlapping=True)
+            if not hits:
+                if self.held:
+                    self._held, self.held = b"", 0
+                self._learn(text)
                 return text
-            hits = rules.matcher.find_matches_as_indexes(low, overlapping=True)
             if not any(rules.hint_rule[i] in rules.multiline_rules for i, _, _ in hits):
-                self._held = b""
+                self._held, self.held = b"", 0
                 return redact_bytes(text)
         cut = _safe_cut(text, self.hold_max)
         self._held = text[cut:]
+        self.held = len(self._held)
         return redact_bytes(text[:cut]) if cut else b""
 
     def flush(self) -> bytes:
-        held, self._held = self._held, b""
+        held, self._held, self.held = self._held, b"", 0
         return redact_bytes(held) if held else b""
+
+    def _learn(self, text: bytes) -> None:
+        """``text`` holds no hint: the start it shares with the last such piece, when long enough to
+        pay, is not searched again in the pieces that begin with it (each event of a stream repeats
+        its envelope: ``event: ...\ndata: {"type":...,"delta":{"text":"``)."""
+        last, self._last = self._last, text
+        if last[:_MIN_CLEAN] != text[:_MIN_CLEAN]:
+            return
+        lo, hi = 0, min(len(last), len(text))
+        while lo < hi:  # the longest common start, by halves
+            mid = (lo + hi + 1) // 2
+            if text.startswith(last[:mid]):
+                lo = mid
+            else:
+                hi = mid - 1
+        # Back to the end of a JSON string's quote: what follows (a word, a number) varies from
+        # piece to piece, and a start that took a few of its bytes would soon stop matching.
+        lo = text.rfind(b'"', 0, lo) + 1
+        if lo >= _MIN_CLEAN:
+            self._clean = text[:lo]
 
 
 _PARTIAL = [regex.compile(p.encode() if isinstance(p, str) else p) for p in _BYTES_RULES.sources]
+_HINT_REACH = max(len(h) for h in _BYTES_RULES.hints) - 1  # a hint ending past a clean start began this far in it
+_MIN_CLEAN = 2 * _HINT_REACH  # a shorter clean start saves too little search to be worth remembering
 
 
 def _safe_cut(text: bytes, hold_max: int) -> int:

@@ -19,6 +19,7 @@ them (an older recording replayed) are parsed here, as before.
 from __future__ import annotations
 
 import re
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from agentsight.event import Event
@@ -67,10 +68,45 @@ class SseParser:
         self._last_id: str | None = None
         self._retry: int | None = None
         self._pending_bytes = 0  # bytes of lines consumed into the event being built
+        self._between = False  # in record form, past the start, and nothing of the next event read yet
         self.comments = 0
 
     def feed(self, data: bytes, ts_ns: int | None = None) -> list[SseEvent]:
         """Parse more of the stream; returns the events completed by it, stamped with ``ts_ns``."""
+        out: list[SseEvent] = []
+        if self._between and b"\r" not in data:
+            # Between events (nothing of the next one read yet): whole events of the common shape
+            # (a type, one data line, LF-only), one match each; what is left takes the general path.
+            m = _ONE_EVENT.fullmatch(data)
+            if m is not None:  # the usual record: one event
+                self._offset += len(data)
+                kind, text = m.group(1, 2)
+                out.append({"event": kind.decode("utf-8", "replace") if kind else "message",  # type: ignore[arg-type]
+                            "data": text.decode("utf-8", "replace"), "id": self._last_id, "retry": self._retry,
+                            "end": self._offset, "ts_ns": ts_ns})
+                return out
+            pos, n, match = 0, len(data), _ONE_EVENT.match
+            while pos < n:
+                m = match(data, pos)
+                if m is None:
+                    break
+                pos = m.end()
+                kind = m.group(1)
+                out.append({"event": kind.decode("utf-8", "replace") if kind else "message",  # type: ignore[arg-type]
+                            "data": m.group(2).decode("utf-8", "replace"), "id": self._last_id,
+                            "retry": self._retry, "end": self._offset + pos, "ts_ns": ts_ns})
+            if pos:
+                self._offset += pos
+                if pos == n:
+                    return out
+                data = data[pos:]
+        self._feed(data, ts_ns, out)
+        self._between = (self._as_dicts and self._started and not self._pending_bytes and not self._buf
+                         and not self._skip_lf)
+        return out
+
+    def _feed(self, data: bytes, ts_ns: int | None, out: list[SseEvent]) -> None:
+        """:meth:`feed` for any text: line by line."""
         if self._skip_lf and data[:1] == b"\n":
             data = data[1:]
             self._offset += 1
@@ -80,25 +116,14 @@ class SseParser:
         if not self._started:
             if len(buf) < 3 and b"\xef\xbb\xbf".startswith(buf):
                 self._buf = buf
-                return []
+                return
             self._started = True
             if buf.startswith(b"\xef\xbb\xbf"):
                 buf = buf[3:]
                 self._offset += 3
-        out: list[SseEvent] = []
         if b"\r" not in buf:
-            if self._as_dicts and not self._data and not self._type and not self._pending_bytes:
-                m = _ONE_EVENT.fullmatch(buf)
-                if m is not None:  # the common record: one whole event, a type and one data line
-                    end = self._offset + len(buf)
-                    self._offset += len(buf)
-                    self._buf = b""
-                    kind = m.group(1)
-                    out.append({"event": kind.decode("utf-8", "replace") if kind else "message",  # type: ignore[arg-type]
-                                "data": m.group(2).decode("utf-8", "replace"), "id": self._last_id,
-                                "retry": self._retry, "end": end, "ts_ns": ts_ns})
-                    return out
-            return self._lf_only(buf, ts_ns, out)
+            self._lf_only(buf, ts_ns, out)
+            return
         pos = 0
         n = len(buf)
         # Searched once, then again only once passed: an LF-only stream (what OpenAI and Anthropic
@@ -129,9 +154,8 @@ class SseParser:
                 out.append(ev)
         self._buf = buf[pos:]
         self._offset += pos
-        return out
 
-    def _lf_only(self, buf: bytes, ts_ns: int | None, out: list[SseEvent]) -> list[SseEvent]:
+    def _lf_only(self, buf: bytes, ts_ns: int | None, out: list[SseEvent]) -> None:
         """:meth:`feed` for text without CR (what OpenAI and Anthropic send): the same rules, with
         the two common fields read inline."""
         lines = buf.split(b"\n")
@@ -157,7 +181,6 @@ class SseParser:
                 self._line(raw, self._offset + end + 1, ts_ns)
             pos = end + 1
         self._offset += pos
-        return out
 
     @property
     def discarded_tail(self) -> int:
@@ -256,13 +279,14 @@ def merged_message(events: list[SseEvent], discarded_tail: int = 0) -> dict[str,
 
 def merged_dicts(events: list[dict[str, Any]], discarded_tail: int = 0) -> dict[str, Any]:
     """:func:`merged_message` of events already in their record form (``SseEvent.as_dict``)."""
-    datas = [e["data"] for e in events]
+    datas = list(map(itemgetter("data"), events))
+    done = DONE in datas
     return {
         "events": events,
         "count": len(events),
-        "types": sorted({e["event"] for e in events}),
-        "done": DONE in datas,
-        "data": "\n".join(d for d in datas if d != DONE),
+        "types": sorted(set(map(itemgetter("event"), events))),
+        "done": done,
+        "data": "\n".join([d for d in datas if d != DONE] if done else datas),
         "last_event_id": events[-1]["id"] if events else None,
         "discarded_tail": discarded_tail,
     }
@@ -287,25 +311,19 @@ class SseMerge:
 
     def feed(self, event: Event) -> list[Event]:
         d = event.data
-        if event.topic == "http.stream.head":
-            if is_event_stream(d.get("content_type")):
-                if len(self._streams) >= self.max_streams:
-                    self._streams.pop(next(iter(self._streams)))
-                self._streams[_key(d)] = SseParser()
-            return [event]
         if event.topic == "http.stream.chunk":
             parsed = d.get("events")
             if isinstance(parsed, list):  # the http stage parsed the stream: its events travel on
-                self._streams.pop(_key(d), None)
-                if not self.live:
+                if self._streams:  # the parser its head opened is not needed
+                    self._streams.pop(_key(d), None)
+                if not self.live or not parsed:
                     return [event]
                 out = [event]
-                conn, seq = d.get("conn"), d.get("seq")
                 for ev in parsed:
                     if isinstance(ev, dict):
-                        self.events += 1
                         out.append(Event("sse.event", event.ts_ns, self.source, event.pid, event.tid, event.comm,
-                                         {"conn": conn, "seq": seq, **ev}))
+                                         {"conn": d.get("conn"), "seq": d.get("seq"), **ev}))
+                self.events += len(out) - 1
                 return out
             parser = self._streams.get(_key(d))
             if parser is None or not self.live:
@@ -316,6 +334,12 @@ class SseMerge:
                 out.append(Event("sse.event", event.ts_ns, self.source, event.pid, event.tid, event.comm,
                                  {"conn": d.get("conn"), "seq": d.get("seq"), **sev.as_dict()}))
             return out
+        if event.topic == "http.stream.head":
+            if is_event_stream(d.get("content_type")):
+                if len(self._streams) >= self.max_streams:
+                    self._streams.pop(next(iter(self._streams)))
+                self._streams[_key(d)] = SseParser()
+            return [event]
         if event.topic == "http.exchange":
             self._streams.pop(_key(d), None)
             resp = d.get("response")

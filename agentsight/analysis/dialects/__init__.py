@@ -25,7 +25,7 @@ from agentsight.analysis.dialects import (
 )
 from agentsight.analysis.dialects.common import Call, Dialect
 
-__all__ = ["DIALECTS", "BY_API", "Call", "Dialect", "detect", "stream_ended"]
+__all__ = ["DIALECTS", "BY_API", "END_DATA", "END_EVENTS", "Call", "Dialect", "detect", "stream_ended"]
 
 # In the order they are tried (a Responses path is checked before the Anthropic one, as before).
 DIALECTS: tuple[Dialect, ...] = (
@@ -36,8 +36,9 @@ DIALECTS: tuple[Dialect, ...] = (
     gemini_code_assist.DIALECT,
 )
 BY_API = {d.api: d for d in DIALECTS}
-_END_EVENTS = frozenset().union(*(d.end_events for d in DIALECTS))
-_END_DATA = frozenset().union(*(d.end_data for d in DIALECTS))
+# Stream events that are the last of their stream in some dialect: by type, or by data.
+END_EVENTS: frozenset[str] = frozenset().union(*(d.end_events for d in DIALECTS))
+END_DATA: frozenset[str] = frozenset().union(*(d.end_data for d in DIALECTS))
 
 
 def detect(method: str | None, path: str | None) -> Dialect | None:
@@ -53,4 +54,4 @@ def detect(method: str | None, path: str | None) -> Dialect | None:
 def stream_ended(event: str, data: str) -> bool:
     """Whether an event-stream event is the last one of a stream in any dialect
     (``[DONE]``, ``message_stop``, ``response.completed``...)."""
-    return event in _END_EVENTS or data in _END_DATA
+    return event in END_EVENTS or data in END_DATA

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from orjson import loads
+
 from agentsight.analysis.dialects.common import (
     Call,
     Dialect,
@@ -100,12 +102,15 @@ def read_stream(events: list[StreamEvent], call: Call) -> None:
     raw_usage: dict[str, Any] = {}
     read = 0
     for ev in events:
-        d = parse_json(ev["data"])
+        try:
+            d = loads(ev["data"])
+        except (ValueError, TypeError):  # not JSON to orjson: the standard library may take it
+            d = parse_json(ev["data"])
         if type(d) is not dict or not d:
             continue
         read += 1
         kind = d.get("type")
-        if type(kind) is not str or not kind:
+        if kind != "content_block_delta" and (type(kind) is not str or not kind):
             kind = ev["event"]
         if kind == "content_block_delta":  # nearly every event: read inline
             index = d.get("index")

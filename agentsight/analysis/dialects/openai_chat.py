@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from orjson import loads
+
 from agentsight.analysis.dialects.common import (
     Call,
     Dialect,
@@ -121,29 +123,39 @@ def read_stream(events: list[StreamEvent], call: Call) -> None:
         if data == DONE:
             call.ended = True
             continue
-        chunk = parse_json(data)
-        if not isinstance(chunk, dict) or not chunk:
+        try:
+            chunk = loads(data)
+        except (ValueError, TypeError):  # not JSON to orjson: the standard library may take it
+            chunk = parse_json(data)
+        if type(chunk) is not dict or not chunk:
             continue
         ts = ev.get("ts_ns")
         call.events += 1
         if "error" in chunk:
             call.error = error_from(chunk)
             continue
-        call.model = as_str(chunk.get("model")) or call.model
-        call.response_id = call.response_id or as_str(chunk.get("id"))
-        for c in as_list(chunk.get("choices")):
-            c = as_dict(c)
-            if c.get("index", 0) != 0:
+        model = chunk.get("model")
+        if type(model) is str and model:
+            call.model = model
+        if not call.response_id:
+            call.response_id = as_str(chunk.get("id"))
+        choices = chunk.get("choices")
+        for c in choices if type(choices) is list else ():
+            if type(c) is not dict or c.get("index", 0) != 0:
                 continue
-            delta = as_dict(c.get("delta"))
+            delta = c.get("delta")
+            if type(delta) is not dict:
+                delta = {}
             content = delta.get("content")
-            if isinstance(content, str) and content:
+            if type(content) is str and content:
                 output.append(content)
-                call.token(ts)
-            for key in ("reasoning_content", "reasoning"):
-                if isinstance(delta.get(key), str) and delta[key]:
-                    reasoning.append(delta[key])
+                if call.first_token_ts is None:
                     call.token(ts)
+            if "reasoning_content" in delta or "reasoning" in delta:
+                for key in ("reasoning_content", "reasoning"):
+                    if isinstance(delta.get(key), str) and delta[key]:
+                        reasoning.append(delta[key])
+                        call.token(ts)
             for tc in as_list(delta.get("tool_calls")):
                 tc = as_dict(tc)
                 slot = calls.setdefault(as_int(tc.get("index")) or 0, {"id": None, "name": None, "args": []})

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from orjson import loads
+
 from agentsight.analysis.dialects.common import (
     Call,
     Dialect,
     StreamEvent,
     args_text,
     as_dict,
-    as_int,
     as_list,
     as_str,
     custom_tool_call,
@@ -133,17 +134,27 @@ def read_stream(events: list[StreamEvent], call: Call) -> None:
               "response.reasoning_text.delta": reasoning, "response.function_call_arguments.delta": args,
               "response.custom_tool_call_input.delta": free}
     final: dict[str, Any] | None = None
+    read = 0
     for ev in events:
-        d = parse_json(ev["data"])
-        if not isinstance(d, dict) or not d:
+        try:
+            d = loads(ev["data"])
+        except (ValueError, TypeError):  # not JSON to orjson: the standard library may take it
+            d = parse_json(ev["data"])
+        if type(d) is not dict or not d:
             continue
-        call.events += 1
-        kind = as_str(d.get("type")) or ev["event"]
-        idx = as_int(d.get("output_index")) or 0
+        read += 1
+        kind = d.get("type")
+        if type(kind) is not str or not kind:
+            kind = ev["event"]
+        idx = d.get("output_index")
+        if type(idx) is not int:
+            idx = 0
         into = deltas.get(kind)
-        if into is not None:
-            into.setdefault(idx, []).append(as_str(d.get("delta")) or "")
-            call.token(ev.get("ts_ns"))
+        if into is not None:  # nearly every event: read inline
+            delta = d.get("delta")
+            into.setdefault(idx, []).append(delta if type(delta) is str else "")
+            if call.first_token_ts is None:
+                call.token(ev.get("ts_ns"))
         elif kind in ("response.created", "response.in_progress"):
             _status(call, as_dict(d.get("response")))
         elif kind in ("response.output_item.added", "response.output_item.done"):
@@ -156,6 +167,7 @@ def read_stream(events: list[StreamEvent], call: Call) -> None:
             inner = as_dict(d.get("error"))
             call.error = {"type": as_str(d.get("code")) or as_str(inner.get("type")) or as_str(inner.get("code")),
                           "message": as_str(d.get("message")) or as_str(inner.get("message"))}
+    call.events += read
     # Items never finished (stream cut short) are rebuilt from their deltas.
     for idx, chunks in args.items():
         it = items.setdefault(idx, {"type": "function_call"})
