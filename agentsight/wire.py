@@ -52,7 +52,7 @@ from agentsight.event import Event, repair
 __all__ = [
     "VERSION", "DATA", "EOS", "BUS", "MARK", "EVENT_FIELDS", "FrameError", "Header", "Encoded",
     "encode_header", "decode_header", "encode_events", "encode_batch", "repair", "decode_events",
-    "data_frames", "eos_frames", "mark_frames", "decode_mark", "bus_frames", "decode_bus", "pack", "unpack",
+    "eos_frames", "mark_frames", "decode_mark", "bus_frames", "decode_bus", "pack", "unpack",
 ]
 
 VERSION = 1
@@ -183,11 +183,6 @@ def decode_events(body: bytes, expected: int | None = None) -> list[Event]:
                 or type(e.comm) is not str or not e.topic:
             raise FrameError("event with wrong field types")
     return out
-
-
-def data_frames(sender: str, seq: int, events: list[Event]) -> list[bytes]:
-    enc = encode_batch(events)
-    return [encode_header(DATA, sender, seq, enc.count), enc.body]
 
 
 def eos_frames(sender: str, seq: int) -> list[bytes]:

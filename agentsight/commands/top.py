@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -115,22 +116,25 @@ def top(
     else:
         child, endpoint = _start_capture(pid, comm)
         sub = Subscriber(endpoint, TOPICS)
+    from agentsight.commands.topprocs import TreeUsage, running_processes
+
     model = TopModel(pid, comm)
-    model.seed_from_proc()
+    model.seed(running_processes())
+    usage = TreeUsage()  # the model reads nothing: CPU and memory of the session trees come from here
     stop = {"flag": False}
     signal.signal(signal.SIGINT, lambda *_: stop.update(flag=True))
     signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
     interactive = not (once or plain) and sys.stdout.isatty() and sys.stdin.isatty()
     try:
         if interactive:
-            _interactive(model, sub, sort, interval, stop)
+            _interactive(model, usage, sub, sort, interval, stop)
         else:
             end = time.monotonic() + interval
             while not stop["flag"]:
                 for e in sub.recv(0.2):
                     model.feed(e)
                 if time.monotonic() >= end:
-                    model.sample()
+                    model.sample(usage)
                     typer.echo(format_plain(model.visible(sort)))
                     if once:
                         break
@@ -143,7 +147,8 @@ def top(
         _stop_capture(child)
 
 
-def _interactive(model: TopModel, sub: Any, sort: str, interval: float, stop: dict[str, bool]) -> None:
+def _interactive(model: TopModel, usage: Callable[[int], tuple[float, int] | None], sub: Any, sort: str,
+                 interval: float, stop: dict[str, bool]) -> None:
     import termios
     import tty
 
@@ -153,7 +158,7 @@ def _interactive(model: TopModel, sub: Any, sort: str, interval: float, stop: di
     saved = termios.tcgetattr(fd)
     tty.setcbreak(fd)
     try:
-        model.sample()
+        model.sample(usage)
         with Live(_rich_table(model, sort, sub), refresh_per_second=4, screen=True) as live:
             next_sample = time.monotonic() + interval
             while not stop["flag"]:
@@ -166,7 +171,7 @@ def _interactive(model: TopModel, sub: Any, sort: str, interval: float, stop: di
                     if key in (b"s", b"S"):
                         sort = SORT_KEYS[(SORT_KEYS.index(sort) + 1) % len(SORT_KEYS)]
                 if time.monotonic() >= next_sample:
-                    model.sample()
+                    model.sample(usage)
                     next_sample = time.monotonic() + interval
                 live.update(_rich_table(model, sort, sub))
     finally:

@@ -3,9 +3,10 @@
 :class:`TopModel` is the pure part: feed it events (annotated by the ``sessions``
 stage with ``data.session`` / ``data.agent``) and it keeps one :class:`Row` per
 agent session: LLM calls, tokens, cost, processes, files, connections, the last
-thing it did. Agents already running when top starts are found in /proc
-(:meth:`TopModel.seed_from_proc`), and CPU and RSS of each live session's
-process tree are read with psutil at every refresh (:meth:`TopModel.sample`). MCP calls
+thing it did. Agents already running when top starts are given to it (:meth:`TopModel.seed`,
+from :func:`agentsight.commands.topprocs.running_processes`), and so are CPU and RSS of each
+live session's process tree at every refresh (:meth:`TopModel.sample`, from
+:class:`agentsight.commands.topprocs.TreeUsage`): the model itself reads nothing. MCP calls
 (``mcp.call``, over stdio or HTTP) count for the session of the agent that made them.
 The command feeds it from a pipeline's bus: an existing one (``--pipeline``,
 ``--connect``) or one it starts itself.
@@ -14,20 +15,30 @@ The command feeds it from a pipeline's bus: an existing one (``--pipeline``,
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import psutil
+from typing import Any
 
 from agentsight.analysis.sessions import agent_kind
 from agentsight.commands.render import mcp_server
 from agentsight.event import Event
 
-__all__ = ["Row", "TopModel", "SORT_KEYS", "TOPICS", "format_plain", "COLUMNS", "LEFT", "LAST", "cells"]
+__all__ = ["Row", "RunningProcess", "TopModel", "SORT_KEYS", "TOPICS", "format_plain", "COLUMNS", "LEFT", "LAST", "cells"]
 
 TOPICS = ["session.", "llm.call", "process.", "file.open", "net.connect", "ssl.unprobed", "mcp.call"]
 SORT_KEYS = ("cost", "tokens", "calls", "mcp", "cpu", "rss", "age", "activity", "pid")
+
+
+@dataclass(frozen=True)
+class RunningProcess:
+    """A process that was running when top started (what :meth:`TopModel.seed` takes)."""
+
+    pid: int
+    ppid: int
+    name: str
+    exe: str
+    cmdline: list[str]
+    start_ns: int
 
 
 @dataclass
@@ -68,30 +79,20 @@ class TopModel:
         self.by_pid: dict[int, str] = {}
         self.filter_pid = pid
         self.filter_comm = comm
-        self._procs: dict[int, psutil.Process] = {}
         self.events = 0
 
     # ------------------------------------------------------------------ input
-    def seed_from_proc(self) -> None:
-        """Rows for agents that were running before top started (for a user who is not root,
-        only that user's own, as the collector shows them)."""
-        import os
-
-        import psutil
-
-        me = os.geteuid()
-        for p in psutil.process_iter(["pid", "ppid", "name", "exe", "cmdline", "create_time", "uids"]):
-            info = p.info
-            if me != 0 and (info.get("uids") is None or info["uids"].real != me):
-                continue
-            kind = agent_kind(info.get("exe") or "", info.get("cmdline") or [])
+    def seed(self, processes: Iterable[RunningProcess]) -> None:
+        """Rows for the agents among processes that were running before top started (parents
+        listed before their children)."""
+        for p in processes:
+            kind = agent_kind(p.exe, p.cmdline)
             if kind is None:
                 continue
-            parent = self.by_pid.get(info.get("ppid") or 0)
+            parent = self.by_pid.get(p.ppid)
             if parent is not None and self.rows[parent].agent == kind:
                 continue  # a helper process of an agent already listed
-            row = Row(f"proc:{info['pid']}", kind, info["pid"], info.get("name") or "",
-                      int((info.get("create_time") or time.time()) * 1e9))
+            row = Row(f"proc:{p.pid}", kind, p.pid, p.name, p.start_ns)
             row.pids.add(row.pid)
             self.rows[row.key] = row
             self.by_pid[row.pid] = row.key
@@ -178,32 +179,18 @@ class TopModel:
             row.last = f"TLS {'seen late' if d.get('late') else 'not visible'}: {exe} -> {d.get('dest')}"
 
     # ------------------------------------------------------------------ resources
-    def sample(self) -> None:
-        """CPU % (100 = one core) and RSS of each running session's live process tree."""
-        import psutil
-
+    def sample(self, usage: Callable[[int], tuple[float, int] | None]) -> None:
+        """CPU % (100 = one core) and RSS of each running session's process tree, from ``usage``
+        (:class:`agentsight.commands.topprocs.TreeUsage` reads them; None: the process is gone)."""
         for row in self.rows.values():
             if row.state != "running":
                 row.cpu = 0.0
                 continue
-            try:
-                root = psutil.Process(row.pid)
-                tree = [root, *root.children(recursive=True)]
-            except psutil.Error:
-                row.state = "exited" if row.state == "running" else row.state
+            got = usage(row.pid)
+            if got is None:
+                row.state = "exited"
                 continue
-            cpu, rss = 0.0, 0
-            for p in tree:
-                cached = self._procs.get(p.pid)
-                if cached is None or cached.create_time() != p.create_time():
-                    cached = self._procs[p.pid] = p
-                    cached.cpu_percent(None)  # first call primes the counter
-                try:
-                    cpu += cached.cpu_percent(None)
-                    rss += cached.memory_info().rss
-                except psutil.Error:
-                    continue
-            row.cpu, row.rss = cpu, rss
+            row.cpu, row.rss = got
 
     # ------------------------------------------------------------------ output
     def visible(self, sort: str = "cost") -> list[Row]:

@@ -28,7 +28,7 @@ from agentsight.web.guard import SECURITY_HEADERS, guard_middleware, is_loopback
 from agentsight.web.live import Hub
 from agentsight.web.mcpcalls import mcp_view
 from agentsight.web.summary import brief
-from agentsight.web.timeline import Filter, ordered_lanes, overview, window
+from agentsight.web.timeline import TimelineFilter, ordered_lanes, overview, window
 
 __all__ = ["WebServer", "STATIC", "PAGES"]
 
@@ -72,12 +72,12 @@ def _list(request: web.Request, name: str) -> list[str]:
     return [p for p in request.query.get(name, "").split(",") if p]
 
 
-def _filter(request: web.Request) -> Filter:
+def _filter(request: web.Request) -> TimelineFilter:
     try:
         pids = [int(p) for p in _list(request, "pids")]
     except ValueError:
         raise _bad("pids must be integers separated by commas") from None
-    return Filter(topics=_list(request, "topics"), pids=pids, sources=_list(request, "sources"),
+    return TimelineFilter(topics=_list(request, "topics"), pids=pids, sources=_list(request, "sources"),
                   text=request.query.get("text", "").strip())
 
 

@@ -10,7 +10,7 @@ few enough to come back event by event. :func:`overview` is the minimap: counts 
 over the whole recording.
 
 These are aggregate reads over the ``events`` table of the recording
-(docs/recording.md), done in SQL because :class:`~agentsight.recording.store.Store` offers
+(docs/events.md, "Recordings"), done in SQL because :class:`~agentsight.recording.store.Store` offers
 rows, not counts per bucket.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 from agentsight.recording.store import Store
 from agentsight.web.summary import brief, kind
 
-__all__ = ["Filter", "MAX_ITEMS", "window", "overview", "lane_key", "ordered_lanes"]
+__all__ = ["TimelineFilter", "MAX_ITEMS", "window", "overview", "lane_key", "ordered_lanes"]
 
 # vis-timeline lays out about two items per millisecond: the most single events one window returns.
 MAX_ITEMS = 600
@@ -42,8 +42,10 @@ def lane_key(pid: int, source: str) -> str:
 
 
 @dataclass
-class Filter:
-    """What the page's filter bar selects; empty means everything."""
+class TimelineFilter:
+    """Which rows of the recording's events table the timeline shows: what the page's filter bar
+    selects (topic prefixes, pids, sources, a text), as an SQL condition; empty means everything.
+    (Not the filter expressions of the filter stages: :class:`agentsight.analysis.filters.Filter`.)"""
 
     topics: list[str] = field(default_factory=list)
     pids: list[int] = field(default_factory=list)
@@ -137,7 +139,7 @@ def _item(row: dict[str, Any]) -> dict[str, Any]:
     return item
 
 
-def window(store: Store, start_ns: int, end_ns: int, width_px: int, filt: Filter,
+def window(store: Store, start_ns: int, end_ns: int, width_px: int, filt: TimelineFilter,
            lanes: list[tuple[int, str]] | None = None) -> dict[str, Any]:
     """The events of ``[start_ns, end_ns]`` matching ``filt``: items, or bins when there are too many.
 
@@ -184,7 +186,7 @@ def window(store: Store, start_ns: int, end_ns: int, width_px: int, filt: Filter
     return out
 
 
-def overview(store: Store, buckets: int, filt: Filter) -> dict[str, Any]:
+def overview(store: Store, buckets: int, filt: TimelineFilter) -> dict[str, Any]:
     """Event counts per colour family in ``buckets`` equal slices of the whole recording, and per lane."""
     first, last = store.time_range()
     if first is None or last is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from agentsight.commands.topmodel import TopModel, format_plain
+from agentsight.commands.topmodel import RunningProcess, TopModel, format_plain
 from agentsight.event import Event
 
 T = 1_764_435_000_000_000_000
@@ -53,12 +53,33 @@ def test_llm_calls_without_a_sessions_stage_get_a_row_per_process():
 
 
 def test_resources_of_a_live_session_tree():
+    from agentsight.commands.topprocs import TreeUsage
+
     m = TopModel()
     m.feed(ev("session.start", os.getpid(), "python3", session="me", agent="recorded", pid=os.getpid(),
               start_ns=T))
-    m.sample()
-    m.sample()
+    usage = TreeUsage()
+    m.sample(usage)
+    m.sample(usage)
     assert m.rows["me"].rss > 10 << 20 and m.rows["me"].state == "running"
+    assert usage(2**22 + 1) is None  # no such process (above the largest pid)
+
+
+def test_the_model_reads_nothing_it_is_given_processes_and_their_use():
+    m = TopModel()
+    claude = ["node", "/usr/lib/node_modules/@anthropic-ai/claude-code/cli.js"]
+    m.seed([RunningProcess(500, 1, "node", "/usr/bin/node", claude, T),
+            RunningProcess(501, 500, "node", "/usr/bin/node", claude, T + 1),  # its helper: not a row
+            RunningProcess(600, 1, "bash", "/usr/bin/bash", ["bash"], T)])
+    assert [(r.key, r.agent, r.pid) for r in m.rows.values()] == [("proc:500", "claude-code", 500)]
+    asked: list[int] = []
+    m.sample(lambda pid: asked.append(pid) or (150.0, 64 << 20))
+    row = m.rows["proc:500"]
+    assert asked == [500] and (row.cpu, row.rss, row.state) == (150.0, 64 << 20, "running")
+    m.sample(lambda pid: None)  # gone
+    assert row.state == "exited"
+    m.sample(lambda pid: (1.0, 1))
+    assert row.cpu == 0.0  # an exited session is not sampled again
 
 
 def test_a_session_whose_tls_could_not_be_seen_is_marked():

@@ -16,9 +16,15 @@ def ev(i: int, payload: bytes = b"\x00\xffraw") -> Event:
                  {"bytes": payload, "n": i, "nested": {"k": [1, "two", b"\x01"]}})
 
 
+def data_frames(sender: str, seq: int, events: list[Event]) -> list[bytes]:
+    """A data frame as an actor sends one: its header, then the batch."""
+    enc = wire.encode_batch(events)
+    return [wire.encode_header(wire.DATA, sender, seq, enc.count), enc.body]
+
+
 def test_batch_round_trip_keeps_bytes_binary():
     events = [ev(i) for i in range(5)]
-    header, body = wire.data_frames("sources/ssl", 10, events)
+    header, body = data_frames("sources/ssl", 10, events)
     h = wire.decode_header(header)
     assert (h.kind, h.sender, h.seq, h.count) == (wire.DATA, "sources/ssl", 10, 5)
     assert wire.decode_events(body, 5) == events
@@ -54,7 +60,7 @@ def test_bad_bodies_raise_frame_error(body):
 
 
 def test_announced_count_must_match():
-    _, body = wire.data_frames("x", 0, [ev(1), ev(2)])
+    _, body = data_frames("x", 0, [ev(1), ev(2)])
     with pytest.raises(wire.FrameError):
         wire.decode_events(body, 3)
 
