@@ -195,8 +195,9 @@ def debug(
     kind = ctx.info_name or "trace"
     trace = kind == "trace"
     mcp = kind == "mcp"
+    options = source_options  # what the flags set; `debug mcp` keeps as much of each MCP message as stdio can
     if mcp and source_options["stdio"]["max_bytes"] is None:
-        source_options["stdio"]["max_bytes"] = STDIO_MAX_BYTES  # MCP messages: as much of each as it keeps
+        options = {**source_options, "stdio": {**source_options["stdio"], "max_bytes": STDIO_MAX_BYTES}}
     parse_all = trace or mcp or http_parser or sse_merge or bool(http_filter) or bool(otel)  # --otel: LLM calls
     if mcp and stdio is None and not (pid or comm):
         typer.echo("agentsight: no -p/-c: MCP over stdio needs a target, only MCP over HTTP is seen", err=True)
@@ -207,7 +208,7 @@ def debug(
         stdio=stdio if stdio is not None else kind == "stdio" or (mcp and bool(pid or comm)),
         system=system if system is not None else kind == "system",
         pid=pid, tree=tree if tree is not None else trace or mcp, comm=comm,
-        source_options=source_options,
+        source_options=options,
         http=parse_all, http_raw=http_raw_data, sse_live=sse_merge, llm=parse_all, sessions=trace or mcp,
         mcp=trace or mcp,
         http_filter=list(http_filter or []), ssl_filter=list(ssl_filter or []),

@@ -82,3 +82,21 @@ def test_ring_pages_is_still_accepted_as_ring_kib(caplog: pytest.LogCaptureFixtu
                             "sinks": {"n": {"type": "null", "inputs": ["p"]}}})
     assert [p.message for p in validate(spec)] == ["option 'ring_kib': must be a power of two number of 4 KiB "
                                                      "pages, like 1024"]
+
+
+def test_debug_reads_a_running_collector_unless_a_source_flag_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentsight.commands import capture
+    from agentsight.commands.common import app
+    from agentsight.runtime import collector
+
+    ran: list[tuple[str, Capture]] = []
+    monkeypatch.setattr(collector, "running", lambda: True)
+    monkeypatch.setattr(capture, "_debug_from_collector", lambda cap, *_: ran.append(("collector", cap)) or 0)
+    monkeypatch.setattr(capture, "run_capture", lambda cap: ran.append(("own", cap)) or 0)
+    for args in (["debug", "mcp"], ["debug", "trace", "--interval", "2"], ["debug", "mcp", "--stdio-uid", "5"],
+                 ["debug", "trace", "--mode", "1"]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+    assert [how for how, _ in ran] == ["collector", "collector", "own", "own"]
+    assert ran[0][1].flagged("stdio")["max_bytes"] == capture.STDIO_MAX_BYTES  # debug mcp keeps whole messages
+    assert ran[3][1].sources()["process"]["mode"] == 1
