@@ -447,6 +447,10 @@ class _Message:
     sse_events: list[dict[str, Any]] = field(default_factory=list)
     body_redacted: bool = False  # the body was assembled from redacted chunks
     content_type: str | None = None
+    direct: bool = False  # streamed and not content-coded: a record's body bytes go out as they came
+
+    def __post_init__(self) -> None:
+        self.direct = (self.stream_chunks or self.event_stream) and not self.decoder.codings
 
     @property
     def streamed(self) -> bool:
@@ -801,11 +805,10 @@ class HttpStreams:
 
     def _feed_h1_responses(self, conn: _Conn, payload: bytes, ts: int, out: list[Event]) -> None:
         ex = conn.resp_ex
-        if ex is not None and ex.response is not None:
+        if ex is not None:
             # A streamed answer's usual record, one whole chunk of an uncompressed body: straight out.
             resp = ex.response
-            if (resp.out is None and (resp.stream_chunks or resp.event_stream) and not resp.decoder.codings
-                    and not resp.pending_chunk):
+            if resp is not None and resp.direct and resp.out is None and not resp.pending_chunk:
                 piece = conn.responses.whole_chunk(payload)
                 if piece is not None:
                     resp.wire_size += len(piece)

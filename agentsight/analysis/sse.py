@@ -321,9 +321,9 @@ class SseMerge:
                 out = [event]
                 for ev in parsed:
                     if isinstance(ev, dict):
+                        self.events += 1
                         out.append(Event("sse.event", event.ts_ns, self.source, event.pid, event.tid, event.comm,
                                          {"conn": d.get("conn"), "seq": d.get("seq"), **ev}))
-                self.events += len(out) - 1
                 return out
             parser = self._streams.get(_key(d))
             if parser is None or not self.live:
