@@ -248,7 +248,6 @@ def _debug_from_collector(cap: Capture, pid: int, tree: bool, comm: str) -> int:
     topics = cap.console_topics or [""]
     if not cap.http:  # a debug ssl/process shows what those sources give, before any parsing
         topics = [t for t in topics if not t.startswith(("http.", "llm.", "session.", "mcp."))]
-    typer.echo("agentsight: reading the running collector's events (--standalone: a capture of its own)", err=True)
     sink = None
     if cap.console:
         from agentsight.actors.sinks.console import ConsoleSink
@@ -261,6 +260,8 @@ def _debug_from_collector(cap: Capture, pid: int, tree: bool, comm: str) -> int:
         sub = Subscription(topics, pid=pid, comm=comm, tree=tree)
     except CollectorError as exc:
         fail(str(exc))
+    # Said once subscribed: whatever happens from now on is shown (tests and scripts wait for it).
+    typer.echo("agentsight: reading the running collector's events (--standalone: a capture of its own)", err=True)
     shown = 0
     try:
         while not stop["flag"]:
