@@ -296,8 +296,14 @@ class _H1Reader:
             out("end", None)
         elif self.in_message:
             self.in_message = False
-            out("abort", "peer closed connection without sending complete message body")
-            out("error", "peer closed connection without sending complete message body")
+            if state in (_CHUNK_LINE, _CHUNK_DATA, _CHUNK_END, _TRAILERS):
+                why = "peer closed connection without sending complete message body (incomplete chunked read)"
+            elif state == _LENGTH:
+                why = f"peer closed connection without sending complete message body ({self._left} bytes short)"
+            else:
+                why = "peer closed connection without sending complete message body"
+            out("abort", why)
+            out("error", why)
         elif state == _HEAD and self._buf:
             out("error", "peer closed connection mid-head")
         self._buf = b""

@@ -98,6 +98,18 @@ def test_truncated_response_is_reported_incomplete_on_close() -> None:
     assert len(only(out, "http.exchange")) == 1
 
 
+@pytest.mark.parametrize("head,body,why", [
+    (b"Content-Length: 10", b"abc", "(7 bytes short)"),
+    (b"Transfer-Encoding: chunked", b"3\r\nabc\r\n", "(incomplete chunked read)"),
+    (b"Transfer-Encoding: chunked", b"a\r\nabc", "(incomplete chunked read)"),
+])
+def test_a_body_cut_by_the_close_says_how_it_was_framed(head: bytes, body: bytes, why: str) -> None:
+    http = HttpStreams()
+    feed(http, [("write", REQ), ("read", b"HTTP/1.1 200 OK\r\n" + head + b"\r\n\r\n" + body)])
+    (err,) = only(http.close_connection("1:ab"), "http.error")
+    assert err["error"] == f"peer closed connection without sending complete message body {why}"
+
+
 def test_request_without_response_still_gives_an_exchange_on_close() -> None:
     http = HttpStreams()
     feed(http, [("write", REQ)])
