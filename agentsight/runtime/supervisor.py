@@ -52,8 +52,8 @@ from agentsight.runtime.endpoints import RunDir, RunDirError, default_runtime_di
 from agentsight.runtime.lifecycle import InstanceState as State
 from agentsight.runtime.lifecycle import Lifecycle, instance_lifecycle
 from agentsight.runtime.policy import RestartBudget, RestartHistory, RestartPolicy, Verdict, plan
-from agentsight.runtime.zygote import ActorProcess, Zygote
 from agentsight.runtime.status import PipelineStatus
+from agentsight.runtime.zygote import ActorProcess, Zygote
 
 __all__ = ["Supervisor", "Instance", "AlreadyRunning", "StartupFailed", "COUNTERS", "actor_table"]
 
