@@ -23,6 +23,7 @@ deadline, where what could not be sent is counted as dropped.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import logging
@@ -885,6 +886,9 @@ class ActorRuntime:
             # The supervisor may exit now: its death must not kill this teardown (a uprobe whose
             # unregistering a SIGKILL cuts short stays in the kernel until reboot: "leaking uprobe").
             _die_with_parent(0)
+            # Nor hold the caller's pipes open: `out=$(agentsight record ...)` and a parent reading
+            # record's output to its end would wait for this teardown (seconds for the ssl source).
+            _detach_stdio()
             self._close_component()
 
     def _close_component(self) -> None:
@@ -994,6 +998,20 @@ def _die_with_parent(parent: int) -> None:
         return
     if parent and os.getppid() != parent:
         os._exit(1)
+
+
+def _detach_stdio() -> None:
+    """Point stdin, stdout and stderr at /dev/null (the run is over; nobody reads them now)."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        null = os.open(os.devnull, os.O_RDWR)
+    except (OSError, ValueError):
+        return
+    for fd in (0, 1, 2):
+        with contextlib.suppress(OSError):
+            os.dup2(null, fd)
+    os.close(null)
 
 
 def _set_title(title: str) -> None:
