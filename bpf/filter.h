@@ -72,9 +72,32 @@ static __always_inline int name_wanted(u32 tgid)
 #endif
 }
 
-// The pid/tree/uid part of the filter: everything but the name.
+// Whether the current task is one of agentsight's own actors (their names, set as they start,
+// begin with "agentsight: "). Machine-wide capture with no name filter leaves them out: an always-on
+// collector would otherwise record and analyse its own reads of /proc, every few seconds. Asked for
+// by pid, tree or name, they are reported like any other process.
+static __always_inline int is_self(void)
+{
+#if !FILTER_TREE && !FILTER_PID && FILTER_COMM_LEN == 0
+    char comm[COMM_LEN];
+    const char self[] = "agentsight: ";
+    bpf_get_current_comm(&comm, sizeof(comm));
+#pragma unroll
+    for (int i = 0; i < (int)sizeof(self) - 1; i++) {
+        if (comm[i] != self[i])
+            return 0;
+    }
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+// The pid/tree/uid part of the filter: everything but the name (and agentsight itself).
 static __always_inline int pid_wanted(u32 tgid)
 {
+    if (is_self())
+        return 0;
 #if FILTER_TREE
     if (!traced.lookup(&tgid))
         return 0;
