@@ -614,9 +614,8 @@ def _utf8_prefix(body: bytes) -> str | None:
 class _Conn:
     """State of one TLS connection."""
 
-    def __init__(self, key: str, owner: HttpStreams) -> None:
+    def __init__(self, key: str) -> None:
         self.key = key
-        self.owner = owner
         self.proto: str | None = None  # None (undecided), "h1", "h2", "ws" (after a 101), "upgraded" (unread)
         self.probe = b""  # first written bytes, until they rule the HTTP/2 preface in or out
         self.early_reads: list[tuple[bytes, int]] = []
@@ -711,7 +710,7 @@ class HttpStreams:
         if conn is None:
             if len(self._conns) >= self.max_connections:  # forget the least recently created one
                 out += self.close_connection(next(iter(self._conns)), event.ts_ns)
-            conn = self._conns[key] = _Conn(key, self)
+            conn = self._conns[key] = _Conn(key)
             stats.connections = len(self._conns)
         ts = event.ts_ns
         conn.pid, conn.tid, conn.comm, conn.last_ts = event.pid, event.tid, event.comm, ts
