@@ -446,18 +446,11 @@ class SslSource(Source):
         site = tlslibs.displaced_site(lib.path, func, stack_args=func in tlslibs.AEAD_FUNCS)
         if isinstance(site, str):
             return f"{exc}; moved past its first instruction: not possible, {site}"
-        assert self._bpf is not None
-        done: list[tuple[tuple[str, int, str], tuple[str, ...]]] = []
+        # The return side is a plain probe on each ret: the leave program reads the return register.
+        probes = [(site.entry, enter_fn, False), *((ret, leave_fn, False) for ret in site.rets)]
         try:
-            for addr, fn_name in ((site.entry, enter_fn), *((ret, leave_fn) for ret in site.rets)):
-                key = (lib.path, addr, "p")
-                if key not in self._attached:
-                    done.append((key, self._bpf.attach_uprobe(lib.path, addr, fn_name, pid)))
-                    self._attached.add(key)
+            self._probe_all(lib.path, probes, pid)
         except Exception as again:
-            for key, link in done:
-                self._bpf.detach(link)
-                self._attached.discard(key)
             return f"{exc}; moved past its first instruction: {again}"
         log.info("ssl: %s of %s probed one instruction in and at its %d ret(s): another tracer holds its "
                  "entry", func, lib.path, len(site.rets))
@@ -479,10 +472,14 @@ class SslSource(Source):
 
     def _probe_pair(self, path: str, entry: int, enter_fn: str, ret: int, leave_fn: str, pid: int) -> None:
         """Entry and return probes of one function, both or neither."""
+        self._probe_all(path, [(entry, enter_fn, False), (ret, leave_fn, True)], pid)
+
+    def _probe_all(self, path: str, probes: list[tuple[int, str, bool]], pid: int) -> None:
+        """(address, program, is a return probe) for one function: all of them or none."""
         assert self._bpf is not None
         done = []
         try:
-            for addr, fn_name, is_ret in ((entry, enter_fn, False), (ret, leave_fn, True)):
+            for addr, fn_name, is_ret in probes:
                 key = (path, addr, "r" if is_ret else "p")
                 if key in self._attached:
                     continue
