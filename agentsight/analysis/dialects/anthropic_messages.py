@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from orjson import loads
-
 from agentsight.analysis.dialects.common import (
     Call,
     Dialect,
@@ -17,8 +15,8 @@ from agentsight.analysis.dialects.common import (
     as_str,
     error_from,
     finish_usage,
+    json_object,
     message,
-    parse_json,
     sum_known,
     tool_call,
 )
@@ -102,11 +100,8 @@ def read_stream(events: list[StreamEvent], call: Call) -> None:
     raw_usage: dict[str, Any] = {}
     read = 0
     for ev in events:
-        try:
-            d = loads(ev["data"])
-        except (ValueError, TypeError):  # not JSON to orjson: the standard library may take it
-            d = parse_json(ev["data"])
-        if type(d) is not dict or not d:
+        d = json_object(ev["data"])
+        if d is None:
             continue
         read += 1
         kind = d.get("type")

@@ -105,6 +105,16 @@ def parse_json(data: Any) -> Any:
     return value
 
 
+def json_object(data: Any) -> dict[str, Any] | None:
+    """A stream event's data as a non-empty JSON object, else None (orjson straight away: a call
+    has thousands of them; :func:`parse_json` for what orjson refuses)."""
+    try:
+        d = orjson.loads(data)
+    except (ValueError, TypeError):
+        d = parse_json(data)
+    return d if type(d) is dict and d else None
+
+
 def as_int(v: Any) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from orjson import loads
-
 from agentsight.analysis.dialects.common import (
     Call,
     Dialect,
@@ -16,8 +14,8 @@ from agentsight.analysis.dialects.common import (
     as_str,
     error_from,
     finish_usage,
+    json_object,
     message,
-    parse_json,
     tool_call,
 )
 
@@ -123,11 +121,8 @@ def read_stream(events: list[StreamEvent], call: Call) -> None:
         if data == DONE:
             call.ended = True
             continue
-        try:
-            chunk = loads(data)
-        except (ValueError, TypeError):  # not JSON to orjson: the standard library may take it
-            chunk = parse_json(data)
-        if type(chunk) is not dict or not chunk:
+        chunk = json_object(data)
+        if chunk is None:
             continue
         ts = ev.get("ts_ns")
         call.events += 1

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from orjson import loads
-
 from agentsight.analysis.dialects.common import (
     Call,
     Dialect,
@@ -21,6 +19,7 @@ from agentsight.analysis.dialects.common import (
     as_list,
     as_str,
     custom_tool_call,
+    json_object,
     message,
     parse_json,
     tool_call,
@@ -136,11 +135,8 @@ def read_stream(events: list[StreamEvent], call: Call) -> None:
     final: dict[str, Any] | None = None
     read = 0
     for ev in events:
-        try:
-            d = loads(ev["data"])
-        except (ValueError, TypeError):  # not JSON to orjson: the standard library may take it
-            d = parse_json(ev["data"])
-        if type(d) is not dict or not d:
+        d = json_object(ev["data"])
+        if d is None:
             continue
         read += 1
         kind = d.get("type")
