@@ -1011,17 +1011,25 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _detach_stdio() -> None:
-    """Point stdin, stdout and stderr at /dev/null (the run is over; nobody reads them now)."""
+    """Let go of the caller's stdin, stdout and stderr (the run is over; nobody reads them now).
+    What the teardown still logs (a probe the kernel would not remove) goes to the kernel log
+    (dmesg, journalctl -k) where it can be written, else nowhere."""
     try:
         sys.stdout.flush()
         sys.stderr.flush()
         null = os.open(os.devnull, os.O_RDWR)
     except (OSError, ValueError):
         return
-    for fd in (0, 1, 2):
+    try:
+        err = os.open("/dev/kmsg", os.O_WRONLY)
+    except OSError:
+        err = null
+    for fd, to in ((0, null), (1, null), (2, err)):
         with contextlib.suppress(OSError):
-            os.dup2(null, fd)
+            os.dup2(to, fd)
     os.close(null)
+    if err != null:
+        os.close(err)
 
 
 def _set_title(title: str) -> None:
