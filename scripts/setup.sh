@@ -123,4 +123,12 @@ if [ $phoenix -eq 1 ]; then
     say "installed arize-phoenix $PHOENIX_VERSION into $pvenv"
   fi
 fi
+# bcc compiles each eBPF program in 1-2.5 s: once, here, into the compile cache, so that the first
+# `record` starts as fast as the next ones (debug warm-bpf; the cache is keyed by program, kernel, bcc).
+if ! .venv/bin/agentsight debug warm-bpf >/tmp/agentsight-warm-bpf.log 2>&1; then
+  cat /tmp/agentsight-warm-bpf.log >&2
+  echo "setup: the eBPF programs do not load on this machine (log above)" >&2
+  exit 1
+fi
+say "eBPF programs of record compiled ($(tail -1 /tmp/agentsight-warm-bpf.log))"
 say "ready: .venv/bin/agentsight"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -301,6 +302,58 @@ def dump_bpf(
     sys.stdout.write(bpfprog.program_text(source, src.defines()))  # type: ignore[attr-defined]
 
 
+@debug_app.command("warm-bpf")
+def warm_bpf(
+    config: Annotated[list[Path] | None, typer.Option("--config", help="Also the programs of this pipeline.toml "
+                                                      "(repeatable).")] = None,
+) -> None:
+    """Compile the eBPF programs `record` loads (and those of each --config) into the compile cache.
+
+    bcc compiles a program in 1-2.5 s; the compiled bytecode is kept per program text, kernel and
+    bcc release (/var/cache/agentsight/bpf, AGENTSIGHT_BPF_CACHE), so only the first load of each
+    pays it. Run this once after installing or upgrading (scripts/setup.sh does) and the first
+    `record` starts as fast as the next ones. Needs root.
+    """
+    import time
+
+    from agentsight.kernel import bpfcache, bpfprog
+    from agentsight.pipeline import config as pipeline_config
+    from agentsight.pipeline.registry import component_class
+
+    if bpfcache.cache_dir() is None:
+        fail(f"the compile cache is off ({bpfcache.ENV}={os.environ.get(bpfcache.ENV, '')}): nothing to keep")
+    need_bpf()
+    pipelines = [("record", capture_spec(record_capture(os.getpid())))]
+    for path in config or []:
+        try:
+            pipelines.append((str(path), pipeline_config.load(path)))
+        except (OSError, pipeline_config.ConfigError) as exc:
+            fail(f"{path}: {exc}")
+    seen: set[tuple[str, str]] = set()
+    for label, spec in pipelines:
+        for comp in spec.components.values():
+            if comp.kind != "source" or comp.type not in ("ssl", "process", "stdio"):
+                continue
+            try:
+                source = component_class("source", comp.type)(comp.name, comp.options)
+                request = source.bpf_request()  # type: ignore[attr-defined]
+            except ValueError as exc:
+                fail(f"{label}: sources.{comp.name}: {exc}")
+            text = bpfprog.program_text(request.name, request.defines)
+            if (request.name, text) in seen:
+                continue
+            seen.add((request.name, text))
+            started = time.monotonic()
+            try:
+                how = bpfprog.warm(request)
+            except bpfprog.BpfUnavailable as exc:
+                fail(f"{label}: sources.{comp.name}: {exc}")
+            said = {"hit": "kept already", "miss": "compiled and kept"}.get(how, "compiled, not kept (cache off)")
+            typer.echo(f"{label}: sources.{comp.name} (bpf/{request.name}.bpf.c): {said} "
+                       f"in {time.monotonic() - started:.1f} s")
+    typer.echo(f"compile cache: {bpfcache.cache_dir()}")
+
+
 @debug_app.command("find-tls")
 def find_tls(
     paths: Annotated[list[Path], typer.Argument(help="Executables or libraries, or directories to search for them.")],
@@ -377,6 +430,25 @@ def _record_through_collector(cmd: list[str], db: Path | None) -> int:
     return result.exit_code
 
 
+def record_capture(target: int, comm: str = "", *, name: str = "record", stdio: bool = True, system: bool = True,
+                   raw: bool = False, source_options: dict[str, dict[str, Any]] | None = None, redact: bool = True,
+                   events: bool = False, db: str = "", described: str = "", server: bool = False,
+                   server_host: str = DEFAULT_HOST, server_port: int = DEFAULT_PORT, server_token: str = "",
+                   runtime_dir: str = "") -> Capture:
+    """What a standalone ``record`` captures: the tree of ``target`` (or the processes named ``comm``)."""
+    return Capture(
+        name=name, ssl=True, process=True, stdio=stdio and bool(target), system=system and bool(target),
+        pid=target, tree=bool(target), comm="" if target else comm,
+        http=True, http_raw=raw, llm=True, sessions=True, root_pids=[target] if target else [], mcp=True,
+        # MCP messages over stdio: as much of each as the source keeps
+        source_options={**(source_options or {}), "stdio": {"max_bytes": STDIO_MAX_BYTES}},
+        redact=redact, console=events, console_format="auto",
+        db=db, db_meta={"command": described, "recorder": "agentsight record"},
+        server=server, server_host=server_host, server_port=server_port, server_token=server_token,
+        runtime_dir=runtime_dir,
+    )
+
+
 @app.command(context_settings={"allow_interspersed_args": False})
 @source_flags(only=["--binary-path"], after="server_token")
 def record(
@@ -449,14 +521,9 @@ def record(
     rec = RecordRun(path, cmd, pid=pid, comm=comm, owner=invoking_user()).start()
     target = rec.target
     described = rec.described
-    cap = Capture(
-        name=name, ssl=True, process=True, stdio=stdio and bool(target), system=system and bool(target),
-        pid=target, tree=bool(target), comm="" if target else comm,
-        http=True, http_raw=raw, llm=True, sessions=True, root_pids=[target] if target else [], mcp=True,
-        # MCP messages over stdio: as much of each as the source keeps
-        source_options={**source_options, "stdio": {"max_bytes": STDIO_MAX_BYTES}},
-        redact=not disable_auth_removal, console=events, console_format="auto",
-        db=str(path), db_meta={"command": described, "recorder": "agentsight record"},
+    cap = record_capture(
+        target, comm, name=name, stdio=stdio, system=system, raw=raw, source_options=source_options,
+        redact=not disable_auth_removal, events=events, db=str(path), described=described,
         server=server, server_host=server_host, server_port=server_port, server_token=server_token,
         runtime_dir=runtime_dir,
     )

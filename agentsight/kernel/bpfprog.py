@@ -33,6 +33,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,8 @@ from agentsight.kernel import libbpf
 from agentsight.kernel.libbpf import BpfError, Map, RecordCallback
 from agentsight.pipeline.component import FatalStartError
 
-__all__ = ["BpfUnavailable", "BpfError", "program_text", "require_bpf", "start", "load", "Loading", "Program",
+__all__ = ["BpfUnavailable", "BpfError", "program_text", "require_bpf", "start", "load", "warm", "Request",
+           "Loading", "Program",
            "Map", "BootClock", "bpf_dir", "trim_heap", "KPROBE", "TRACEPOINT"]
 
 # bcc's program types: uprobes and uretprobes are KPROBE programs.
@@ -145,6 +147,35 @@ def start(name: str, defines: dict[str, Any] | None = None, programs: Iterable[t
     return Loading(name, proc, ours)
 
 
+@dataclass
+class Request:
+    """What a source asks the loader for: ``bpf/<name>.bpf.c`` with ``defines``, the ``programs``
+    to load before the hand-over and the ``later`` ones (see :func:`start`)."""
+
+    name: str
+    defines: dict[str, Any]
+    programs: list[tuple[str, int]] = field(default_factory=list)
+    later: list[tuple[str, int]] = field(default_factory=list)
+    text: str | None = None  # instead of bpf/<name>.bpf.c (tests)
+
+    def start(self) -> Loading:
+        return start(self.name, self.defines, self.programs, self.later, self.text)
+
+
+def warm(request: Request) -> str:
+    """Load ``request`` once and let it go, so that its compiled bytecode is in the compile cache
+    (:mod:`agentsight.kernel.bpfcache`); how the loader got it: "hit" (kept already), "miss"
+    (compiled now, and kept), "off" (the cache is off). BpfUnavailable as :func:`load`."""
+    program = request.start().wait()
+    try:
+        program.complete()
+        if program._late_error:
+            raise BpfUnavailable(program._late_error)
+        return program.cache
+    finally:
+        program.close()
+
+
 def load(name: str, defines: dict[str, Any] | None = None, programs: Iterable[tuple[str, int]] = (),
          later: Iterable[tuple[str, int]] = (), text: str | None = None) -> Program:
     """Compile and load ``bpf/<name>.bpf.c`` (see :func:`start`); the loaded :class:`Program`."""
@@ -162,6 +193,7 @@ class Loading:
         self.progs: dict[str, tuple[int, int]] = {}
         self.links: dict[tuple[str, ...], int] = {}
         self.error = ""  # why the later programs did not come
+        self.cache = ""  # "hit": made from the compile cache, "miss": compiled (and kept), "off"
 
     def wait(self, timeout: float = LOAD_TIMEOUT_S) -> Program:
         """The loaded program; BpfUnavailable (one line) when the loader failed."""
@@ -172,6 +204,7 @@ class Loading:
             self.cancel()
             raise
         program = Program(self.name, self.maps, self.progs, self.links, self if end == "batch" else None)
+        program.cache = self.cache
         if end == "all":
             self._reap()
         return program
@@ -206,6 +239,7 @@ class Loading:
             if data:
                 msg = json.loads(data)
                 objects = msg.get("objects", [])
+                self.cache = msg.get("cache", self.cache)
             for i, fd in enumerate(fds):  # each fd is ours from now on: kept, or closed
                 desc: dict[str, Any] = objects[i] if i < len(objects) else {"kind": "?"}
                 if desc["kind"] == "map":
@@ -276,6 +310,7 @@ class Program:
         self._late_error = ""  # why the later programs did not come
         self._rings = libbpf.RingBuffers()
         self.closed = False
+        self.cache = ""  # how the loader got the bytecode: "hit" (compile cache), "miss" (compiled), "off"
 
     def __repr__(self) -> str:
         return (f"Program(bpf/{self.name}.bpf.c: {len(self.maps)} maps, {len(self.progs)} programs, "

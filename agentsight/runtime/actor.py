@@ -1041,6 +1041,21 @@ def _set_title(title: str) -> None:
         pass
 
 
+
+def log_level(value: str) -> tuple[int, str]:
+    """The logging level AGENTSIGHT_LOG names (any case; default WARNING), and the value when it
+    names none (the actor then logs at WARNING and says so once)."""
+    name = value.strip().upper()
+    if not name:
+        return logging.WARNING, ""
+    level = logging.getLevelName(name)
+    if isinstance(level, int):
+        return level, ""
+    if name.isdigit():
+        return int(name), ""
+    return logging.WARNING, value
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     with open(argv[0]) as f:
@@ -1059,8 +1074,11 @@ def main(argv: list[str] | None = None) -> int:
     comp = pipeline.components[name]
     title = f"agentsight: {comp.kind}/{name}" + (f"#{worker}" if comp.workers > 1 else "")
     _set_title(title)
-    logging.basicConfig(level=os.environ.get("AGENTSIGHT_LOG", "WARNING"),
-                        format=f"agentsight[{comp.kind}/{name}]: %(message)s")
+    level, bad_level = log_level(os.environ.get("AGENTSIGHT_LOG", ""))
+    logging.basicConfig(level=level, format=f"agentsight[{comp.kind}/{name}]: %(message)s")
+    if bad_level:
+        log.warning("AGENTSIGHT_LOG=%s is not a log level (debug, info, warning, error); using warning",
+                    bad_level)
     rt = ActorRuntime(pipeline, name, worker, run)
 
     def on_term(signum: int, frame: Any) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from agentsight.kernel import bpfprog, libbpf
+from agentsight.kernel import bpfcache, bpfprog, libbpf
 from agentsight.kernel.bpfprog import KPROBE, TRACEPOINT, BpfUnavailable, Program
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,11 +136,17 @@ class Target:
                 pipe.close()
 
 
-@pytest.fixture
-def program() -> Iterator[Program]:
-    loading = bpfprog.start("loadtest", programs=[("on_call", KPROBE), ("on_return", KPROBE)],
-                            later=[("on_getppid", TRACEPOINT)], text=TEXT)
-    prog = loading.wait()
+@pytest.fixture(params=["compiled", "from-cache"])
+def program(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Program]:
+    """The test program, compiled by bcc, or made from the compile cache's entry of it (bcc not involved)."""
+    monkeypatch.setenv(bpfcache.ENV, str(tmp_path / "bpf-cache"))
+    args = dict(programs=[("on_call", KPROBE), ("on_return", KPROBE)], later=[("on_getppid", TRACEPOINT)], text=TEXT)
+    if request.param == "from-cache":
+        first = bpfprog.start("loadtest", **args).wait()  # type: ignore[arg-type]
+        first.complete()
+        first.close()
+    prog = bpfprog.start("loadtest", **args).wait()  # type: ignore[arg-type]
+    assert prog.cache == ("hit" if request.param == "from-cache" else "miss")
     yield prog
     prog.close()
 
@@ -331,3 +337,37 @@ def test_closing_while_later_programs_are_verified_stops_the_loader() -> None:
     prog.close()
     assert loading.proc.returncode is not None  # killed and reaped, not left behind
     assert set(os.listdir("/proc/self/fd")) == fds_before
+
+
+def test_the_cache_holds_the_compiled_program_and_an_entry_the_kernel_refuses_is_compiled_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    cache = tmp_path / "bpf-cache"
+    monkeypatch.setenv(bpfcache.ENV, str(cache))
+    args = dict(programs=[("on_call", KPROBE)], later=[("on_getppid", TRACEPOINT)], text=TEXT)
+    assert bpfprog.warm(bpfprog.Request("loadtest", {}, [("on_call", KPROBE)], [("on_getppid", TRACEPOINT)],
+                                        text=TEXT)) == "miss"
+    entries = list(cache.glob("*.json"))
+    assert len(entries) == 1
+    kept = bpfcache.read(cache, entries[0].stem)
+    assert kept is not None and {"on_call", "on_return", "on_getppid"} <= set(kept.functions)
+    assert {m.name for m in kept.maps} == {"events", "config", "counts", "seen"}
+    assert kept.tracepoints == ["sched:sched_process_exec"]
+    # Damage on_call so that the verifier refuses it (r0 = *(u64 *)(r9 + 0): r9 is never set).
+    kept.functions["on_call"] = struct.pack("<BBhi", 0x79, 0x09 << 4, 0, 0) + kept.functions["on_call"][8:]
+    bpfcache.write(cache, entries[0].stem, kept)
+    capfd.readouterr()
+    prog = bpfprog.start("loadtest", **args).wait()  # type: ignore[arg-type]
+    try:
+        assert prog.cache == "miss"  # compiled, and kept again
+        prog["config"].update(u32(1), u64(os.getpid()))
+        prog.attach_tracepoint("syscalls:sys_enter_getppid", "on_getppid")
+        os.getppid()
+        assert prog["counts"].sum(u32(2)) == 1
+    finally:
+        prog.close()
+    said = [line for line in capfd.readouterr().err.splitlines() if "cache" in line]
+    assert len(said) == 1 and said[0].startswith("agentsight: bpf/loadtest.bpf.c: the compiled copy in the cache "
+                                                 "was not used (loading on_call: ")
+    again = bpfprog.start("loadtest", **args).wait()  # type: ignore[arg-type]
+    assert again.cache == "hit"
+    again.close()

@@ -113,3 +113,29 @@ def test_record_attaches_to_a_running_process_by_pid(workdir, server, cert):  # 
         assert s.sessions()[0]["pid"] == running.pid
         raw = s.events(topics=["ssl.data"], raw=True)  # --raw keeps the TLS records too
         assert b"GET /size/33 HTTP/1.1" in b"".join(e["data"]["bytes"] for e in raw)
+
+
+def test_warm_bpf_compiles_what_record_loads_so_record_compiles_nothing(workdir):
+    cache = workdir / "bpf-cache"
+    env = {**os.environ, "AGENTSIGHT_BPF_CACHE": str(cache)}
+    first = subprocess.run([*AGENTSIGHT, "debug", "warm-bpf"], env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.splitlines()
+    assert [line.split(" (")[0] for line in lines[:3]] == ["record: sources.ssl", "record: sources.process",
+                                                         "record: sources.stdio"]
+    assert all("compiled and kept in" in line for line in lines[:3]) and lines[3] == f"compile cache: {cache}"
+    entries = sorted(p.name for p in cache.glob("*.json"))
+    assert len(entries) == 3
+    again = subprocess.run([*AGENTSIGHT, "debug", "warm-bpf"], env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and all("kept already in" in line for line in again.stdout.splitlines()[:3])
+    # record loads exactly those programs: from the cache, writing no entry of its own.
+    db = workdir / "rec.db"
+    r = subprocess.run([*AGENTSIGHT, "record", "--db", str(db), "--runtime-dir", str(workdir / "run"), "--",
+                        "/bin/sh", "-c", "exit 3"], env=env, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 3, r.stderr
+    assert sorted(p.name for p in cache.glob("*.json")) == entries
+    assert "not used" not in r.stderr and "no events lost" in r.stderr
+    off = subprocess.run([*AGENTSIGHT, "debug", "warm-bpf"], env={**env, "AGENTSIGHT_BPF_CACHE": "off"},
+                         capture_output=True, text=True, timeout=60)
+    assert off.returncode == 2 and off.stderr.strip() == ("agentsight: the compile cache is off "
+                                                          "(AGENTSIGHT_BPF_CACHE=off): nothing to keep")

@@ -31,7 +31,7 @@ from typing import Any
 
 from agentsight.actors.sources.options import PROCESS, check_comm, ring_pages
 from agentsight.event import Event, now_ns
-from agentsight.kernel.bpfprog import BootClock, Map, Program, load, trim_heap
+from agentsight.kernel.bpfprog import BootClock, Map, Program, Request, trim_heap
 from agentsight.kernel.procfs import alive, descendants, scan_proc
 from agentsight.pipeline.component import Capabilities, OptionError, Source
 
@@ -409,12 +409,17 @@ class ProcessSource(Source):
             have_group_dead=tracepoint_has_field("sched", "sched_process_exit", "group_dead"),
         )
 
+    def bpf_request(self) -> Request:
+        """The program this source loads (``agentsight debug warm-bpf`` compiles it ahead)."""
+        return Request("process", self.defines())
+
     def open(self) -> None:
         opts = self.options
         roots = [p for p in [opts["pid"], *opts["pids"]] if p]
         require_pids(roots, "pid" if opts["pid"] else "pids")
-        defines = self.defines()
-        self._bpf = bpf = load("process", defines)
+        request = self.bpf_request()
+        defines = request.defines
+        self._bpf = bpf = request.start().wait()
         self._clock = BootClock()
         if defines["FILTER_TREE"]:
             seed_tree(bpf["traced"], roots, opts["comm"] if opts["mode"] == 2 else "")

@@ -186,6 +186,10 @@ class SslSource(Source):
         }
         return defines
 
+    def bpf_request(self) -> bpfprog.Request:
+        """The program this source loads (``agentsight debug warm-bpf`` compiles it ahead)."""
+        return bpfprog.Request("ssl", self.defines(), self._programs(), self._programs(aead=True))
+
     def program_text(self) -> str:
         """The final C this source loads (no root needed)."""
         return bpfprog.program_text("ssl", self.defines())
@@ -197,7 +201,7 @@ class SslSource(Source):
             if not os.path.isfile(path):
                 raise OptionError(f"binary_path {path!r} is not a file: give the path of an ELF binary or library")
         # The program compiles in a child process while the libraries to probe are looked for here.
-        loading = bpfprog.start("ssl", self.defines(), self._programs(), later=self._programs(aead=True))
+        loading = self.bpf_request().start()
         try:
             found = self._libraries_at_start()
             self._bpf = bpf = loading.wait()

@@ -32,7 +32,7 @@ from agentsight.actors.sources.process import (
     tracepoint_has_field,
 )
 from agentsight.event import Event
-from agentsight.kernel.bpfprog import BootClock, Program, load
+from agentsight.kernel.bpfprog import BootClock, Program, Request
 from agentsight.pipeline.component import Capabilities, OptionError, Source
 
 __all__ = ["StdioSource", "decode_stdio", "stdio_defines", "RECORD", "MAX_BYTES_LIMIT"]
@@ -96,12 +96,17 @@ class StdioSource(Source):
     def defines(self) -> dict[str, Any]:
         return stdio_defines(self.options, tracepoint_has_field("sched", "sched_process_exit", "group_dead"))
 
+    def bpf_request(self) -> Request:
+        """The program this source loads (``agentsight debug warm-bpf`` compiles it ahead)."""
+        return Request("stdio", self.defines())
+
     def open(self) -> None:
         opts = self.options
         roots = [p for p in [opts["pid"], *opts["pids"]] if p]
         require_pids(roots, "pid" if opts["pid"] else "pids")
-        defines = self.defines()
-        self._bpf = bpf = load("stdio", defines)
+        request = self.bpf_request()
+        defines = request.defines
+        self._bpf = bpf = request.start().wait()
         self._clock = BootClock()
         if defines["FILTER_TREE"]:
             seed_tree(bpf["traced"], roots)
