@@ -421,7 +421,8 @@ class Program:
             self._pending.cancel()
             self._pending = None
         self._rings.close()
-        for fd in [*self.links.values(), *(fd for fd, _ in self.progs.values()), *(m.fd for m in self.maps.values())]:
+        _close_all(list(self.links.values()))
+        for fd in [*(fd for fd, _ in self.progs.values()), *(m.fd for m in self.maps.values())]:
             try:
                 os.close(fd)
             except OSError:
@@ -429,6 +430,26 @@ class Program:
         self.links.clear()
         self.progs.clear()
         self.maps.clear()
+
+
+def _close_all(fds: list[int]) -> None:
+    """Close attachment fds, several at a time: the kernel waits for a grace period in each
+    detach (~70 ms for a uprobe or tracepoint here), and waits that run together end together
+    (a record's 50 attachments: ~3 s one by one, about half that on 8 threads)."""
+    def close(fd: int) -> None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+    if len(fds) < 4:
+        for fd in fds:
+            close(fd)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(8, len(fds))) as pool:
+        list(pool.map(close, fds))
 
 
 def trim_heap() -> None:
