@@ -371,6 +371,10 @@ class Program:
         """Run the callbacks on every record there is now, without waiting."""
         return self._rings.consume()
 
+    def wait_fd(self) -> int | None:
+        """An fd readable when the rings have records to read (None before a ring is opened)."""
+        return self._rings.epoll_fd()
+
     # -- attaching -------------------------------------------------------------
 
     def attach_uprobe(self, path: str, addr: int, fn_name: str, pid: int = -1) -> tuple[str, ...]:

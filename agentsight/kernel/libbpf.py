@@ -80,6 +80,7 @@ def lib() -> ctypes.CDLL:
             ("ring_buffer__add", i, [vp, i, _SAMPLE_FN, vp]),
             ("ring_buffer__poll", i, [vp, i]),
             ("ring_buffer__consume", i, [vp]),
+            ("ring_buffer__epoll_fd", i, [vp]),
             ("ring_buffer__free", None, [vp]),
         ):
             func = getattr(cdll, fn)
@@ -235,6 +236,12 @@ class RingBuffers:
         else:
             _check(lib().ring_buffer__add(self._rb, ring.fd, thunk, None), f"adding ring buffer {ring.name}")
         self._callbacks.append(thunk)
+
+    def epoll_fd(self) -> int | None:
+        """The reader's epoll fd: readable when a ring has woken it (None before the first ring)."""
+        if self._rb is None:
+            return None
+        return int(lib().ring_buffer__epoll_fd(self._rb))
 
     def poll(self, timeout_ms: int) -> int:
         """Wait up to ``timeout_ms`` for records, then read every ready one; how many were read."""

@@ -282,6 +282,15 @@ class Source(Component):
     def poll(self, timeout: float) -> list[Event]:
         raise NotImplementedError
 
+    def wait_fd(self) -> int | None:
+        """A file descriptor that turns readable when :meth:`poll` has something to read, or None.
+
+        With one, the actor waits on it and its control socket together and then calls
+        ``poll(0)``, so a control request (``follow`` a new process tree) is answered at once
+        instead of after the ``poll`` timeout. Without one, ``poll(timeout)`` blocks as it likes.
+        """
+        return None
+
     def stop(self) -> list[Event]:
         """Stop producing; return whatever is still buffered."""
         return []

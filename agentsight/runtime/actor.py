@@ -751,6 +751,14 @@ class ActorRuntime:
     def _loop_source(self, src: Source) -> None:
         poller = zmq.Poller()
         poller.register(self.control, zmq.POLLIN)
+        # A source with a wake-up fd (the eBPF rings) is waited on together with the control
+        # socket: a request (follow this tree) is answered at once, not after a poll timeout.
+        waiter: zmq.Poller | None = None
+        wake = src.wait_fd()
+        if wake is not None:
+            waiter = zmq.Poller()
+            waiter.register(self.control, zmq.POLLIN)
+            waiter.register(wake, zmq.POLLIN)
         while not self.stopping and not src.finished:
             if self.held and self.held_count() >= HOLD_MAX:  # the restarted downstream is not back yet
                 if poller.poll(50):
@@ -758,7 +766,11 @@ class ActorRuntime:
                 self._heartbeat()
                 continue
             try:
-                events = src.poll(0.05)
+                if waiter is not None:
+                    waiter.poll(50)
+                    events = src.poll(0)
+                else:
+                    events = src.poll(0.05)
             except Exception as exc:
                 self.counters["errors"] += 1
                 log.warning("%s: poll failed: %s", self.id, exc)

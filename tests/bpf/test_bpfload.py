@@ -371,3 +371,27 @@ def test_the_cache_holds_the_compiled_program_and_an_entry_the_kernel_refuses_is
     again = bpfprog.start("loadtest", **args).wait()  # type: ignore[arg-type]
     assert again.cache == "hit"
     again.close()
+
+
+
+def test_the_wait_fd_turns_readable_when_a_ring_has_records(program: Program, targets: dict[str, Path]) -> None:
+    """What a source's actor waits on, with its control socket (Source.wait_fd)."""
+    import select
+
+    got: list[int] = []
+    program.open_ring_buffer("events", lambda _ctx, _data, size: got.append(size))
+    fd = program.wait_fd()
+    assert fd is not None
+    program.poll(0)
+    assert select.select([fd], [], [], 0)[0] == []  # nothing to read: not readable
+    program["config"].update(u32(0), u64(3))
+    path = targets["pie"]
+    target = Target(path)
+    try:
+        program.attach_uprobe(str(path), symbol(path, "agentsight_probe_me"), "on_call", pid=target.pid)
+        target.call(1)
+    finally:
+        target.close()
+    assert select.select([fd], [], [], 5)[0] == [fd]
+    assert program.poll(0) == 1 and got == [RECORD.size]
+    assert select.select([fd], [], [], 0)[0] == []  # read: quiet again

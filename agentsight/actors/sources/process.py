@@ -467,6 +467,9 @@ class ProcessSource(Source):
         self._bpf.poll(max(0, int(timeout * 1000)))
         return self._take(self._opens.expire(now_ns()))
 
+    def wait_fd(self) -> int | None:
+        return None if self._bpf is None else self._bpf.wait_fd()
+
     def stop(self) -> list[Event]:
         if self._bpf is None:
             return []

@@ -263,6 +263,9 @@ class SslSource(Source):
         every = self.options["rescan_s"]
         self._next_rescan = time.monotonic() + every if every else float("inf")
 
+    def wait_fd(self) -> int | None:
+        return None if self._bpf is None else self._bpf.wait_fd()
+
     def stop(self) -> list[Event]:
         if self._bpf is None:
             return []

@@ -145,6 +145,9 @@ class StdioSource(Source):
         self._bpf.poll(max(0, int(timeout * 1000)))
         return self._take()
 
+    def wait_fd(self) -> int | None:
+        return None if self._bpf is None else self._bpf.wait_fd()
+
     def stop(self) -> list[Event]:
         if self._bpf is None:
             return []
