@@ -212,10 +212,13 @@ def test_a_reload_that_restarts_a_component_under_load_loses_nothing_and_barely_
     wait_for(lambda: out.exists() and out.stat().st_size > 300_000, 20, what="events flowing")
     old = {r["id"]: r["pid"] for r in p.status()["instances"] if r["id"].startswith("analyzers/tag")}
     p.config.write_text(p.config.read_text().replace("workers = 2", "workers = 3"))
-    new = wait_for(lambda: (ids := {r["id"]: r for r in p.status()["instances"]
-                                    if r["id"].startswith("analyzers/tag") and r["state"] == "running"})
-                   and len(ids) == 3 and all(ids[i]["pid"] != old.get(i) for i in ids) and ids, 15,
-                   what="three new tag workers")
+    try:  # (on two busy cores, the three new workers can take more than a few seconds)
+        new = wait_for(lambda: (ids := {r["id"]: r for r in p.status()["instances"]
+                                        if r["id"].startswith("analyzers/tag") and r["state"] == "running"})
+                       and len(ids) == 3 and all(ids[i]["pid"] != old.get(i) for i in ids) and ids, 30,
+                       what="three new tag workers")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; status: {p.status()['instances']}; the pipeline said:\n{p.stderr()}") from None
     assert sorted(new) == ["analyzers/tag#0", "analyzers/tag#1", "analyzers/tag#2"]
     size = out.stat().st_size
     wait_for(lambda: out.stat().st_size > size + 300_000, 20, what="events flowing through the new workers")
