@@ -1,8 +1,8 @@
 """The short-lived loader: compile an eBPF program with bcc, load it, hand its kernel objects over.
 
 Run by :func:`agentsight.kernel.bpfprog.start` as ``python -P bpfload.py FD`` (this file, by path:
-it imports only the standard library and bcc, never the agentsight package). It reads one JSON
-request on stdin::
+of the agentsight package it imports only the compile cache and libbpf modules, which use the
+standard library alone; bcc only when it compiles). It reads one JSON request on stdin::
 
     {"name": "ssl", "text": "<the final C>", "cflags": [...],
      "programs": [["enter_write", 2], ...],     # more functions to load: [name, bcc prog type]
@@ -29,8 +29,8 @@ leave with this process.
 
 Before compiling, the loader looks for the bytecode of the same text in the compile cache
 (:mod:`agentsight.kernel.bpfcache`): with an entry, it makes the maps, loads the programs
-(the ``later`` ones on a second thread, verified while the first batch is verified and
-handed over) and attaches the tracepoints itself, without bcc; the first message of the
+(on two threads: the first batch's at the head of the queue, the ``later`` ones verified
+meanwhile and after) and attaches the tracepoints itself, without bcc; the first message of the
 hand-over then says ``"cache": "hit"``. After a compile it writes the entry (``"miss"``); an
 entry it cannot use is said in one line on stderr, and the program is compiled.
 """
