@@ -25,6 +25,8 @@ class ProcEntry:
     ppid: int
     start_boot_ns: int
     comm: str
+    state: str = ""   # R, S, D, Z...
+    session: int = 0
 
 
 def pids() -> list[int]:
@@ -38,7 +40,7 @@ def alive(pid: int) -> bool:
 
 
 def read_stat(pid: int, ticks: int | None = None) -> ProcEntry | None:
-    """One process's parent, start time (ns since boot) and name; None once it is gone."""
+    """One process's parent, start time (ns since boot), name, state and session; None once it is gone."""
     try:
         stat = Path(f"{PROC}/{pid}/stat").read_bytes()
     except OSError:
@@ -46,9 +48,11 @@ def read_stat(pid: int, ticks: int | None = None) -> ProcEntry | None:
     ticks = ticks or os.sysconf("SC_CLK_TCK")
     lparen, rparen = stat.find(b"("), stat.rfind(b")")
     fields = stat[rparen + 2:].split()
-    # fields[0] is field 3 (state): ppid is field 4, starttime field 22 (clock ticks since boot)
+    # fields[0] is field 3 (state): ppid is field 4, session field 6, starttime field 22 (clock
+    # ticks since boot)
     comm = stat[lparen + 1:rparen].decode("utf-8", "replace")
-    return ProcEntry(pid, int(fields[1]), int(fields[19]) * (1_000_000_000 // ticks), comm)
+    return ProcEntry(pid, int(fields[1]), int(fields[19]) * (1_000_000_000 // ticks), comm,
+                     fields[0].decode(), int(fields[3]))
 
 
 def scan_proc() -> dict[int, ProcEntry]:
@@ -78,8 +82,22 @@ def descendants(roots: Iterable[int], parents: Mapping[int, int]) -> set[int]:
 
 
 def children(pid: int) -> list[int]:
-    """The processes whose parent is ``pid`` now."""
-    return sorted(entry.pid for entry in scan_proc().values() if entry.ppid == pid)
+    """The processes whose parent is ``pid`` now: read from its threads' ``children`` files where
+    the kernel has them (CONFIG_PROC_CHILDREN), else from a walk of the process table."""
+    try:
+        tasks = os.listdir(f"{PROC}/{pid}/task")
+    except OSError:
+        return []
+    out: set[int] = set()
+    for tid in tasks:
+        try:
+            out.update(int(k) for k in Path(f"{PROC}/{pid}/task/{tid}/children").read_text().split())
+        except FileNotFoundError:
+            if os.path.exists(f"{PROC}/{pid}/task/{tid}"):  # the thread is there, its children file is not
+                return sorted(entry.pid for entry in scan_proc().values() if entry.ppid == pid)
+        except OSError:
+            continue  # the thread ended meanwhile
+    return sorted(out)
 
 
 def tree(roots: Iterable[int]) -> list[int]:

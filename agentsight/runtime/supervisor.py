@@ -484,6 +484,8 @@ class Supervisor:
             self.exit_code = control.EXIT_ACTOR_FAILED
             return
         how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+        if getattr(inst.proc, "status_lost", False):
+            how = "its exit status was lost (another process collected it)"
         now = time.monotonic()
         policy = self._restart_policy()
         decision = policy.on_crash(inst.history, now, ran_for=now - inst.started_at)

@@ -41,6 +41,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agentsight.kernel import procfs
+
 __all__ = ["Zygote", "ForkedActor", "ActorProcess", "PRELOAD"]
 
 # What every actor imports: forked from a process that has them, their pages are shared.
@@ -49,6 +51,7 @@ PRELOAD = ("zmq", "msgpack", "agentsight.event", "agentsight.wire", "agentsight.
 READY_TIMEOUT_S = 10.0   # the zygote's imports, on a loaded 2-core machine
 ANSWER_TIMEOUT_S = 5.0   # one fork
 MAX_MESSAGE = 1 << 20
+STATUS_LOST = 255  # the return code of an actor whose exit status someone else collected
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -69,6 +72,7 @@ class ForkedActor:
     def __init__(self, pid: int, zygote: Zygote) -> None:
         self.pid = pid
         self.returncode: int | Any = None  # as typeshed types Popen's: None until it has exited
+        self.status_lost = False  # reaped by someone else: how it ended is not known
         self._zygote = zygote
 
     def poll(self) -> int | None:
@@ -77,7 +81,10 @@ class ForkedActor:
             try:
                 pid, status = os.waitpid(self.pid, os.WNOHANG)
             except ChildProcessError:  # reaped elsewhere: its status is lost
-                self.returncode = 0 if self.returncode is None else self.returncode
+                # Taken as a crash (restarted, and said), never as a clean end: a source that
+                # "exits 0" is finished and would not be started again.
+                self.status_lost = True
+                self.returncode = STATUS_LOST
                 return self.returncode
             if pid:
                 self.returncode = os.waitstatus_to_exitcode(status)
@@ -235,40 +242,15 @@ class Zygote:
         self._last_reap = now
         me = os.getpid()
         ours = os.getsid(0)
-        for pid in _children(me):
-            stat = _stat(pid)
-            if stat is None or stat[0] != "Z":
+        for pid in procfs.children(me):
+            stat = procfs.read_stat(pid)
+            if stat is None or stat.state != "Z":
                 continue
-            _state, ppid, _pgrp, sid = stat
-            if ppid == me and sid not in (pid, ours):
+            if stat.ppid == me and stat.session not in (pid, ours):
                 try:
                     os.waitpid(pid, os.WNOHANG)
                 except ChildProcessError:
                     pass
-
-
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for tid in tasks:
-        try:
-            out.extend(int(k) for k in Path(f"/proc/{pid}/task/{tid}/children").read_text().split())
-        except OSError:
-            continue
-    return out
-
-
-def _stat(pid: int) -> tuple[str, int, int, int] | None:
-    """(state, ppid, pgrp, session) from /proc/PID/stat."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rfind(")") + 2:].split()
-    return fields[0], int(fields[1]), int(fields[2]), int(fields[3])
 
 
 # --------------------------------------------------------------------- the zygote's side

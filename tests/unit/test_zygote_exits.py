@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agentsight.runtime.zygote import PR_SET_CHILD_SUBREAPER, ForkedActor, Zygote, _prctl
+from agentsight.runtime.zygote import PR_SET_CHILD_SUBREAPER, STATUS_LOST, ForkedActor, Zygote, _prctl
 
 
 def _child(code: int, sleep: float = 0.0) -> int:
@@ -31,6 +31,13 @@ def test_a_forked_actor_reads_its_exit_as_popen_does():
         slow.wait(0.05)
     os.kill(slow.pid, signal.SIGKILL)
     assert slow.wait(5) == -signal.SIGKILL
+
+
+def test_an_actor_whose_status_someone_else_collected_counts_as_a_crash_not_a_clean_end():
+    pid = _child(0)
+    os.waitpid(pid, 0)  # collected here, before the supervisor's side asks
+    gone = ForkedActor(pid, Zygote())
+    assert gone.poll() == STATUS_LOST != 0 and gone.status_lost
 
 
 def _state(pid: int) -> str:
