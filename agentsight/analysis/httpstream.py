@@ -229,22 +229,17 @@ class _H1Reader:
                 pos = m.end()
                 self._left = int(m.group(1), 16)
                 self._state = _CHUNK_DATA if self._left else _TRAILERS
-            elif state == _LENGTH:
+            elif state == _LENGTH or state == _CHUNK_DATA:
                 take = min(self._left, n - pos)
                 if self.body is not None:
                     self.body(data[pos:pos + take], ts)
                 pos += take
                 self._left -= take
                 if not self._left:
-                    self._end(out)
-            elif state == _CHUNK_DATA:
-                take = min(self._left, n - pos)
-                if self.body is not None:
-                    self.body(data[pos:pos + take], ts)
-                pos += take
-                self._left -= take
-                if not self._left:
-                    self._state = _CHUNK_END
+                    if state == _LENGTH:
+                        self._end(out)
+                    else:
+                        self._state = _CHUNK_END
             elif state == _CHUNK_END:
                 if data[pos:pos + 2] == b"\r\n"[: n - pos] and n - pos < 2:
                     self._buf = data[pos:]
