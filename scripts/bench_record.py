@@ -28,6 +28,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.collectorconf import collector_config  # noqa: E402  (the collector the tests run)
+
 AGENTSIGHT = [sys.executable, "-m", "agentsight"]
 
 
@@ -43,20 +47,6 @@ def one(env: dict[str, str], tmp: Path, *flags: str) -> tuple[float, float]:
         raise SystemExit(f"record failed: {r.stderr[-2000:]}")
     t_cmd = float(r.stdout.strip().splitlines()[-1])
     return t_cmd - t0, t_end - t_cmd
-
-
-def collector_config(d: Path) -> str:
-    """config/collector.toml with its store and clients socket in ``d`` and no web UI."""
-    out, skip = [], False
-    for line in (ROOT / "config" / "collector.toml").read_text().splitlines():
-        if line.startswith("["):
-            skip = line.startswith("[sinks.web]")
-        if skip:
-            continue
-        out.append(line.replace("/var/lib/agentsight/agents.db", str(d / "agents.db")))
-        if line.startswith("[sinks.clients]"):
-            out.append(f'socket = "{d / "clients" / "c.sock"}"')
-    return "\n".join(out) + "\n"
 
 
 def pids_of(rt: Path) -> list[int]:
@@ -95,7 +85,7 @@ def main() -> int:
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="as-bench-", dir="/tmp"))
     os.chmod(tmp, 0o755)
-    env = {**os.environ, "AGENTSIGHT_COLLECTOR": str(tmp / "clients" / "c.sock")}
+    env = {**os.environ, "AGENTSIGHT_COLLECTOR": str(tmp / "collector.sock")}
     try:
         # The previous run's sources detach their probes after record has exited (~3 s: the kernel
         # waits out a grace period per probe), which slows the next run's attaching: measured

@@ -31,24 +31,10 @@ from agentsight.demo.llm_server import GENERATE_APIS
 from agentsight.recording.report import summary
 from agentsight.recording.store import Store
 from tests.bpf.test_llm_e2e import LlmServer
+from tests.collectorconf import collector_config
 from tests.conftest import AGENTSIGHT, wait_for
 
 pytestmark = pytest.mark.bpf
-
-
-def collector_config(d: Path) -> str:
-    """The shipped collector (config/collector.toml) with its store and clients socket in ``d``
-    and no web UI (the web tests cover it)."""
-    out, skip = [], False
-    for line in (Path(__file__).parents[2] / "config" / "collector.toml").read_text().splitlines():
-        if line.startswith("["):
-            skip = line.startswith("[sinks.web]")
-        if skip:
-            continue
-        out.append(line.replace("/var/lib/agentsight/agents.db", str(d / "agents.db")))
-        if line.startswith("[sinks.clients]"):
-            out.append(f'socket = "{d / "collector.sock"}"')
-    return "\n".join(out) + "\n"
 
 
 class Collector:
