@@ -18,6 +18,7 @@ __all__ = ["Owner", "HeldCommand", "invoking_user", "exit_code"]
 
 CANCELLED = 125    # the gate closed unsent: the capture never started
 CANNOT_RUN = 126   # exec failed (said on stderr)
+STATUS_LOST = 255  # another process collected its exit status (said on stderr): not reported as success
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ class HeldCommand:
             try:
                 pid, status = os.waitpid(self.pid, os.WNOHANG)
             except ChildProcessError:
-                return self.returncode
+                return self._status_lost()
             if pid:
                 self.returncode = exit_code(status)
         return self.returncode
@@ -133,7 +134,7 @@ class HeldCommand:
             try:
                 _, status = os.waitpid(self.pid, 0)
             except ChildProcessError:
-                return self.returncode
+                return self._status_lost()
             self.returncode = exit_code(status)
             return self.returncode
         fd = os.pidfd_open(self.pid)
@@ -142,6 +143,13 @@ class HeldCommand:
         finally:
             os.close(fd)
         return self.poll()
+
+    def _status_lost(self) -> int:
+        """Its exit status went to another waiter: say so, and do not pass for a success."""
+        os.write(2, f"agentsight: the exit status of {self.cmd[0]} (pid {self.pid}) was collected by another "
+                    f"process; reporting {STATUS_LOST}\n".encode())
+        self.returncode = STATUS_LOST
+        return self.returncode
 
     def send_signal(self, sig: int) -> None:
         if self.returncode is None and self.pid:

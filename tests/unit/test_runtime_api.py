@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import zmq
 
-from agentsight.runtime.held import CANCELLED, HeldCommand, Owner, exit_code, invoking_user
+from agentsight.runtime.held import CANCELLED, STATUS_LOST, HeldCommand, Owner, exit_code, invoking_user
 from agentsight.runtime.status import ActorStatus, PipelineStatus, StatusError, ask, wait_running
 
 REPORT: dict[str, Any] = {
@@ -132,6 +132,15 @@ def test_a_held_command_cancelled_exits_without_running(tmp_path: Path) -> None:
     held.start()
     held.cancel()
     assert held.wait() == CANCELLED and not out.exists()
+
+
+def test_a_held_command_whose_status_another_waiter_took_is_not_a_success(capfd: pytest.CaptureFixture[str]) -> None:
+    held = HeldCommand(["true"])
+    held.start()
+    held.release()
+    os.waitpid(held.pid, 0)  # collected here, behind the held command's back
+    assert held.wait() == STATUS_LOST != 0
+    assert f"the exit status of true (pid {held.pid}) was collected by another process" in capfd.readouterr().err
 
 
 def test_a_held_command_killed_by_a_signal_says_128_plus_it() -> None:
