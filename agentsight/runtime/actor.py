@@ -1053,7 +1053,6 @@ def _set_title(title: str) -> None:
         pass
 
 
-
 def log_level(value: str) -> tuple[int, str]:
     """The logging level AGENTSIGHT_LOG names (any case; default WARNING), and the value when it
     names none (the actor then logs at WARNING and says so once)."""
