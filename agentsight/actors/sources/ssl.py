@@ -404,29 +404,13 @@ class SslSource(Source):
         for name, entry, enter_fn, ret, leave_fn in pairs:
             try:
                 self._probe_pair(lib.path, entry, enter_fn, ret, leave_fn, pid)
+                probes.append(name)
             except Exception as exc:  # BpfError: the kernel refused, or the program is not loaded
-                fast = sites.get(name)
-                if fast is not None and fast.via_callee:
-                    # The faster placement's addresses are taken (a probe another tracer left with
-                    # another reference counter): the function's own entry and return still work.
-                    plain_enter, plain_leave = _PLAIN_PROGRAMS[fast.func]
-                    try:
-                        self._probe_pair(lib.path, fast.symbol, plain_enter, fast.symbol, plain_leave, pid)
-                    except Exception as again:
-                        exc = bpfprog.BpfError(getattr(again, "errno", 0), f"{exc}; at its symbol: {again}")
-                    else:
-                        self.count("probes_at_symbol")
-                        probes.append(fast.func)
-                        continue
-                func = name.split("+")[0]
-                why = self._probe_displaced(lib, func, *_PLAIN_PROGRAMS.get(func, (enter_fn, leave_fn)), pid, exc)
-                if why is None:
-                    self.count("probes_displaced")
-                    probes.append(f"{func} (displaced)")
-                    continue
-                failed.append(f"{func}: {why}")
-                continue
-            probes.append(name)
+                placed, why = self._probe_elsewhere(lib, name, sites.get(name), enter_fn, leave_fn, pid, exc)
+                if placed:
+                    probes.append(placed)
+                else:
+                    failed.append(why)
         if failed:
             self.count("attach_errors")
             log.warning("ssl: could not probe %s%s: %s", lib.path, "" if probes else " at all", "; ".join(failed))
@@ -441,6 +425,29 @@ class SslSource(Source):
         self._out.append(Event("ssl.attached", time.time_ns(), self.name, data={
             "path": lib.path, "dev": lib.dev, "inode": lib.inode, "probes": probes, "found_by": lib.found_by,
             "search_ms": round(lib.search_s * 1000, 1)}))
+
+    def _probe_elsewhere(self, lib: tlslibs.TlsLibrary, name: str, fast: tlslibs.ProbeSite | None, enter_fn: str,
+                         leave_fn: str, pid: int, exc: Exception) -> tuple[str, str]:
+        """After the kernel refused a function's probes: at its symbol when the refused ones were the
+        faster placement past its prologue, else one instruction in (:meth:`_probe_displaced`).
+        (what ``ssl.attached`` lists for it, "") when placed, ("", why not) otherwise."""
+        if fast is not None and fast.via_callee:
+            # The faster placement's addresses are taken (a probe another tracer left with
+            # another reference counter): the function's own entry and return still work.
+            plain_enter, plain_leave = _PLAIN_PROGRAMS[fast.func]
+            try:
+                self._probe_pair(lib.path, fast.symbol, plain_enter, fast.symbol, plain_leave, pid)
+            except Exception as again:
+                exc = bpfprog.BpfError(getattr(again, "errno", 0), f"{exc}; at its symbol: {again}")
+            else:
+                self.count("probes_at_symbol")
+                return fast.func, ""
+        func = name.split("+")[0]
+        why = self._probe_displaced(lib, func, *_PLAIN_PROGRAMS.get(func, (enter_fn, leave_fn)), pid, exc)
+        if why is not None:
+            return "", f"{func}: {why}"
+        self.count("probes_displaced")
+        return f"{func} (displaced)", ""
 
     def _probe_displaced(self, lib: tlslibs.TlsLibrary, func: str, enter_fn: str, leave_fn: str, pid: int,
                          exc: Exception) -> str | None:
