@@ -15,7 +15,7 @@ tracepoints it attached, with SCM_RIGHTS: one or more messages, each a JSON head
 its fds in order, the last one of a batch saying where it ends::
 
     {"objects": [{"kind": "map", "name": "events", "type": 27, "key_size": 0, "value_size": 0,
-                  "max_entries": 16777216},
+                  "max_entries": 16777216, "flags": 0},
                  {"kind": "prog", "name": "enter_write", "type": 2},
                  {"kind": "tracepoint", "target": "sched:sched_process_exec",
                   "program": "tracepoint__sched__sched_process_exec"}, ...],
@@ -57,7 +57,7 @@ def _objects(bpf: Any, lib: Any, prog_types: dict[str, int]) -> list[tuple[dict[
     for fn, res in (("bpf_num_tables", ctypes.c_size_t), ("bpf_table_name", ctypes.c_char_p),
                     ("bpf_table_fd_id", ctypes.c_int), ("bpf_table_type_id", ctypes.c_int),
                     ("bpf_table_key_size_id", ctypes.c_size_t), ("bpf_table_leaf_size_id", ctypes.c_size_t),
-                    ("bpf_table_max_entries_id", ctypes.c_size_t)):
+                    ("bpf_table_max_entries_id", ctypes.c_size_t), ("bpf_table_flags_id", ctypes.c_int)):
         getattr(lib, fn).restype = res
         getattr(lib, fn).argtypes = [ctypes.c_void_p] + ([] if fn == "bpf_num_tables" else [ctypes.c_size_t])
     out: list[tuple[dict[str, Any], int]] = []
@@ -69,7 +69,8 @@ def _objects(bpf: Any, lib: Any, prog_types: dict[str, int]) -> list[tuple[dict[
                      "type": lib.bpf_table_type_id(bpf.module, i),
                      "key_size": lib.bpf_table_key_size_id(bpf.module, i),
                      "value_size": lib.bpf_table_leaf_size_id(bpf.module, i),
-                     "max_entries": lib.bpf_table_max_entries_id(bpf.module, i)}, fd))
+                     "max_entries": lib.bpf_table_max_entries_id(bpf.module, i),
+                     "flags": lib.bpf_table_flags_id(bpf.module, i)}, fd))
     for name, fn in bpf.funcs.items():
         text = name.decode()
         kind = prog_types.get(text, 5 if text.startswith("tracepoint__") else 2)
@@ -155,15 +156,10 @@ def _bcc_entry(bpf: Any, lib: Any) -> Any:
                           ("bpf_function_name", ctypes.c_char_p, [ctypes.c_void_p, ctypes.c_size_t]),
                           ("bpf_function_start", ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_char_p]),
                           ("bpf_function_size", ctypes.c_size_t, [ctypes.c_void_p, ctypes.c_char_p]),
-                          ("bpf_module_license", ctypes.c_char_p, [ctypes.c_void_p]),
-                          ("bpf_table_flags_id", ctypes.c_int, [ctypes.c_void_p, ctypes.c_size_t])):
+                          ("bpf_module_license", ctypes.c_char_p, [ctypes.c_void_p])):
         getattr(lib, fn).restype, getattr(lib, fn).argtypes = res, args
-    maps = []
-    for desc, fd in _objects(bpf, lib, {}):
-        if desc["kind"] == "map":
-            index = next(i for i in range(lib.bpf_num_tables(bpf.module)) if lib.bpf_table_fd_id(bpf.module, i) == fd)
-            maps.append(bpfcache.MapSpec(desc["name"], fd, desc["type"], desc["key_size"], desc["value_size"],
-                                         desc["max_entries"], lib.bpf_table_flags_id(bpf.module, index)))
+    maps = [bpfcache.MapSpec(d["name"], fd, d["type"], d["key_size"], d["value_size"], d["max_entries"], d["flags"])
+            for d, fd in _objects(bpf, lib, {}) if d["kind"] == "map"]
     functions = {}
     for i in range(lib.bpf_num_functions(bpf.module)):
         name = lib.bpf_function_name(bpf.module, i)
@@ -196,7 +192,7 @@ class _Cached:
             fd = bpfcache.create_map(spec)
             self.fds[spec.fd] = fd
             out.append(({"kind": "map", "name": spec.name, "type": spec.type, "key_size": spec.key_size,
-                         "value_size": spec.value_size, "max_entries": spec.max_entries}, fd))
+                         "value_size": spec.value_size, "max_entries": spec.max_entries, "flags": spec.flags}, fd))
         self.made += out
         return out
 
