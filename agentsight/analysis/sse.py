@@ -76,15 +76,8 @@ class SseParser:
         out: list[SseEvent] = []
         if self._between and b"\r" not in data:
             # Between events (nothing of the next one read yet): whole events of the common shape
-            # (a type, one data line, LF-only), one match each; what is left takes the general path.
-            m = _ONE_EVENT.fullmatch(data)
-            if m is not None:  # the usual record: one event
-                self._offset += len(data)
-                kind, text = m.group(1, 2)
-                out.append({"event": kind.decode("utf-8", "replace") if kind else "message",  # type: ignore[arg-type]
-                            "data": text.decode("utf-8", "replace"), "id": self._last_id, "retry": self._retry,
-                            "end": self._offset, "ts_ns": ts_ns})
-                return out
+            # (a type, one data line, LF-only), one match each (the usual record is one event);
+            # what is left takes the general path.
             pos, n, match = 0, len(data), _ONE_EVENT.match
             while pos < n:
                 m = match(data, pos)
