@@ -179,6 +179,10 @@ class Supervisor:
         self._claim_run_dir()
         self.control = self.ctx.socket(zmq.ROUTER)
         self.control.setsockopt(zmq.LINGER, 0)
+        # A restarted actor connects with its predecessor's identity, maybe before this socket has
+        # seen the old connection close: without handover, ZMQ ignores the newcomer (its "ready"
+        # never arrives, and what is sent to it goes to the dead connection).
+        self.control.setsockopt(zmq.ROUTER_HANDOVER, 1)
         self.control.bind(self.run.control)
         self.status = self.ctx.socket(zmq.REP)
         self.status.setsockopt(zmq.LINGER, 0)
