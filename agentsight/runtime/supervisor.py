@@ -270,6 +270,11 @@ class Supervisor:
         inst.draining = False
         inst.eos_acks = set()
         inst.said_stopped = False
+        # An acknowledgement is the process's that received the end of stream: a new process in the
+        # slot (a restart, a reload that changed the workers) has received none. A stale one would
+        # release its upstream before this process has the stream's tail.
+        for other in self.instances.values():
+            other.eos_acks.discard(inst.id)
 
     def _existing_of(self, c: ComponentSpec) -> list[Instance]:
         """The instance slots a component has now (none before it is started)."""

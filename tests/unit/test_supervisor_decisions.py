@@ -105,3 +105,43 @@ def test_tick_refuses_to_run_inside_itself(sup):
     sup._in_tick = True
     with pytest.raises(RuntimeError, match="re-entered"):
         sup._tick(0)
+
+
+class LiveProc:
+    """A process that has not exited (what _spawn gets from the zygote, here without one)."""
+
+    pid = 4343
+    returncode = None
+
+    def poll(self) -> None:
+        return None
+
+
+def test_a_restarted_downstream_must_acknowledge_the_end_of_stream_again(tmp_path, monkeypatch):
+    # gen -> tag: the old tag process acknowledged gen's end of stream (a reload retired that
+    # output); the new process in the same slot has received nothing, so gen is not released.
+    spec = PipelineSpec(name="t", components={
+        "gen": ComponentSpec("source", "gen", "replay"),
+        "tag": ComponentSpec("analyzer", "tag", "passthrough", inputs=["gen"])})
+    s = Supervisor(spec, run_dir=tmp_path / "run")
+    try:
+        (s.run.path / "specs").mkdir(parents=True, exist_ok=True)
+        monkeypatch.setattr(s.zygote, "spawn_actor", lambda path, env: LiveProc())
+        released: list[str] = []
+        monkeypatch.setattr(s, "_send", lambda inst, msg: released.append(inst.id)
+                            if isinstance(msg, control.Release) else None)
+        gen = s.instances["sources/gen"] = Instance("source", "gen", 0, 1, "sources/gen")
+        tag = s.instances["analyzers/tag"] = Instance("analyzer", "tag", 0, 1, "analyzers/tag")
+        for inst in (gen, tag):
+            s._spawn(inst)
+        s._on_control(tag, control.Eos("sources/gen"))  # the old process has the stream's end
+        tag = s.instances["analyzers/tag"] = Instance("analyzer", "tag", 0, 1, "analyzers/tag")
+        s._spawn(tag)  # its successor in the slot, as a reload starts it
+        gen.draining = True
+        s._release_drained()
+        assert released == [] and "analyzers/tag" not in gen.eos_acks
+        s._on_control(tag, control.Eos("sources/gen"))
+        s._release_drained()
+        assert released == ["sources/gen"]
+    finally:
+        s.ctx.destroy(linger=0)
