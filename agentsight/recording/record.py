@@ -24,12 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agentsight.pipeline.config import PipelineSpec
-from agentsight.runtime.control import EXIT_STARTUP_FAILED
 from agentsight.runtime.held import HeldCommand, Owner
-from agentsight.runtime.session import RunOutcome, run_pipeline
+
+if TYPE_CHECKING:  # (imported where used: `record` through a collector starts without them)
+    from agentsight.pipeline.config import PipelineSpec
+    from agentsight.runtime.session import RunOutcome
 
 __all__ = ["RecordResult", "RecordError", "RecordRun", "CollectorRecordRun", "describe"]
 
@@ -120,6 +121,8 @@ class RecordRun:
         command or the attached process exits (or Ctrl-C); ``on_started`` when it is recording.
         Raises what :func:`~agentsight.runtime.session.run_pipeline` raises."""
         from agentsight.recording.store import Store
+        from agentsight.runtime.control import EXIT_STARTUP_FAILED
+        from agentsight.runtime.session import run_pipeline
 
         held = self.held
         attached = _process(self.pid) if self.pid and held is None else None
