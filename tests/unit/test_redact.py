@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agentsight.analysis.redact import redact_bytes, redact_headers, redact_text, redact_value
 
@@ -118,3 +120,67 @@ def test_a_key_cut_by_an_earlier_redaction_is_not_left_half_shown() -> None:
     joined = redact_text("[REDACTED:sk-ant]" + KEYS["sk-ant"][25:] + " ok")
     assert joined == "[REDACTED:sk-ant] ok"
     assert redact_text("[REDACTED:bearer]abc.def-ghi and more") == "[REDACTED:bearer] and more"
+
+
+# --------------------------------------------------------------------------- long texts: Hyperscan or the automaton
+
+_PIECES = [*KEYS.values(), '"api_key": "s3cr3t-value"', "'Password': 'hunter22'", "Bearer abcdefghijkl0123",
+           "BEARER xyz0123456789abc", "?key=AIzaSecret&alt=sse", PEM, "Authorization: Basic dXNlcjpwYXNz",
+           "[REDACTED:sk-ant]tail0123", "Sk-Ant-not-a-key", "ghp_short", "token: abc", "é", "\u00df", "plain words "]
+
+
+@pytest.fixture(params=["hyperscan", "automaton"])
+def finder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Long texts redacted with their hints found by Hyperscan (where installed) or by the automaton."""
+    from agentsight.analysis import redact
+
+    if request.param == "automaton":
+        for rules in (redact._BYTES_RULES, redact._STR_RULES):
+            monkeypatch.setattr(rules.big_text, "usable", False)
+    elif redact._BYTES_RULES.big_text.find(b"x" * redact.BIG_TEXT) is None:
+        pytest.skip("Hyperscan is not installed here (it is on x86-64)")
+    return str(request.param)
+
+
+def test_hyperscan_is_what_finds_hints_in_long_texts_on_x86_64() -> None:
+    import platform
+
+    from agentsight.analysis.redact import _BYTES_RULES, BIG_TEXT
+
+    if platform.machine() != "x86_64":
+        pytest.skip("Hyperscan has wheels for x86-64 only")
+    text = b"x" * BIG_TEXT + b'{"API_KEY": "abc"} sk-ant-'
+    assert sorted(_BYTES_RULES.big_text.find(text) or []) == sorted(
+        (i, start) for i, start, _ in _BYTES_RULES.matcher.find_matches_as_indexes(text.lower(), overlapping=True))
+
+
+def test_a_long_text_loses_every_secret_whichever_finds_the_hints(finder: str) -> None:
+    from agentsight.analysis.redact import BIG_TEXT
+
+    pad = "the agent reads files and runs commands; " * (BIG_TEXT // 40 + 1)
+    for key in KEYS.values():
+        text = pad + f'{{"messages": [{{"content": "use {key} now"}}], "api_key": "abcd1234"}}' + pad
+        for out in (redact_text(text), redact_bytes(text.encode()).decode()):
+            assert key not in out and "abcd1234" not in out and out.startswith(pad) and out.endswith(pad)
+    # Non-ASCII text (the automaton's path for str, whatever is installed) too.
+    text = "é" + pad + KEYS["sk-ant"] + pad
+    assert KEYS["sk-ant"] not in redact_text(text) and KEYS["sk-ant"].encode() not in redact_bytes(text.encode())
+
+
+@given(st.lists(st.sampled_from(_PIECES) | st.text(alphabet="abcXYZ:=\"' -_\n", max_size=20), max_size=40),
+       st.integers(0, 3))
+@settings(max_examples=150, deadline=None)
+def test_hyperscan_and_the_automaton_redact_long_texts_alike(pieces: list[str], pad_kind: int) -> None:
+    from agentsight.analysis import redact
+
+    pad = ["", "x", "key ", "Bearer "][pad_kind] * (redact.BIG_TEXT // 4 + 1)
+    text = pad + "".join(pieces) + pad
+    fast = (redact_text(text), redact_bytes(text.encode()))
+    for rules in (redact._BYTES_RULES, redact._STR_RULES):
+        rules.big_text.usable = False
+    try:
+        slow = (redact_text(text), redact_bytes(text.encode()))
+    finally:
+        for rules in (redact._BYTES_RULES, redact._STR_RULES):
+            rules.big_text.usable = True
+    assert fast == slow
