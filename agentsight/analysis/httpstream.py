@@ -805,8 +805,16 @@ class HttpStreams:
 
     def _feed_h1_responses(self, conn: _Conn, payload: bytes, ts: int, out: list[Event]) -> None:
         ex = conn.resp_ex
-        if ex is not None and self._direct_record(conn, ex, payload, ts, out):
-            return
+        if ex is not None:
+            # A streamed answer's usual record, one whole chunk of an uncompressed body: straight out.
+            resp = ex.response
+            if resp is not None and resp.direct and resp.out is None and not resp.pending_chunk:
+                piece = conn.responses.whole_chunk(payload)
+                if piece is not None:
+                    resp.wire_size += len(piece)
+                    resp.count(piece, ts)
+                    self._chunk_out(conn, ex, resp, piece, ts, out, False)
+                    return
         conn.responses.feed(payload, ts, lambda op, arg: self._h1_response_op(conn, op, arg, ts, out))
         ex = conn.resp_ex
         if ex is not None and ex.response is not None:
@@ -1182,73 +1190,6 @@ class HttpStreams:
         else:
             return
         self._chunk_out(conn, ex, resp, chunk, ts, out, final)
-
-    def _direct_record(self, conn: _Conn, ex: _Exchange, payload: bytes, ts: int, out: list[Event]) -> bool:
-        """A streamed answer's usual TLS record, read whole here: one whole chunk of an uncompressed
-        body (the server flushed an event), no bytes held by the redactor. It comes thousands of times
-        per call, so this is :meth:`_chunk_out` for that case alone, inline. False, with nothing
-        changed, for anything else, which the general path reads."""
-        resp = ex.response
-        if resp is None or not resp.direct or resp.out is not None or resp.pending_chunk:
-            return False
-        redactor = resp.redactor
-        if redactor is not None and redactor.held:
-            return False
-        piece = conn.responses.whole_chunk(payload)
-        if piece is None:
-            return False
-        raw_len = len(piece)
-        resp.wire_size += raw_len
-        size = resp.decoded_size = resp.decoded_size + raw_len
-        timeline = resp.timeline
-        if timeline and timeline[-1][1] == ts:
-            timeline[-1][0] = size
-        else:
-            timeline.append([size, ts])
-        if self.redact:
-            if redactor is None:
-                redactor = resp.redactor = StreamRedactor()
-                resp.body_redacted = True
-            data = redactor.feed(piece)
-            if redactor.held:
-                raw_len -= redactor.held
-                if not data:
-                    return True
-        else:
-            data = piece
-        body = resp.body
-        if len(body) + len(data) <= resp.max_body:
-            body += data
-        else:
-            resp.keep(data)
-        parser = resp.sse
-        events: list[dict[str, Any]] | None = None
-        ended = False
-        if parser is not None:
-            events = parser.feed(data, ts)  # type: ignore[assignment]  # as_dicts: the record form
-            if events:
-                resp.sse_events += events
-                if ex.stream_id is None:
-                    if self.stream_end is stream_ended:  # the dialects' markers, inline
-                        for e in events:
-                            text = e["data"]
-                            if (e["event"] in END_EVENTS or text in END_DATA
-                                    or '"jsonrpc"' in text and self._answers_request(ex, text)):
-                                ended = True
-                    else:
-                        ended = self._stream_ends(ex, events)
-        offset = resp.chunk_offset
-        resp.chunk_offset = offset + raw_len
-        if resp.stream_chunks:
-            record = {"conn": conn.key, "seq": ex.seq, "stream_id": None, "offset": offset, "data": data,
-                      "content_type": resp.content_type}
-            if events is not None:
-                record["events"] = events
-            out.append(Event("http.stream.chunk", ts, self.source, conn.pid, conn.tid, conn.comm, record))
-        if ended:  # clients stop reading here: the chunked terminator may never be read (or captured)
-            self._finish_response(conn, ex, ts, out, error=None)
-            conn.ended_early = True
-        return True
 
     def _chunk_out(self, conn: _Conn, ex: _Exchange, resp: _Message, chunk: bytes, ts: int, out: list[Event],
                    final: bool) -> None:
