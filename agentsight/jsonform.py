@@ -12,9 +12,11 @@ import base64
 import json
 from typing import Any
 
+import orjson
+
 from agentsight.event import Event
 
-__all__ = ["to_jsonable", "from_jsonable", "event_to_json", "event_from_json"]
+__all__ = ["to_jsonable", "from_jsonable", "to_json", "event_to_json", "event_from_json"]
 
 
 def to_jsonable(value: Any) -> Any:
@@ -43,10 +45,28 @@ def from_jsonable(value: Any) -> Any:
     return value
 
 
+def _orjson_default(value: Any) -> Any:
+    """What orjson does not write itself: bytes as :func:`to_jsonable` writes them, anything else
+    as its ``str``."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return to_jsonable(bytes(value))
+    return str(value)
+
+
+def to_json(value: Any) -> str:
+    """``value`` as compact JSON text, bytes in the reversible form above (what the recording and
+    jsonl files hold). orjson writes it in one pass (a tenth of the time of :func:`to_jsonable`
+    then ``json.dumps``: every event of a recording goes through here); what orjson refuses
+    (integers past 64 bits, a lone surrogate, nesting past 254 levels, keys other than text and
+    numbers) takes that slower way."""
+    try:
+        return orjson.dumps(value, default=_orjson_default, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(to_jsonable(value), ensure_ascii=False, separators=(",", ":"), default=str)
+
+
 def event_to_json(event: Event) -> str:
-    d = event.to_dict()
-    d["data"] = to_jsonable(event.data)
-    return json.dumps(d, ensure_ascii=False, separators=(",", ":"))
+    return to_json(event.to_dict())
 
 
 def event_from_json(line: str) -> Event:

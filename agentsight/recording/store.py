@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from agentsight.event import Event
-from agentsight.jsonform import from_jsonable, to_jsonable
+from agentsight.jsonform import from_jsonable, to_json
 
 __all__ = ["Store", "StoreError", "SCHEMA_VERSION"]
 
@@ -195,7 +195,7 @@ class Store:
             cur.execute(
                 "INSERT INTO events (ts_ns, topic, source, pid, tid, comm, session, data) VALUES (?,?,?,?,?,?,?,?)",
                 (e.ts_ns, e.topic, e.source, e.pid, e.tid, e.comm, session,
-                 json.dumps(to_jsonable(data), ensure_ascii=False, separators=(",", ":"), default=str)))
+                 to_json(data)))
             derive = _DERIVE.get(e.topic)
             if derive is not None:
                 derive(cur, e, data, session, cur.lastrowid or 0)
