@@ -184,3 +184,19 @@ def test_hyperscan_and_the_automaton_redact_long_texts_alike(pieces: list[str], 
         for rules in (redact._BYTES_RULES, redact._STR_RULES):
             rules.big_text.usable = True
     assert fast == slow
+
+
+def test_without_hyperscan_long_texts_are_searched_by_the_automaton(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where Hyperscan is not installed (no wheel for the machine), the first long text finds out
+    once, and every text is redacted all the same."""
+    import sys
+
+    from agentsight.analysis.redact import _BYTES_RULES, BIG_TEXT, BigTextHints
+
+    monkeypatch.setitem(sys.modules, "hyperscan", None)  # import hyperscan: ImportError
+    hints = BigTextHints(_BYTES_RULES.hints)
+    assert hints.find(b"x" * BIG_TEXT) is None and not hints.usable
+    monkeypatch.setattr(_BYTES_RULES, "big_text", hints)
+    text = b"x" * BIG_TEXT + b" key: " + KEYS["sk"].encode() + b" Bearer abcdefghijkl0123"
+    out = redact_bytes(text)
+    assert KEYS["sk"].encode() not in out and b"abcdefghijkl0123" not in out and out.startswith(b"x" * BIG_TEXT)
