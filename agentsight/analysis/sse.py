@@ -29,7 +29,7 @@ __all__ = ["SseEvent", "SseParser", "SseMerge", "parse_sse", "stamp", "merged_me
 
 DONE = "[DONE]"  # OpenAI-style end-of-stream sentinel carried in a data field
 # One whole event of the most common shape (an optional type, one data line), LF-only: read in one match.
-_ONE_EVENT = re.compile(rb"(?:event: ?([^\r\n:]+)\n)?data: ?([^\r\n]*)\n\n")
+_ONE_EVENT = re.compile(rb"(?:event: ?([^\n:]+)\n)?data: ?([^\n]*)\n\n")
 
 
 class SseEvent(NamedTuple):
@@ -74,16 +74,10 @@ class SseParser:
     def feed(self, data: bytes, ts_ns: int | None = None) -> list[SseEvent]:
         """Parse more of the stream; returns the events completed by it, stamped with ``ts_ns``."""
         out: list[SseEvent] = []
-        if self._between:
+        if self._between and b"\r" not in data:
             # Between events (nothing of the next one read yet): whole events of the common shape
-            # (a type, one data line, LF-only), one match each; what is left takes the general path.
-            m = _ONE_EVENT.fullmatch(data)
-            if m is not None:  # the usual record: one event
-                kind, text = m.groups()
-                end = self._offset = self._offset + len(data)
-                return [{"event": kind.decode("utf-8", "replace") if kind else "message",  # type: ignore[list-item]
-                         "data": text.decode("utf-8", "replace"), "id": self._last_id, "retry": self._retry,
-                         "end": end, "ts_ns": ts_ns}]
+            # (a type, one data line, LF-only), one match each (the usual record is one event);
+            # what is left takes the general path.
             pos, n, match = 0, len(data), _ONE_EVENT.match
             while pos < n:
                 m = match(data, pos)
