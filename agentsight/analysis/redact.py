@@ -151,34 +151,32 @@ class BigTextHints:
     def __init__(self, hints: list[str]) -> None:
         self._hints = [h.encode() for h in hints]
         self._lengths = [len(h) for h in self._hints]
-        self._db: Any = None
+        self._db: Any = None  # compiled on first use
+        self._new_scratch: Callable[[], Any] | None = None
         self._local = threading.local()  # a scan needs its own scratch space per thread
         self.usable = True
 
-    def _open(self) -> Any:
+    def _open(self) -> bool:
         try:
             import hyperscan  # noqa: PLC0415  (optional, and 3 ms to import: only once a long text comes)
 
             db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
             db.compile(expressions=self._hints, ids=list(range(len(self._hints))),
                        flags=hyperscan.HS_FLAG_CASELESS, literal=True)
-            self._new_scratch = lambda: hyperscan.Scratch(db)
         except Exception:  # noqa: BLE001  (not installed, or no engine for this CPU: the automaton it is)
             self.usable = False
-            return None
-        self._db = db
-        return db
+            return False
+        self._db, self._new_scratch = db, lambda: hyperscan.Scratch(db)
+        return True
 
     def find(self, data: bytes | None) -> list[tuple[int, int]] | None:
         """(hint number, start) of every occurrence of every hint in ``data``; None if this cannot
         search (no Hyperscan, or ``data`` None)."""
-        if data is None or not self.usable:
-            return None
-        db = self._db or self._open()
-        if db is None:
+        if data is None or not self.usable or (self._db is None and not self._open()):
             return None
         scratch = getattr(self._local, "scratch", None)
         if scratch is None:
+            assert self._new_scratch is not None
             scratch = self._local.scratch = self._new_scratch()
         found: list[tuple[int, int]] = []
         lengths = self._lengths
@@ -186,7 +184,7 @@ class BigTextHints:
         def hit(i: int, _start: int, end: int, _flags: int, _ctx: object) -> None:
             found.append((i, end - lengths[i]))
 
-        db.scan(data, match_event_handler=hit, scratch=scratch)
+        self._db.scan(data, match_event_handler=hit, scratch=scratch)
         return found
 
 
