@@ -123,17 +123,23 @@ def chain(call: Call | list[Event], *, live: bool = True, max_body: int = 32 * 1
     return out
 
 
+def timed_chain(call: Call, live: bool = True) -> tuple[float, list[Event]]:
+    """One run of the chain: (CPU s, the llm.call records). Its input events are made before the
+    clock starts (a stage is handed them), and what it derives is passed on, not kept, as in an
+    actor."""
+    events = inputs(call)
+    t = time.process_time()
+    out = chain(events, live=live, keep=False)
+    return time.process_time() - t, out
+
+
 def measure(call: Call, repeat: int, live: bool = True) -> tuple[float, float]:
-    """(chain CPU s, floor CPU s): best of ``repeat``, interleaved so both see the same machine.
-    The chain's input events are made before its clock starts (a stage is handed them), and what
-    it derives is passed on, not kept, as in an actor."""
+    """(chain CPU s, floor CPU s): best of ``repeat``, interleaved so both see the same machine."""
     best_chain = best_floor = float("inf")
     for _ in range(repeat):
         best_floor = min(best_floor, floor_seconds(call, time.process_time))
-        events = inputs(call)
-        t = time.process_time()
-        out = chain(events, live=live, keep=False)
-        best_chain = min(best_chain, time.process_time() - t)
+        took, out = timed_chain(call, live)
+        best_chain = min(best_chain, took)
         assert len(out) == 1 and out[0].topic == "llm.call", f"{call.name}: {len(out)} llm.call records"
     return best_chain, best_floor
 
@@ -156,11 +162,8 @@ def calls_report(repeat: int) -> None:
     print(f"4x the deltas (1,000 -> 4,000, same prompt): {four / one:.2f}x the time "
           f"(the two calls measured in turn, best of {repeat} each)")
     big = anthropic_call(2_000, 100_000, seed=9)
-    events = inputs(big)
-    t = time.process_time()
-    out = chain(events, keep=False)
-    took = time.process_time() - t
-    (rec,) = [e.data for e in out if e.topic == "llm.call"]
+    took, out = timed_chain(big)
+    (rec,) = [e.data for e in out]
     print(f"100,000 events in one stream: {took:.2f} s ({took / big.events * 1e6:.1f} µs per event), "
           f"{rec['stream_events']} events read, {len(rec['output_text']):,} characters of answer")
     over_cap()
@@ -171,10 +174,7 @@ def growth(small: Call, large: Call, repeat: int) -> tuple[float, float]:
     best = [float("inf"), float("inf")]
     for _ in range(repeat):
         for i, call in enumerate((small, large)):
-            events = inputs(call)
-            t = time.process_time()
-            chain(events, keep=False)
-            best[i] = min(best[i], time.process_time() - t)
+            best[i] = min(best[i], timed_chain(call)[0])
     return best[0], best[1]
 
 
@@ -182,13 +182,7 @@ def chain_cost_without_stream(call: Call, repeat: int) -> float:
     """The same call with its answer cut to its first and last events: what the stream itself does not cost."""
     reads = [r for r in call.records if r[0] == "read"]
     short = Call(call.name, [r for r in call.records if r[0] == "write"] + reads[:4] + reads[-4:], [], 0)
-    best = float("inf")
-    for _ in range(repeat):
-        events = inputs(short)
-        t = time.process_time()
-        chain(events, keep=False)
-        best = min(best, time.process_time() - t)
-    return best
+    return min(timed_chain(short)[0] for _ in range(repeat))
 
 
 def over_cap() -> None:
